@@ -1,0 +1,185 @@
+package bus
+
+import (
+	"errors"
+	"sort"
+	"sync"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// ErrUnsubscribed is the Err of a subscription ended by its own Close.
+var ErrUnsubscribed = errors.New("bus: unsubscribed")
+
+// Options configures a Hub. The zero value of every field means its
+// default.
+type Options struct {
+	// History is how many changes the hub retains for resuming
+	// subscribers. Zero means 100000.
+	History int
+	// Buffer is each subscriber's queue length: a subscriber that falls
+	// further behind is dropped. Zero means 1024.
+	Buffer int
+	// Encode appends the wire encoding of a change to b. It runs once per
+	// change, whatever the number of subscribers. Nil leaves Event.Data
+	// empty.
+	Encode func(b []byte, c *kv.Change) []byte
+}
+
+// Hub is the in-process change feed: the store's Publisher, a bounded
+// history, and a registry of subscribers.
+type Hub struct {
+	encode func(b []byte, c *kv.Change) []byte
+	buffer int
+
+	// mu guards everything below.
+	mu        sync.Mutex
+	ring      []*kv.Event // history, oldest at head
+	head, n   int
+	compacted int64 // newest revision no longer retained, 0 if none
+	last      int64 // revision of the last published change
+	subs      map[*Subscription]struct{}
+	closed    bool
+}
+
+var _ kv.Publisher = (*Hub)(nil)
+
+// New returns an empty Hub.
+func New(opts Options) *Hub {
+	if opts.History <= 0 {
+		opts.History = 100000
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 1024
+	}
+	return &Hub{
+		encode: opts.Encode,
+		buffer: opts.Buffer,
+		ring:   make([]*kv.Event, opts.History),
+		subs:   make(map[*Subscription]struct{}),
+	}
+}
+
+// Publish appends changes, which must follow every change published
+// before in revision order, to the history and queues them to every
+// matching subscriber. It never blocks: a subscriber whose queue is full
+// is dropped with kv.ErrSlowConsumer.
+func (h *Hub) Publish(changes []kv.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	evs := make([]kv.Event, len(changes))
+	if h.encode != nil {
+		// One buffer for the batch; slices of it are the events' data.
+		var buf []byte
+		ends := make([]int, len(changes))
+		for i := range changes {
+			buf = h.encode(buf, &changes[i])
+			ends[i] = len(buf)
+		}
+		start := 0
+		for i := range evs {
+			evs[i].Data = buf[start:ends[i]:ends[i]]
+			start = ends[i]
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	for i := range evs {
+		ev := &evs[i]
+		ev.Change = changes[i]
+		if ev.Revision <= h.last {
+			panic("bus: publish out of revision order")
+		}
+		h.appendLocked(ev)
+		for s := range h.subs {
+			if ev.Revision < s.from || !s.filter.match(ev.Key) {
+				continue
+			}
+			select {
+			case s.c <- ev:
+			default:
+				h.dropLocked(s, kv.ErrSlowConsumer)
+			}
+		}
+	}
+}
+
+func (h *Hub) appendLocked(ev *kv.Event) {
+	if h.n == len(h.ring) {
+		h.compacted = h.ring[h.head].Revision
+		h.ring[h.head] = nil
+		h.head = (h.head + 1) % len(h.ring)
+		h.n--
+	}
+	h.ring[(h.head+h.n)%len(h.ring)] = ev
+	h.n++
+	h.last = ev.Revision
+}
+
+// at returns the i-th oldest retained event.
+func (h *Hub) atLocked(i int) *kv.Event { return h.ring[(h.head+i)%len(h.ring)] }
+
+// Subscribe registers a subscriber for the changes that match f, from
+// revision from on; from <= 0 means from the next change published. It
+// returns a *kv.CompactedError when from is older than the history, and
+// kv.ErrFeedClosed after Close.
+func (h *Hub) Subscribe(f Filter, from int64) (*Subscription, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, kv.ErrFeedClosed
+	}
+	if from <= 0 {
+		from = h.last + 1
+	}
+	if from <= h.compacted {
+		return nil, &kv.CompactedError{Oldest: h.compacted + 1}
+	}
+	s := &Subscription{hub: h, filter: f, from: from, c: make(chan *kv.Event, h.buffer)}
+	for i := sort.Search(h.n, func(i int) bool { return h.atLocked(i).Revision >= from }); i < h.n; i++ {
+		if ev := h.atLocked(i); f.match(ev.Key) {
+			s.replay = append(s.replay, ev)
+		}
+	}
+	h.subs[s] = struct{}{}
+	return s, nil
+}
+
+// Rev returns the revision of the last published change. Every matching
+// change up to it is already in a live subscription's Replay or queue.
+func (h *Hub) Rev() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+// Len returns the number of live subscriptions.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Close ends every subscription with kv.ErrFeedClosed and refuses new ones.
+// Later publishes are ignored.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.subs {
+		h.dropLocked(s, kv.ErrFeedClosed)
+	}
+}
+
+func (h *Hub) dropLocked(s *Subscription, err error) {
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
+	delete(h.subs, s)
+	s.err.Store(&err)
+	s.once.Do(func() { close(s.c) })
+}

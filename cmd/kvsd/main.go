@@ -1,0 +1,186 @@
+// Command kvsd is the kvs server: a key-value store over HTTP with a live
+// change feed over WebSocket.
+//
+// Every flag has an environment twin: -max-value-bytes is KVS_MAX_VALUE_BYTES.
+// A flag given on the command line wins over its twin.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kvsdb/kvs/bus"
+	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/kv"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "kvsd:", err)
+		os.Exit(1)
+	}
+}
+
+// config is kvsd's configuration, from flags and their environment twins.
+type config struct {
+	addr            string
+	backend         string
+	shards          int
+	history         int
+	maxValueBytes   int
+	logFormat       string
+	logLevel        slog.Level
+	shutdownTimeout time.Duration
+}
+
+// parseConfig reads flags from args, and for each flag not given there,
+// its environment twin from getenv.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
+	fs.StringVar(&c.backend, "backend", "memory", "the log behind the store: memory (nothing is written to disk)")
+	fs.IntVar(&c.shards, "shards", 32, "number of map shards (rounded up to a power of two)")
+	fs.IntVar(&c.history, "history", 100000, "changes kept in memory for subscribers resuming with ?from=")
+	fs.IntVar(&c.maxValueBytes, "max-value-bytes", httpapi.DefaultMaxValueBytes, "largest value accepted, in bytes of compact JSON")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "KVS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !given[f.Name] && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", env, v, e)
+			}
+		}
+	})
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case c.backend != "memory":
+		return c, fmt.Errorf("-backend %q: the only backend is memory", c.backend)
+	case c.logFormat != "text" && c.logFormat != "json":
+		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.history <= 0:
+		return c, fmt.Errorf("-history %d: must be positive", c.history)
+	case c.maxValueBytes <= 0:
+		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
+	case c.shards <= 0 || c.shards > 1<<16:
+		return c, fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
+	}
+	return c, nil
+}
+
+// run serves until ctx is done, then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	hopts := &slog.HandlerOptions{Level: cfg.logLevel}
+	var lh slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if cfg.logFormat == "json" {
+		lh = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(lh)
+
+	hub := bus.New(bus.Options{History: cfg.history, Encode: httpapi.AppendEvent})
+	store := kv.New(kv.Options{Shards: cfg.shards, Publisher: hub})
+	api := httpapi.New(httpapi.Options{
+		Store:         store,
+		Feed:          feed{hub},
+		MaxValueBytes: cfg.maxValueBytes,
+		Logger:        log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(lh, slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "backend", cfg.backend)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err = <-served:
+		log.Error("server failed", "err", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Stop accepting and wait for requests in flight (their writes finish),
+	// while subscribers are closed with 1001.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(sctx) }()
+	if e := api.Shutdown(sctx); e != nil {
+		log.Warn("subscribers did not all close in time", "err", e)
+	}
+	if e := <-shut; e != nil {
+		log.Warn("requests did not all finish in time", "err", e)
+		srv.Close()
+	}
+	hub.Close()
+	if e := store.Close(); e != nil && err == nil {
+		err = e
+	}
+	log.Info("stopped", "rev", store.Rev())
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// feed serves a bus.Hub as the change feed of httpapi.
+type feed struct{ *bus.Hub }
+
+func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
+	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}

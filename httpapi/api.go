@@ -1,0 +1,329 @@
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
+// the /subscribe change feed over WebSocket, and /healthz and /readyz.
+//
+// Every answer is JSON; every error is {"error": "..."} with a 4xx or 5xx
+// status. A Handler is safe for concurrent use.
+package httpapi
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// DefaultMaxValueBytes is the default limit on a value's compact JSON size.
+const DefaultMaxValueBytes = 1 << 20
+
+// bodySlack is what a request body may hold beyond the value: the key, the
+// member names, whitespace.
+const bodySlack = 64 << 10
+
+// Options configures a Handler. The zero value of every field but Store
+// means its default.
+type Options struct {
+	// Store is the store to serve. Required.
+	Store *kv.Store
+	// MaxValueBytes limits a value's compact JSON size; a request body may
+	// be 64 KiB larger. Zero means DefaultMaxValueBytes.
+	MaxValueBytes int
+	// Ready reports why the server is not ready to serve current data, or
+	// nil when it is. Nil means always ready.
+	Ready func() error
+	// Logger receives server errors. Nil means discard.
+	Logger *slog.Logger
+
+	// Feed is the change feed served at /subscribe. Nil means none: 404.
+	Feed Feed
+	// OriginPatterns lists the origins, besides the request's own host,
+	// whose pages may open /subscribe (see websocket.AcceptOptions). Nil
+	// means same-origin only.
+	OriginPatterns []string
+	// ProgressInterval is the longest an idle subscriber waits for a
+	// progress event; each wait is jittered down by up to a quarter. Zero
+	// means 10s.
+	ProgressInterval time.Duration
+	// PingInterval is how often subscribers are pinged to detect dead
+	// peers. Zero means 30s.
+	PingInterval time.Duration
+	// WriteTimeout bounds each write to a subscriber, and each wait for a
+	// pong. Zero means 10s.
+	WriteTimeout time.Duration
+}
+
+// Handler serves the kvs HTTP API.
+type Handler struct {
+	store    *kv.Store
+	maxValue int
+	ready    func() error
+	log      *slog.Logger
+	mux      *http.ServeMux
+
+	feed             Feed
+	origins          []string
+	progressInterval time.Duration
+	pingInterval     time.Duration
+	writeTimeout     time.Duration
+
+	// base is the context of every subscriber; Shutdown cancels it.
+	base       context.Context
+	cancelBase context.CancelFunc
+	// mu guards shutdown and orders it against subs.Add.
+	mu       sync.Mutex
+	shutdown bool
+	subs     sync.WaitGroup
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns a Handler serving opts.Store.
+func New(opts Options) *Handler {
+	h := &Handler{
+		store:    opts.Store,
+		maxValue: opts.MaxValueBytes,
+		ready:    opts.Ready,
+		log:      opts.Logger,
+		mux:      http.NewServeMux(),
+
+		feed:             opts.Feed,
+		origins:          opts.OriginPatterns,
+		progressInterval: cmp.Or(opts.ProgressInterval, 10*time.Second),
+		pingInterval:     cmp.Or(opts.PingInterval, 30*time.Second),
+		writeTimeout:     cmp.Or(opts.WriteTimeout, 10*time.Second),
+	}
+	h.base, h.cancelBase = context.WithCancel(context.Background())
+	if h.maxValue <= 0 {
+		h.maxValue = DefaultMaxValueBytes
+	}
+	if h.ready == nil {
+		h.ready = func() error { return nil }
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.mux.HandleFunc("POST /get", h.get)
+	h.mux.HandleFunc("GET /get", h.get)
+	h.mux.HandleFunc("POST /set", h.set)
+	h.mux.HandleFunc("PUT /set", h.set)
+	h.mux.HandleFunc("POST /delete", h.del)
+	h.mux.HandleFunc("DELETE /delete", h.del)
+	h.mux.HandleFunc("GET /getall", h.getall)
+	h.mux.HandleFunc("POST /getall", h.getall)
+	h.mux.HandleFunc("GET /subscribe", h.subscribe)
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	return h
+}
+
+// ServeHTTP routes r. Requests that match no route get the mux's 404 or
+// 405 (with its Allow header), with a JSON body.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	handler, pattern := h.mux.Handler(r)
+	if pattern == "" {
+		w = &jsonErrorWriter{ResponseWriter: w}
+	}
+	handler.ServeHTTP(w, r)
+}
+
+// jsonErrorWriter turns the mux's plain-text errors into JSON ones.
+type jsonErrorWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *jsonErrorWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	msg := strings.ToLower(http.StatusText(code))
+	if code == http.StatusMethodNotAllowed {
+		msg += ": allowed: " + w.Header().Get("Allow")
+	}
+	w.Header().Del("X-Content-Type-Options")
+	writeJSON(w.ResponseWriter, code, appendError(nil, msg, false, nil))
+}
+
+func (w *jsonErrorWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return len(p), nil
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	bufPool         = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	answerPool      = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+)
+
+// writeJSON writes body, which must be a JSON value, with a final newline.
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(code)
+	body = append(body, '\n')
+	w.Write(body)
+}
+
+// writeError answers err with its status and a JSON error body. Server
+// errors are logged and answered without details.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		se   *statusError
+		ce   *kv.ConflictError
+		code int
+		msg  = err.Error()
+	)
+	switch {
+	case errors.As(err, &se):
+		code = se.code
+	case errors.As(err, &ce):
+		writeJSON(w, http.StatusConflict, appendError(nil, "revision condition failed", true, ce.Current))
+		return
+	case errors.Is(err, kv.ErrNotFound):
+		code, msg = http.StatusNotFound, "key not found"
+	case errors.Is(err, kv.ErrInvalidKey):
+		code = http.StatusBadRequest
+	case errors.Is(err, kv.ErrUnavailable):
+		code = http.StatusServiceUnavailable
+		h.log.Warn("write failed", "path", r.URL.Path, "err", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code, msg = http.StatusServiceUnavailable, "request cancelled before the write was acknowledged"
+	default:
+		h.log.Error("request failed", "path", r.URL.Path, "err", err)
+		code, msg = http.StatusInternalServerError, "internal server error"
+	}
+	writeJSON(w, code, appendError(nil, msg, false, nil))
+}
+
+// readRequest decodes r's JSON body. A get or delete without a body reads
+// the key (and IfRevision) from the query string instead.
+func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue bool) (request, error) {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bufPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(h.maxValue+bodySlack)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return request{}, &statusError{http.StatusRequestEntityTooLarge,
+				"request body over the limit of " + strconv.FormatInt(mbe.Limit, 10) + " bytes"}
+		}
+		return request{}, badRequest("reading the request body: " + err.Error())
+	}
+	if buf.Len() == 0 && !needValue && r.URL.RawQuery != "" {
+		return queryRequest(r)
+	}
+	return decodeBody(buf.Bytes(), needValue, h.maxValue)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	req, err := h.readRequest(r, w, false)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	e, ok := h.store.Get(req.key)
+	if !ok {
+		h.writeError(w, r, kv.ErrNotFound)
+		return
+	}
+	bp := answerPool.Get().(*[]byte)
+	b := appendEntry((*bp)[:0], e)
+	writeJSON(w, http.StatusOK, b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		answerPool.Put(bp)
+	}
+}
+
+func (h *Handler) set(w http.ResponseWriter, r *http.Request) {
+	req, err := h.readRequest(r, w, true)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.submit(w, r, kv.Change{Op: kv.OpSet, Key: req.key, Value: req.value, Cond: req.cond, IfRevision: req.ifRev})
+}
+
+func (h *Handler) del(w http.ResponseWriter, r *http.Request) {
+	req, err := h.readRequest(r, w, false)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.submit(w, r, kv.Change{Op: kv.OpDelete, Key: req.key, Cond: req.cond, IfRevision: req.ifRev})
+}
+
+func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
+	rev, err := h.store.Submit(r.Context(), c)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	var arr [128]byte
+	writeJSON(w, http.StatusOK, appendWriteResult(arr[:0], c.Key, rev))
+}
+
+func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
+	var prefix string
+	for name, vals := range r.URL.Query() {
+		if strings.EqualFold(name, "prefix") {
+			prefix = vals[0]
+		}
+	}
+	if prefix != "" {
+		if err := checkKey(prefix); err != nil {
+			h.writeError(w, r, badRequest("bad prefix: "+err.Error()))
+			return
+		}
+	}
+	entries, rev := h.store.Snapshot(prefix)
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr[RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
+	w.WriteHeader(http.StatusOK)
+	b := make([]byte, 0, 32<<10)
+	b = append(b, '{')
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, e.Key)
+		b = append(b, ':')
+		b = append(b, e.Value...)
+		if len(b) >= 32<<10 {
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+			b = b[:0]
+		}
+	}
+	b = append(b, "}\n"...)
+	w.Write(b)
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := h.ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, appendError(nil, "not ready: "+err.Error(), false, nil))
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+}

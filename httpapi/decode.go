@@ -1,0 +1,177 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// statusError is a client error with the status it is answered with.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &statusError{http.StatusBadRequest, msg} }
+
+// body is a request body as the client sent it: JSON members are matched
+// case-insensitively by encoding/json, and kept raw so that each can be
+// checked before it is decoded.
+type body struct {
+	Key        json.RawMessage
+	Value      json.RawMessage
+	IfRevision json.RawMessage
+}
+
+// request is a decoded and validated request.
+type request struct {
+	key   string
+	value []byte // compact JSON; nil when the request had none
+	cond  bool
+	ifRev int64
+}
+
+// decodeBody decodes a request body. needValue says whether Value is
+// required (set) or ignored (get, delete).
+func decodeBody(data []byte, needValue bool, maxValue int) (request, error) {
+	var req request
+	if len(bytes.TrimSpace(data)) == 0 {
+		return req, badRequest(`empty request body: send a JSON object such as {"Key":"k"}`)
+	}
+	var b body
+	if err := json.Unmarshal(data, &b); err != nil {
+		return req, badRequest("malformed JSON: " + jsonErrorText(err))
+	}
+	key, err := decodeKey(b.Key)
+	if err != nil {
+		return req, err
+	}
+	req.key = key
+	if needValue {
+		if req.value, err = decodeValue(b.Value, maxValue); err != nil {
+			return req, err
+		}
+	}
+	if req.cond, req.ifRev, err = decodeIfRevision(b.IfRevision); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return se.Error() + " at offset " + strconv.FormatInt(se.Offset, 10)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return "the body must be a JSON object, not " + te.Value
+		}
+		return te.Field + " must not be " + te.Value
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func decodeKey(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", badRequest(`missing "Key"`)
+	}
+	if raw[0] != '"' {
+		return "", badRequest(`"Key" must be a JSON string`)
+	}
+	if !utf8.Valid(raw) {
+		return "", badRequest("key is not valid UTF-8")
+	}
+	var key string
+	if bytes.IndexByte(raw, '\\') < 0 {
+		key = string(raw[1 : len(raw)-1])
+	} else if err := json.Unmarshal(raw, &key); err != nil {
+		return "", badRequest("malformed key: " + jsonErrorText(err))
+	}
+	return key, checkKey(key)
+}
+
+// checkKey explains why key is not a valid key, if it is not.
+func checkKey(key string) error {
+	if kv.ValidKey(key) {
+		return nil
+	}
+	switch {
+	case key == "":
+		return badRequest("key must not be empty")
+	case len(key) > kv.MaxKeyBytes:
+		return badRequest("key is longer than " + strconv.Itoa(kv.MaxKeyBytes) + " bytes")
+	case !utf8.ValidString(key):
+		return badRequest("key is not valid UTF-8")
+	}
+	return badRequest("key must not contain control characters")
+}
+
+// decodeValue checks a raw value and returns its compact form.
+func decodeValue(raw json.RawMessage, maxValue int) ([]byte, error) {
+	if len(raw) == 0 {
+		return nil, badRequest(`missing "Value"`)
+	}
+	if string(raw) == "null" {
+		return nil, badRequest("value must not be null: use /delete to remove a key")
+	}
+	if !utf8.Valid(raw) {
+		return nil, badRequest("value is not valid UTF-8")
+	}
+	v := []byte(raw)
+	if bytes.ContainsAny(raw, " \t\r\n") {
+		var buf bytes.Buffer
+		buf.Grow(len(raw))
+		if err := json.Compact(&buf, raw); err != nil {
+			return nil, badRequest("malformed value: " + jsonErrorText(err))
+		}
+		v = buf.Bytes()
+	}
+	if len(v) > maxValue {
+		return nil, &statusError{http.StatusRequestEntityTooLarge,
+			"value is " + strconv.Itoa(len(v)) + " bytes, over the limit of " + strconv.Itoa(maxValue)}
+	}
+	return v, nil
+}
+
+func decodeIfRevision(raw json.RawMessage) (bool, int64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, 0, nil
+	}
+	rev, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || rev < 0 {
+		return false, 0, badRequest(`"IfRevision" must be a non-negative integer`)
+	}
+	return true, rev, nil
+}
+
+// queryRequest reads key and IfRevision from the query string, matching
+// parameter names case-insensitively like JSON members.
+func queryRequest(r *http.Request) (request, error) {
+	var req request
+	var haveKey bool
+	for name, vals := range r.URL.Query() {
+		switch {
+		case strings.EqualFold(name, "key"):
+			req.key, haveKey = vals[0], true
+		case strings.EqualFold(name, "ifrevision"):
+			var err error
+			if req.cond, req.ifRev, err = decodeIfRevision(json.RawMessage(vals[0])); err != nil {
+				return req, err
+			}
+		}
+	}
+	if !haveKey {
+		return req, badRequest(`missing key: pass ?key=K or a JSON body such as {"Key":"k"}`)
+	}
+	return req, checkKey(req.key)
+}

@@ -1,0 +1,324 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// Close codes of the change feed, beside websocket.StatusGoingAway (1001)
+// on shutdown.
+const (
+	// StatusSlowConsumer closes a subscriber that fell behind by more than
+	// its queue; the reason is "slow consumer, resume from <R>".
+	StatusSlowConsumer websocket.StatusCode = 4408
+	// StatusCompacted closes a subscriber whose next revision is no longer
+	// retained; the reason names the oldest retained revision.
+	StatusCompacted websocket.StatusCode = 4410
+)
+
+// Feed is the change feed that /subscribe serves.
+type Feed interface {
+	// Subscribe registers a subscriber for key (when not empty) or for
+	// the keys that start with prefix, from revision from on (from <= 0:
+	// the next change). It fails with a *kv.CompactedError when from is
+	// no longer retained.
+	Subscribe(key, prefix string, from int64) (Subscription, error)
+	// Rev returns the last published revision: every matching change up
+	// to it is already in each live subscription's Replay or C.
+	Rev() int64
+}
+
+// Subscription is one subscriber of a Feed.
+type Subscription interface {
+	// From returns the first revision the subscription may deliver.
+	From() int64
+	// Replay returns retained events to deliver before those on C.
+	Replay() []*kv.Event
+	// C carries the live events; it is closed when the subscription ends.
+	C() <-chan *kv.Event
+	// Err says why the subscription ended (kv.ErrSlowConsumer,
+	// kv.ErrFeedClosed, ...), or nil while it is live.
+	Err() error
+	Close()
+}
+
+// subscribe serves GET /subscribe: the change feed over WebSocket.
+func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
+	if h.feed == nil {
+		h.writeError(w, r, &statusError{http.StatusNotFound, "this server has no change feed"})
+		return
+	}
+	if !isUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		h.writeError(w, r, &statusError{http.StatusUpgradeRequired,
+			"/subscribe is a WebSocket endpoint: connect with a WebSocket client (kvscli watch, websocat)"})
+		return
+	}
+	key, prefix, from, err := feedParams(r)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if !h.track() {
+		h.writeError(w, r, &statusError{http.StatusServiceUnavailable, "server is shutting down"})
+		return
+	}
+	defer h.subs.Done()
+
+	sub, err := h.feed.Subscribe(key, prefix, from)
+	if err != nil {
+		var ce *kv.CompactedError
+		switch {
+		case errors.As(err, &ce):
+			h.writeError(w, r, &statusError{http.StatusGone, "history compacted: revision " +
+				strconv.FormatInt(from, 10) + " is no longer retained, the oldest is " +
+				strconv.FormatInt(ce.Oldest, 10) + ": list with /getall and subscribe from its Kvs-Revision + 1"})
+		case errors.Is(err, kv.ErrFeedClosed):
+			h.writeError(w, r, &statusError{http.StatusServiceUnavailable, "server is shutting down"})
+		default:
+			h.writeError(w, r, err)
+		}
+		return
+	}
+	defer sub.Close()
+
+	// Subscribers live longer than any server timeout.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.origins})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	defer c.CloseNow()
+	h.serveFeed(c, sub)
+}
+
+// serveFeed writes sub's events to c until the subscription or the
+// connection ends, then closes c with a code that says why and where to
+// resume.
+func (h *Handler) serveFeed(c *websocket.Conn, sub Subscription) {
+	ctx, cancel := context.WithCancel(h.base)
+	defer cancel()
+	go h.discardReads(ctx, cancel, c)
+	go h.ping(ctx, cancel, c)
+
+	// pos is the revision up to which the client has every matching change.
+	pos := sub.From() - 1
+	write := func(data []byte) bool {
+		wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout)
+		defer wcancel()
+		return c.Write(wctx, websocket.MessageText, data) == nil
+	}
+	for _, ev := range sub.Replay() {
+		if !write(ev.Data) {
+			return
+		}
+		pos = ev.Revision
+	}
+
+	progress := time.NewTimer(h.jitter())
+	defer progress.Stop()
+	var buf []byte
+	for {
+		select {
+		case ev, ok := <-sub.C():
+			if !ok || sub.Err() != nil {
+				h.closeFeed(c, sub.Err(), pos)
+				return
+			}
+			if !write(ev.Data) {
+				return
+			}
+			pos = ev.Revision
+			progress.Reset(h.jitter())
+		case <-progress.C:
+			// Everything up to rev is queued: send it, then say so.
+			rev := h.feed.Rev()
+			for drained := false; !drained; {
+				select {
+				case ev, ok := <-sub.C():
+					if !ok || sub.Err() != nil {
+						h.closeFeed(c, sub.Err(), pos)
+						return
+					}
+					if !write(ev.Data) {
+						return
+					}
+					pos = ev.Revision
+				default:
+					drained = true
+				}
+			}
+			pos = max(pos, rev)
+			buf = appendProgress(buf[:0], pos)
+			if !write(buf) {
+				return
+			}
+			progress.Reset(h.jitter())
+		case <-ctx.Done():
+			if h.base.Err() != nil {
+				h.closeFeed(c, kv.ErrFeedClosed, pos)
+			}
+			return
+		}
+	}
+}
+
+// closeFeed closes c for the reason err, telling the client where to resume.
+func (h *Handler) closeFeed(c *websocket.Conn, err error, pos int64) {
+	resume := strconv.FormatInt(pos+1, 10)
+	switch {
+	case errors.Is(err, kv.ErrSlowConsumer):
+		c.Close(StatusSlowConsumer, "slow consumer, resume from "+resume)
+	case errors.Is(err, kv.ErrCompacted):
+		var ce *kv.CompactedError
+		errors.As(err, &ce)
+		c.Close(StatusCompacted, "history compacted, oldest retained revision "+strconv.FormatInt(ce.Oldest, 10))
+	case errors.Is(err, kv.ErrFeedClosed):
+		c.Close(websocket.StatusGoingAway, "server shutting down, resume from "+resume)
+	default:
+		c.Close(websocket.StatusInternalError, "feed ended, resume from "+resume)
+	}
+}
+
+// discardReads reads and drops whatever the client sends, so that control
+// frames (pong, close) are handled. A client that talks on the feed
+// affects nobody, itself included. It cancels the feed when the
+// connection ends.
+func (h *Handler) discardReads(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn) {
+	defer cancel()
+	c.SetReadLimit(4 << 10)
+	for {
+		_, r, err := c.Reader(context.WithoutCancel(ctx))
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
+}
+
+// ping checks that the client is alive, and cancels the feed when it is not.
+func (h *Handler) ping(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn) {
+	t := time.NewTicker(h.pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, pcancel := context.WithTimeout(ctx, h.writeTimeout)
+			err := c.Ping(pctx)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+// jitter returns the time until the next progress event: between 3/4 of
+// the progress interval and the interval itself.
+func (h *Handler) jitter() time.Duration {
+	d := h.progressInterval
+	return d - time.Duration(rand.Int64N(int64(d/4)+1))
+}
+
+// track registers a running subscriber, unless the handler is shutting
+// down.
+func (h *Handler) track() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shutdown {
+		return false
+	}
+	h.subs.Add(1)
+	return true
+}
+
+// Shutdown closes every subscriber with 1001 (going away) and the revision
+// to resume from, refuses new ones, and waits for their handlers to return
+// or ctx to be done. http.Server.Shutdown does not wait for WebSocket
+// connections: call this beside it.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.shutdown = true
+	h.mu.Unlock()
+	h.cancelBase()
+	done := make(chan struct{})
+	go func() {
+		h.subs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// feedParams reads and checks the query of /subscribe.
+func feedParams(r *http.Request) (key, prefix string, from int64, err error) {
+	q := r.URL.Query()
+	for name := range q {
+		switch name {
+		case "key", "prefix", "from":
+		default:
+			return "", "", 0, badRequest("unknown parameter " + strconv.Quote(name) + ": /subscribe takes key, prefix and from")
+		}
+		if len(q[name]) > 1 {
+			return "", "", 0, badRequest("parameter " + name + " given more than once")
+		}
+	}
+	if q.Has("key") && q.Has("prefix") {
+		return "", "", 0, badRequest("give key or prefix, not both")
+	}
+	if q.Has("key") {
+		key = q.Get("key")
+		if err := checkKey(key); err != nil {
+			return "", "", 0, badRequest("bad key: " + err.Error())
+		}
+	}
+	if prefix = q.Get("prefix"); prefix != "" {
+		if err := checkKey(prefix); err != nil {
+			return "", "", 0, badRequest("bad prefix: " + err.Error())
+		}
+	}
+	if q.Has("from") {
+		from, err = strconv.ParseInt(q.Get("from"), 10, 64)
+		if err != nil || from < 0 {
+			return "", "", 0, badRequest("from must be a revision: an integer >= 0")
+		}
+		from = max(from, 1) // from=0: from the first revision
+	}
+	return key, prefix, from, nil
+}

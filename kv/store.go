@@ -1,0 +1,429 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Log makes changes durable. The Store calls Append from one goroutine at a
+// time, with changes in revision order; Append returns once all of them are
+// durable, or an error if none of them may be treated as logged.
+type Log interface {
+	Append(changes []Change) error
+	// Close flushes and releases the log. The Store calls it once, after
+	// its last Append.
+	Close() error
+}
+
+// Publisher receives every applied change, in revision order, from one
+// goroutine. Publish must not block. It must not keep the slice after it
+// returns, but it may keep the changes in it: their values are immutable.
+type Publisher interface {
+	Publish(changes []Change)
+}
+
+// Options configures a Store. The zero value of every field means its
+// default.
+type Options struct {
+	// Shards is the number of map shards, rounded up to a power of two.
+	// Zero means 32.
+	Shards int
+	// Log makes changes durable. Nil means the memory log: nothing is
+	// written and revisions come from a counter.
+	Log Log
+	// Publisher receives every applied change. Nil means none.
+	Publisher Publisher
+}
+
+// Store is a sharded, revisioned key-value map with a single write pipeline:
+// Submit queues a change, one committer goroutine decides its condition,
+// gives it the next revision, appends it to the log together with the other
+// changes queued meanwhile (group commit), applies it and only then answers.
+type Store struct {
+	seed   maphash.Seed
+	shards []shard
+	mask   uint64
+	log    Log
+	pub    Publisher
+
+	// rev is the revision of the last applied change. It is written only
+	// by the committer, under recMu.
+	rev atomic.Int64
+
+	// recMu orders the committer's updates of rev and the shards against
+	// Snapshot, and guards recorders. Lock order: recMu, then a shard's mu.
+	recMu     sync.Mutex
+	recorders map[*recorder]struct{}
+
+	// qmu guards queue and closed.
+	qmu    sync.Mutex
+	queue  []*request
+	closed bool
+
+	kick chan struct{} // a token: the queue is not empty
+	done chan struct{} // closed when the committer has exited
+
+	// Owned by the committer goroutine.
+	next    int64             // last assigned revision
+	overlay map[string]*Entry // a batch's not yet applied entries, nil = deleted
+	changes []Change
+	entries []*Entry
+}
+
+type shard struct {
+	// mu guards m.
+	mu sync.RWMutex
+	m  map[string]*Entry
+	_  [64 - 32]byte // keep each shard's lock on its own cache line
+}
+
+type request struct {
+	c    Change
+	rev  int64
+	err  error
+	done chan struct{} // receives one token when rev or err is set
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// New returns a running Store. Call Close to stop it.
+func New(opts Options) *Store {
+	n := opts.Shards
+	if n <= 0 {
+		n = 32
+	}
+	n = 1 << bits.Len(uint(n-1))
+	s := &Store{
+		seed:      maphash.MakeSeed(),
+		shards:    make([]shard, n),
+		mask:      uint64(n - 1),
+		log:       opts.Log,
+		pub:       opts.Publisher,
+		recorders: make(map[*recorder]struct{}),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		overlay:   make(map[string]*Entry),
+	}
+	if s.log == nil {
+		s.log = memoryLog{}
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*Entry)
+	}
+	go s.run()
+	return s
+}
+
+func (s *Store) shard(key string) *shard {
+	return &s.shards[maphash.String(s.seed, key)&s.mask]
+}
+
+// Get returns the entry for key. The entry is shared: do not modify it.
+func (s *Store) Get(key string) (*Entry, bool) {
+	sh := s.shard(key)
+	sh.mu.RLock()
+	e, ok := sh.m[key]
+	sh.mu.RUnlock()
+	return e, ok
+}
+
+// Rev returns the revision of the last applied change, 0 for a store that
+// never had one.
+func (s *Store) Rev() int64 { return s.rev.Load() }
+
+// Len returns the number of keys.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Set stores value, which must be compact JSON text, under key and returns
+// the change's revision. It blocks until the change is durable and applied,
+// or ctx is done; in the latter case the change may still be applied.
+func (s *Store) Set(ctx context.Context, key string, value []byte) (int64, error) {
+	return s.Submit(ctx, Change{Op: OpSet, Key: key, Value: value})
+}
+
+// Delete removes key and returns the change's revision, or ErrNotFound.
+// It blocks like Set.
+func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
+	return s.Submit(ctx, Change{Op: OpDelete, Key: key})
+}
+
+// Submit sends c through the write pipeline and returns its revision once
+// it is durable and applied. It returns ErrInvalidKey for a bad key,
+// ErrNotFound for a delete of a missing key, a *ConflictError when c.Cond
+// does not hold, ErrUnavailable (wrapped) when the log fails or the store
+// is closed, and ctx.Err() when ctx is done first (the change may still be
+// applied then).
+func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
+	if !ValidKey(c.Key) {
+		return 0, ErrInvalidKey
+	}
+	switch c.Op {
+	case OpSet:
+		if c.Value == nil {
+			return 0, fmt.Errorf("kv: set %q without a value", c.Key)
+		}
+	case OpDelete:
+		c.Value = nil
+	default:
+		return 0, fmt.Errorf("kv: unknown op %v", c.Op)
+	}
+	c.Revision = 0
+
+	r := requestPool.Get().(*request)
+	r.c = c
+	s.qmu.Lock()
+	if s.closed {
+		s.qmu.Unlock()
+		requestPool.Put(r)
+		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
+	}
+	s.queue = append(s.queue, r)
+	first := len(s.queue) == 1
+	s.qmu.Unlock()
+	if first {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+
+	select {
+	case <-r.done:
+		rev, err := r.rev, r.err
+		*r = request{done: r.done}
+		requestPool.Put(r)
+		return rev, err
+	case <-ctx.Done():
+		// The committer still owns r; let the garbage collector have it.
+		return 0, ctx.Err()
+	}
+}
+
+// Close stops taking changes, finishes the ones already submitted, and
+// closes the log.
+func (s *Store) Close() error {
+	s.qmu.Lock()
+	already := s.closed
+	s.closed = true
+	s.qmu.Unlock()
+	if already {
+		<-s.done
+		return nil
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	<-s.done
+	return s.log.Close()
+}
+
+// run is the committer: it takes whatever is queued, as one batch, until
+// the store is closed and the queue is empty.
+func (s *Store) run() {
+	defer close(s.done)
+	var batch []*request
+	for {
+		s.qmu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		closed := s.closed
+		s.qmu.Unlock()
+		if len(batch) == 0 {
+			if closed {
+				return
+			}
+			<-s.kick
+			continue
+		}
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+// commit decides the conditions of a batch against the current state,
+// logs the changes that pass, applies them and answers every request.
+func (s *Store) commit(batch []*request) {
+	changes, entries := s.changes[:0], s.entries[:0]
+	clear(s.overlay)
+	accepted := 0
+	for _, r := range batch {
+		cur := s.currentForCommit(r.c.Key)
+		e, err := decide(cur, r.c, s.next+1)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		s.next++
+		r.c.Revision, r.rev = s.next, s.next
+		s.overlay[r.c.Key] = e
+		changes = append(changes, r.c)
+		entries = append(entries, e)
+		accepted++
+	}
+	if accepted > 0 {
+		if err := s.log.Append(changes); err != nil {
+			s.next -= int64(accepted)
+			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			for _, r := range batch {
+				if r.err == nil {
+					r.rev, r.err = 0, err
+				}
+			}
+		} else {
+			s.apply(changes, entries)
+		}
+	}
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	clear(changes)
+	clear(entries)
+	s.changes, s.entries = changes[:0], entries[:0]
+}
+
+// currentForCommit returns the entry a change queued now would apply to.
+// Only the committer calls it: it is the only writer of the shards, so it
+// reads them without locking.
+func (s *Store) currentForCommit(key string) *Entry {
+	if e, ok := s.overlay[key]; ok {
+		return e
+	}
+	return s.shard(key).m[key]
+}
+
+// decide returns the entry that c, given revision rev, makes of cur: nil for
+// a delete. It fails if c's condition does not hold or c deletes a missing
+// key.
+func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
+	if c.Cond {
+		have := int64(0)
+		if cur != nil {
+			have = cur.Revision
+		}
+		if have != c.IfRevision {
+			return nil, &ConflictError{Current: cur}
+		}
+	}
+	if c.Op == OpDelete {
+		if cur == nil {
+			return nil, ErrNotFound
+		}
+		return nil, nil
+	}
+	e := &Entry{Key: c.Key, Value: c.Value, Revision: rev, CreateRevision: rev, Version: 1}
+	if cur != nil {
+		e.Key = cur.Key // share the key's bytes with the map
+		e.CreateRevision = cur.CreateRevision
+		e.Version = cur.Version + 1
+	}
+	return e, nil
+}
+
+// apply makes logged changes visible, in order, and publishes them.
+func (s *Store) apply(changes []Change, entries []*Entry) {
+	s.recMu.Lock()
+	for i := range changes {
+		key := changes[i].Key
+		sh := s.shard(key)
+		sh.mu.Lock()
+		if e := entries[i]; e != nil {
+			sh.m[e.Key] = e
+		} else {
+			delete(sh.m, key)
+		}
+		sh.mu.Unlock()
+	}
+	s.rev.Store(changes[len(changes)-1].Revision)
+	for rec := range s.recorders {
+		rec.record(changes, entries)
+	}
+	s.recMu.Unlock()
+	if s.pub != nil {
+		s.pub.Publish(changes)
+	}
+}
+
+// A recorder collects the changes applied while a Snapshot scans the shards.
+type recorder struct {
+	prefix string
+	final  map[string]*Entry // key -> entry after its last change, nil = deleted
+}
+
+func (r *recorder) record(changes []Change, entries []*Entry) {
+	for i := range changes {
+		if strings.HasPrefix(changes[i].Key, r.prefix) {
+			if r.final == nil {
+				r.final = make(map[string]*Entry)
+			}
+			r.final[changes[i].Key] = entries[i]
+		}
+	}
+}
+
+// Snapshot returns the entries whose keys start with prefix, sorted by key,
+// and the revision they are consistent with: they hold exactly the changes
+// up to and including that revision. Writers are never blocked for longer
+// than one shard takes to scan.
+func (s *Store) Snapshot(prefix string) ([]*Entry, int64) {
+	rec := &recorder{prefix: prefix}
+	s.recMu.Lock()
+	s.recorders[rec] = struct{}{}
+	s.recMu.Unlock()
+
+	var out []*Entry
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for k, e := range sh.m {
+			if strings.HasPrefix(k, prefix) {
+				out = append(out, e)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+
+	s.recMu.Lock()
+	delete(s.recorders, rec)
+	rev := s.rev.Load()
+	s.recMu.Unlock()
+
+	// Keys changed during the scan may have been read before or after their
+	// change: take their state at rev from the recorder instead.
+	if len(rec.final) > 0 {
+		kept := out[:0]
+		for _, e := range out {
+			if _, changed := rec.final[e.Key]; !changed {
+				kept = append(kept, e)
+			}
+		}
+		out = kept
+		for _, e := range rec.final {
+			if e != nil {
+				out = append(out, e)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *Entry) int { return strings.Compare(a.Key, b.Key) })
+	return out, rev
+}
+
+// memoryLog is the Log that keeps nothing.
+type memoryLog struct{}
+
+func (memoryLog) Append([]Change) error { return nil }
+func (memoryLog) Close() error          { return nil }
