@@ -42,9 +42,11 @@ type Options struct {
 }
 
 // Store is a sharded, revisioned key-value map with a single write pipeline:
-// Submit queues a change, one committer goroutine decides its condition,
-// gives it the next revision, appends it to the log together with the other
-// changes queued meanwhile (group commit), applies it and only then answers.
+// Submit queues a change; one submitter at a time, the committer, takes
+// everything queued, decides each condition, gives each change the next
+// revision, appends them to the log together (group commit), applies them in
+// order and publishes them. Changes queued while a commit is under way make
+// up the next batch.
 type Store struct {
 	seed   maphash.Seed
 	shards []shard
@@ -61,19 +63,19 @@ type Store struct {
 	recMu     sync.Mutex
 	recorders map[*recorder]struct{}
 
-	// qmu guards queue and closed.
+	// qmu guards queue and closed. Lock order: commitMu, then qmu.
 	qmu    sync.Mutex
 	queue  []*request
 	closed bool
 
-	kick chan struct{} // a token: the queue is not empty
-	done chan struct{} // closed when the committer has exited
-
-	// Owned by the committer goroutine.
-	next    int64             // last assigned revision
-	overlay map[string]*Entry // a batch's not yet applied entries, nil = deleted
-	changes []Change
-	entries []*Entry
+	// commitMu is held by the committer. It guards the fields below and
+	// the calls to log.
+	commitMu sync.Mutex
+	next     int64             // last assigned revision
+	overlay  map[string]*Entry // a batch's not yet applied entries, nil = deleted
+	spare    []*request        // the queue's next backing array
+	changes  []Change
+	entries  []*Entry
 }
 
 type shard struct {
@@ -83,16 +85,16 @@ type shard struct {
 	_  [64 - 32]byte // keep each shard's lock on its own cache line
 }
 
+// request is a queued change and, once committed, its outcome.
 type request struct {
-	c    Change
-	rev  int64
-	err  error
-	done chan struct{} // receives one token when rev or err is set
+	c   Change
+	rev int64
+	err error
 }
 
-var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+var requestPool = sync.Pool{New: func() any { return new(request) }}
 
-// New returns a running Store. Call Close to stop it.
+// New returns a Store. Call Close to release its log.
 func New(opts Options) *Store {
 	n := opts.Shards
 	if n <= 0 {
@@ -106,8 +108,6 @@ func New(opts Options) *Store {
 		log:       opts.Log,
 		pub:       opts.Publisher,
 		recorders: make(map[*recorder]struct{}),
-		kick:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
 		overlay:   make(map[string]*Entry),
 	}
 	if s.log == nil {
@@ -116,7 +116,6 @@ func New(opts Options) *Store {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*Entry)
 	}
-	go s.run()
 	return s
 }
 
@@ -150,8 +149,7 @@ func (s *Store) Len() int {
 }
 
 // Set stores value, which must be compact JSON text, under key and returns
-// the change's revision. It blocks until the change is durable and applied,
-// or ctx is done; in the latter case the change may still be applied.
+// the change's revision. It blocks until the change is durable and applied.
 func (s *Store) Set(ctx context.Context, key string, value []byte) (int64, error) {
 	return s.Submit(ctx, Change{Op: OpSet, Key: key, Value: value})
 }
@@ -165,9 +163,10 @@ func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 // Submit sends c through the write pipeline and returns its revision once
 // it is durable and applied. It returns ErrInvalidKey for a bad key,
 // ErrNotFound for a delete of a missing key, a *ConflictError when c.Cond
-// does not hold, ErrUnavailable (wrapped) when the log fails or the store
-// is closed, and ctx.Err() when ctx is done first (the change may still be
-// applied then).
+// does not hold, and ErrUnavailable (wrapped) when the log fails or the
+// store is closed. ctx is checked before c is queued; once queued, c is
+// committed (a log's Append is bounded), so Submit never leaves a change
+// whose fate it does not report.
 func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	if !ValidKey(c.Key) {
 		return 0, ErrInvalidKey
@@ -182,6 +181,9 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	default:
 		return 0, fmt.Errorf("kv: unknown op %v", c.Op)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	c.Revision = 0
 
 	r := requestPool.Get().(*request)
@@ -193,66 +195,51 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
 	s.queue = append(s.queue, r)
-	first := len(s.queue) == 1
 	s.qmu.Unlock()
-	if first {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
 
-	select {
-	case <-r.done:
-		rev, err := r.rev, r.err
-		*r = request{done: r.done}
-		requestPool.Put(r)
-		return rev, err
-	case <-ctx.Done():
-		// The committer still owns r; let the garbage collector have it.
-		return 0, ctx.Err()
-	}
+	// Whoever holds commitMu commits everything queued, r included if it
+	// was queued in time. Once we hold it, r has been committed by an
+	// earlier holder, or is still queued and we commit it ourselves.
+	s.commitMu.Lock()
+	s.commitQueuedLocked()
+	s.commitMu.Unlock()
+
+	rev, err := r.rev, r.err
+	*r = request{}
+	requestPool.Put(r)
+	return rev, err
 }
 
-// Close stops taking changes, finishes the ones already submitted, and
-// closes the log.
+// Close stops taking changes and closes the log. Changes already submitted
+// are committed first.
 func (s *Store) Close() error {
 	s.qmu.Lock()
 	already := s.closed
 	s.closed = true
 	s.qmu.Unlock()
 	if already {
-		<-s.done
 		return nil
 	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	<-s.done
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.commitQueuedLocked()
 	return s.log.Close()
 }
 
-// run is the committer: it takes whatever is queued, as one batch, until
-// the store is closed and the queue is empty.
-func (s *Store) run() {
-	defer close(s.done)
-	var batch []*request
-	for {
-		s.qmu.Lock()
-		batch, s.queue = s.queue, batch[:0]
-		closed := s.closed
-		s.qmu.Unlock()
-		if len(batch) == 0 {
-			if closed {
-				return
-			}
-			<-s.kick
-			continue
-		}
-		s.commit(batch)
-		clear(batch)
+// commitQueuedLocked commits whatever is queued, as one batch.
+func (s *Store) commitQueuedLocked() {
+	s.qmu.Lock()
+	batch := s.queue
+	if len(batch) > 0 {
+		s.queue = s.spare[:0]
 	}
+	s.qmu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	s.commit(batch)
+	clear(batch)
+	s.spare = batch[:0]
 }
 
 // commit decides the conditions of a batch against the current state,
@@ -288,9 +275,6 @@ func (s *Store) commit(batch []*request) {
 			s.apply(changes, entries)
 		}
 	}
-	for _, r := range batch {
-		r.done <- struct{}{}
-	}
 	clear(changes)
 	clear(entries)
 	s.changes, s.entries = changes[:0], entries[:0]
@@ -298,7 +282,7 @@ func (s *Store) commit(batch []*request) {
 
 // currentForCommit returns the entry a change queued now would apply to.
 // Only the committer calls it: it is the only writer of the shards, so it
-// reads them without locking.
+// reads them without their locks.
 func (s *Store) currentForCommit(key string) *Entry {
 	if e, ok := s.overlay[key]; ok {
 		return e
