@@ -1,0 +1,5 @@
+//go:build !race
+
+package kvstest
+
+const raceEnabled = false
