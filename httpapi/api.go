@@ -193,7 +193,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, kv.ErrInvalidKey):
 		code = http.StatusBadRequest
 	case errors.Is(err, kv.ErrUnavailable):
-		code = http.StatusServiceUnavailable
+		code, msg = http.StatusServiceUnavailable, "the log is unavailable, nothing was written: try again later"
 		h.log.Warn("write failed", "path", r.URL.Path, "err", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code, msg = http.StatusServiceUnavailable, "request cancelled before the write was acknowledged"
@@ -224,7 +224,7 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 		}
 		return request{}, badRequest("reading the request body: " + err.Error())
 	}
-	if buf.Len() == 0 && !needValue && r.URL.RawQuery != "" {
+	if buf.Len() == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
 		return queryRequest(r)
 	}
 	return decodeBody(buf.Bytes(), needValue, h.maxValue)
