@@ -37,8 +37,8 @@ func (f Filter) match(key string) bool {
 type Subscription struct {
 	hub    *Hub
 	filter Filter
-	from   int64        // the first revision it may receive
-	replay []*kv.Event  // retained events from `from` on, at subscription time
+	from   int64       // the first revision it may receive
+	replay []*kv.Event // retained events from `from` on, at subscription time
 	c      chan *kv.Event
 	once   sync.Once // closes c
 	err    atomic.Pointer[error]
