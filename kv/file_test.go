@@ -3,7 +3,6 @@ package kv_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,24 +134,6 @@ func writeSome(t *testing.T, s *kv.Store, prefix string) {
 	mustSubmit(t, s, kv.Change{Op: kv.OpDelete, Key: prefix + "3"})
 	mustSubmit(t, s, kv.Change{Op: kv.OpDelete, Key: prefix + "4"})
 	mustSubmit(t, s, setChange(prefix+"4", `"again"`))
-}
-
-// dirDigest returns each file's name, size and SHA-256 in dir.
-func dirDigest(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := make(map[string]string)
-	for _, de := range des {
-		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[de.Name()] = fmt.Sprintf("%d:%x", len(b), sha256.Sum256(b))
-	}
-	return m
 }
 
 // files returns the names in dir with the extension ext.

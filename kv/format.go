@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // The file log's two formats, the log and the snapshot, are both sequences
@@ -96,7 +97,7 @@ type frameReader struct {
 }
 
 func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 1<<20)}
+	return &frameReader{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
 // next returns the payload of the next frame, valid until the following
@@ -119,15 +120,21 @@ func (fr *frameReader) next() ([]byte, int64, error) {
 	if size > maxFrame {
 		return nil, off, fmt.Errorf("%w: length %d is over the limit", errFrame, size)
 	}
-	if cap(fr.buf) < int(size) {
-		fr.buf = make([]byte, size)
+	// Grow the buffer as the payload arrives, so that a damaged length
+	// allocates no more than the data there is.
+	p := fr.buf[:0]
+	for len(p) < int(size) {
+		n := min(int(size)-len(p), 1<<20)
+		p = slices.Grow(p, n)
+		got, err := io.ReadFull(fr.r, p[len(p):len(p)+n])
+		p = p[:len(p)+got]
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, off, fmt.Errorf("%w: %d of %d payload bytes", errFrame, len(p), size)
+		} else if err != nil {
+			return nil, off, err
+		}
 	}
-	p := fr.buf[:size]
-	if n, err := io.ReadFull(fr.r, p); err == io.EOF || err == io.ErrUnexpectedEOF {
-		return nil, off, fmt.Errorf("%w: %d of %d payload bytes", errFrame, n, size)
-	} else if err != nil {
-		return nil, off, err
-	}
+	fr.buf = p
 	if binary.LittleEndian.Uint32(h[4:]) != frameCRC(h[:], p) {
 		return nil, off, fmt.Errorf("%w: checksum mismatch", errFrame)
 	}
