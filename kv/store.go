@@ -39,10 +39,10 @@ type Recoverer interface {
 	Log
 	// Recover returns the state to start from. New loads its entries, then
 	// applies its changes and publishes them, in order, so that the Store
-	// continues after the last of them. From then on until Close, the log
-	// may call snapshot from its own goroutines, to compact itself:
-	// snapshot returns every entry and the revision they hold, like
-	// Store.Snapshot("").
+	// continues after the last of them. Once New has returned, and until
+	// Close, the log may call snapshot from its own goroutines to compact
+	// itself: snapshot returns every entry and the revision they hold,
+	// like Store.Snapshot("").
 	Recover(snapshot func() ([]*Entry, int64)) Recovery
 }
 

@@ -176,16 +176,14 @@ func TestCrashRecovery(t *testing.T) {
 					(!st.live && (e.CreateRevision != e.Revision || e.Version != 1)) {
 					t.Fatalf("run %d: in-flight set of %s applied as %+v over %+v", run, p.key, e, st)
 				}
-				*st = keyState{value: p.value, rev: e.Revision, create: e.CreateRevision, version: e.Version, live: true}
-			default:
-				t.Fatalf("run %d: %s is %+v: neither %+v nor the in-flight write %+v", run, p.key, e, st, p)
-			}
-			if e != nil && !st.matches(nil) {
-				if k, dup := revs[e.Revision]; dup && k != p.key {
+				if k, dup := revs[e.Revision]; dup {
 					t.Fatalf("run %d: revision %d given to both %s and %s", run, e.Revision, k, p.key)
 				}
 				revs[e.Revision] = p.key
 				maxAcked = max(maxAcked, e.Revision)
+				*st = keyState{value: p.value, rev: e.Revision, create: e.CreateRevision, version: e.Version, live: true}
+			default:
+				t.Fatalf("run %d: %s is %+v: neither %+v nor the in-flight write %+v", run, p.key, e, st, p)
 			}
 		}
 
