@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -532,4 +533,40 @@ func TestRefusesLockedData(t *testing.T) {
 		t.Fatalf("second kvsd: exit %d, stderr:\n%s\nwant a non-zero exit naming process %d", code, stderr, srv.PID())
 	}
 	newClient(t, srv).set("still", "1")
+}
+
+// TestFileBackendFlags checks that bad values of the file backend's flags,
+// and of their environment twins, stop kvsd with a message.
+func TestFileBackendFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"unknown backend", []string{"-backend", "disk"}, "", `-backend "disk"`},
+		{"unknown fsync mode", []string{"-fsync", "sometimes"}, "", `-fsync "sometimes": want always or never`},
+		{"fsync mode from the environment", nil, "KVS_FSYNC=often", `-fsync "often"`},
+		{"snapshot threshold", []string{"-snapshot-bytes", "0"}, "", "-snapshot-bytes 0: must be positive"},
+		{"snapshot threshold from the environment", nil, "KVS_SNAPSHOT_BYTES=-1", "-snapshot-bytes -1"},
+		{"data directory that is a file", []string{"-data", "/dev/null"}, "", "/dev/null"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a hang guard
+			defer cancel()
+			args := append([]string{"-addr", "127.0.0.1:0"}, tt.args...)
+			if !slices.Contains(tt.args, "-data") {
+				args = append(args, "-data", t.TempDir())
+			}
+			cmd := exec.CommandContext(ctx, kvstest.Binary(t, "kvsd"), args...)
+			cmd.Env = append(os.Environ(), tt.env)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("kvsd %v %s: got %v\n%s\nwant a non-zero exit and %q", tt.args, tt.env, err, out, tt.want)
+			}
+		})
+	}
 }
