@@ -88,18 +88,20 @@ type FileLog struct {
 	snapBytes int64
 	log       *slog.Logger
 	lock      *os.File
-	// syncFile is (*os.File).Sync; tests replace it.
+	// syncFile is datasync; tests replace it.
 	syncFile func(*os.File) error
 
 	rec       Recovery // what Open found, until Recover hands it over
 	recovered bool
 
 	// Owned by the Store's committer, which calls Append and Close.
-	f    *os.File // the current segment, opened for appending
-	size int64    // its size
-	last int64    // the revision of the last change appended, or of the snapshot
-	buf  []byte
-	err  atomic.Pointer[error] // why the log failed; nil while it works
+	f       *os.File // the current segment
+	size    int64    // the end of its records, where the next one goes
+	alloc   int64    // its size on disk: records, then reserved space
+	noAlloc bool     // space cannot be reserved here
+	last    int64    // the revision of the last change appended, or of the snapshot
+	buf     []byte
+	err     atomic.Pointer[error] // why the log failed; nil while it works
 
 	snapc   chan struct{} // asks the snapshot goroutine for a snapshot
 	stop    chan struct{} // closed by Close
@@ -193,7 +195,7 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 		noSync:    opts.NoSync,
 		snapBytes: opts.SnapshotBytes,
 		log:       opts.Logger,
-		syncFile:  (*os.File).Sync,
+		syncFile:  datasync,
 		snapc:     make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
@@ -238,25 +240,21 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	}
 
 	var (
-		lastRead int64      // the last revision read from the log
-		tail     int64      // the revision the last segment continues with
-		torn     int64 = -1 // where to cut the last segment, if its last record is torn
-		tornN    int64
+		lastRead int64 // the last revision read from the log
+		end      segEnd
 	)
 	for i, seg := range live {
-		t, cut, n, err := l.readSegment(seg, i == len(live)-1, &lastRead)
-		if err != nil {
+		if end, err = l.readSegment(seg, i == len(live)-1, &lastRead); err != nil {
 			return nil, err
 		}
-		tail, torn, tornN = t, cut, n
 	}
-	if torn >= 0 {
+	if end.torn > 0 {
 		path := filepath.Join(dir, live[len(live)-1].name)
-		if err := truncateFile(path, torn); err != nil {
+		if err := truncateFile(path, end.end); err != nil {
 			return nil, err
 		}
 		l.log.Warn("truncated a torn record at the end of the log: it was never acknowledged",
-			"file", path, "offset", torn, "bytes", tornN)
+			"file", path, "offset", end.end, "bytes", end.torn)
 	}
 
 	// Append to the last segment if it continues at the next revision,
@@ -264,9 +262,9 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	// machine crash lost writes that were not fsynced.)
 	l.last = max(lastRead, l.rec.Rev)
 	l.segs = slices.Clone(live)
-	if len(live) > 0 && tail == l.last+1 {
+	if len(live) > 0 && end.tail == l.last+1 {
 		path := filepath.Join(dir, live[len(live)-1].name)
-		if l.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+		if l.f, err = os.OpenFile(path, os.O_WRONLY, 0); err != nil {
 			return nil, err
 		}
 		fi, err := l.f.Stat()
@@ -274,7 +272,7 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 			l.f.Close()
 			return nil, err
 		}
-		l.size = fi.Size()
+		l.size, l.alloc = end.end, fi.Size()
 	} else if err := l.newSegment(l.last + 1); err != nil {
 		return nil, err
 	}
@@ -341,65 +339,75 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 	return nil
 }
 
+// segEnd describes how a segment ends.
+type segEnd struct {
+	tail int64 // the revision a record appended to it would start with
+	end  int64 // the offset after its last valid record
+	torn int64 // the bytes of a torn record after end, 0 if none
+}
+
 // readSegment reads seg's records into l.rec.Changes, those after the
 // snapshot. *lastRead is the last revision read from the segments before;
-// it is updated. It returns the revision that a record appended to seg
-// would start with, and, when the last record of the last segment is torn,
-// the offset to cut seg at and how many bytes go (else -1 and 0).
-func (l *FileLog) readSegment(seg segment, isLast bool, lastRead *int64) (tail, cut, cutN int64, err error) {
+// it is updated. Only the last segment may end in a torn record.
+func (l *FileLog) readSegment(seg segment, isLast bool, lastRead *int64) (segEnd, error) {
 	path := filepath.Join(l.dir, seg.name)
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, 0, err
+		return segEnd{}, err
 	}
 	defer f.Close()
 	fr := newFrameReader(f)
-	tail = seg.first
+	se := segEnd{tail: seg.first}
 	for {
 		p, off, err := fr.next()
+		se.end = off
 		if err == io.EOF {
-			return tail, -1, 0, nil
+			return se, nil
 		}
 		if errors.Is(err, errFrame) {
-			if isLast {
-				fi, err := f.Stat()
-				if err != nil {
-					return 0, 0, 0, err
-				}
-				rest := make([]byte, fi.Size()-off)
-				if _, err := f.ReadAt(rest, off); err != nil {
-					return 0, 0, 0, err
-				}
-				if tornTail(rest) {
-					return tail, off, int64(len(rest)), nil
-				}
+			fi, err2 := f.Stat()
+			if err2 != nil {
+				return segEnd{}, err2
+			}
+			rest := make([]byte, fi.Size()-off)
+			if _, err2 := f.ReadAt(rest, off); err2 != nil {
+				return segEnd{}, err2
 			}
 			reason := strings.TrimPrefix(err.Error(), "kv: ")
-			if isLast {
+			switch logEnd(rest) {
+			case endClean:
+				return se, nil
+			case endTorn:
+				if isLast {
+					se.torn = int64(len(rest))
+					return se, nil
+				}
+				reason += " in a segment that is not the last"
+			case endDamaged:
 				reason += ", and valid records follow it"
 			}
-			return 0, 0, 0, &CorruptError{File: path, Offset: off, Reason: reason}
+			return segEnd{}, &CorruptError{File: path, Offset: off, Reason: reason}
 		}
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("read %s: %w", path, err)
+			return segEnd{}, fmt.Errorf("read %s: %w", path, err)
 		}
 		bad := func(format string, args ...any) error {
 			return &CorruptError{File: path, Offset: off, Reason: fmt.Sprintf(format, args...)}
 		}
 		changes, err := decodeBatch(p)
 		if err != nil {
-			return 0, 0, 0, bad("record does not decode: %v", err)
+			return segEnd{}, bad("record does not decode: %v", err)
 		}
 		first, end := changes[0].Revision, changes[len(changes)-1].Revision
 		switch {
 		case off == 0 && first != seg.first:
-			return 0, 0, 0, bad("the first record has revision %d, but the file name says %d", first, seg.first)
-		case off > 0 && first != tail:
-			return 0, 0, 0, bad("revision %d does not follow revision %d", first, tail-1)
+			return segEnd{}, bad("the first record has revision %d, but the file name says %d", first, seg.first)
+		case off > 0 && first != se.tail:
+			return segEnd{}, bad("revision %d does not follow revision %d", first, se.tail-1)
 		case first <= *lastRead:
-			return 0, 0, 0, bad("revision %d comes again after revision %d", first, *lastRead)
+			return segEnd{}, bad("revision %d comes again after revision %d", first, *lastRead)
 		case first > max(*lastRead, l.rec.Rev)+1:
-			return 0, 0, 0, bad("revisions %d to %d are missing before this record", max(*lastRead, l.rec.Rev)+1, first-1)
+			return segEnd{}, bad("revisions %d to %d are missing before this record", max(*lastRead, l.rec.Rev)+1, first-1)
 		}
 		for _, c := range changes {
 			if c.Revision > l.rec.Rev {
@@ -407,7 +415,7 @@ func (l *FileLog) readSegment(seg segment, isLast bool, lastRead *int64) (tail, 
 			}
 		}
 		*lastRead = end
-		tail = end + 1
+		se.tail = end + 1
 	}
 }
 
@@ -432,7 +440,7 @@ func truncateFile(path string, size int64) error {
 func (l *FileLog) newSegment(first int64) error {
 	seg := segment{first, fileName(first, segExt)}
 	path := filepath.Join(l.dir, seg.name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -444,9 +452,12 @@ func (l *FileLog) newSegment(first int64) error {
 		}
 	}
 	if l.f != nil {
-		l.f.Close() // written and, unless NoSync, synced: nothing to lose
+		// Give back the reserved space; the records are written and,
+		// unless NoSync, synced already.
+		l.f.Truncate(l.size)
+		l.f.Close()
 	}
-	l.f, l.size = f, 0
+	l.f, l.size, l.alloc = f, 0, 0
 	l.mu.Lock()
 	l.segs = append(l.segs, seg)
 	l.mu.Unlock()
@@ -528,7 +539,17 @@ func (l *FileLog) Append(changes []Change) error {
 	if cap(b) <= 4<<20 {
 		l.buf = b[:0]
 	}
-	if _, err := l.f.Write(b); err != nil {
+	if l.size+int64(len(b)) > l.alloc && !l.noAlloc {
+		// Reserve the room for this batch and more: an fsync of data
+		// written into reserved space need not record a new file size.
+		n := max(int64(len(b)), min(max(l.snapBytes, 64<<10), 4<<20))
+		if err := preallocate(l.f, l.alloc, l.size+n-l.alloc); err == nil {
+			l.alloc = l.size + n
+		} else {
+			l.noAlloc = true // unsupported here: the file grows as written
+		}
+	}
+	if _, err := l.f.WriteAt(b, l.size); err != nil {
 		return l.fail(fmt.Errorf("kv: write %s: %w", l.f.Name(), err))
 	}
 	if !l.noSync {
@@ -537,6 +558,7 @@ func (l *FileLog) Append(changes []Change) error {
 		}
 	}
 	l.size += int64(len(b))
+	l.alloc = max(l.alloc, l.size)
 	l.last = changes[len(changes)-1].Revision
 	return nil
 }
@@ -638,6 +660,9 @@ func (l *FileLog) Close() error {
 		close(l.stop)
 		l.wg.Wait()
 		err := l.Err()
+		if err == nil {
+			err = l.f.Truncate(l.size) // give back the reserved space
+		}
 		if err == nil {
 			err = l.syncFile(l.f)
 		}

@@ -70,7 +70,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errFrame reports a frame that cannot be read: cut short, too long for a
 // frame, or failing its checksum. Whether that is a torn write or damage
-// depends on where it is (see tornTail).
+// depends on where it is (see logEnd).
 var errFrame = errors.New("kv: bad frame")
 
 // frameCRC returns the checksum of a frame with the given header and payload.
@@ -163,18 +163,33 @@ func validFrameAt(b []byte) bool {
 	return err == nil
 }
 
-// tornTail reports whether rest, the bytes of a log from a bad frame to the
-// end, can be the remains of one write cut short by a crash: no valid record
-// starts anywhere after the bad frame's first byte. Writes are sequential and
-// each waits for the one before to be durable, so a valid record after a bad
-// one means damage, not a torn write.
-func tornTail(rest []byte) bool {
-	for i := 1; i+frameHeader <= len(rest); i++ {
+// The end of a log segment after its last valid record is one of these.
+const (
+	endClean   = iota // nothing, or zeros: space reserved for records
+	endTorn           // the remains of one write cut short by a crash
+	endDamaged        // a bad record with valid records after it
+)
+
+// logEnd tells what rest, the bytes of a segment from a bad frame to the
+// end, is. Writes are sequential, and each waits for the one before to be
+// durable, so a valid record after a bad one means damage, not a torn
+// write.
+func logEnd(rest []byte) int {
+	n := len(rest) // the bytes up to the last one that is not zero
+	for n > 0 && rest[n-1] == 0 {
+		n--
+	}
+	if n == 0 {
+		return endClean
+	}
+	// A valid frame cannot start among the zeros at the end: its header
+	// would be zeros, which fail the checksum.
+	for i := 1; i < n; i++ {
 		if validFrameAt(rest[i:]) {
-			return false
+			return endDamaged
 		}
 	}
-	return true
+	return endTorn
 }
 
 // appendBatch appends changes, which must have consecutive revisions, to b

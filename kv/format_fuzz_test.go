@@ -30,11 +30,11 @@ func readRecords(b []byte) ([]Change, error) {
 
 // FuzzDecodeRecord feeds arbitrary bytes to the log's record reader and
 // decoder (seeds in testdata/fuzz/FuzzDecodeRecord). They must not panic,
-// whatever decodes must encode back to the same changes, and the torn-tail
-// scan must not panic either.
+// whatever decodes must encode back to the same changes, and the scan of a
+// log's end must not panic either.
 func FuzzDecodeRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tornTail(data)
+		logEnd(data)
 		changes, _ := readRecords(data)
 		if len(changes) == 0 {
 			return

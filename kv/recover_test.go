@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -168,10 +169,9 @@ func revRange(from, to int64) []int64 {
 }
 
 // TestTornTail cuts the last record of the log at every byte offset, and
-// also overwrites its tail with zeros from every offset (a file system that
-// extended the file before the data reached the disk): each time recovery
-// keeps the records before it, truncates the rest with a warning, and
-// appends after them.
+// also overwrites it with zeros from every offset (the log's reserved space
+// that the write did not reach): each time recovery keeps the records
+// before it, truncates the rest with a warning, and appends after them.
 func TestTornTail(t *testing.T) {
 	src := t.TempDir()
 	path, offs := craftSegment(t, src, 1,
@@ -200,12 +200,18 @@ func TestTornTail(t *testing.T) {
 				if got, want := values(o.s), []string{"a=1", "b=2"}; !slices.Equal(got, want) || o.s.Rev() != 2 {
 					t.Fatalf("after recovery: got %v at %d, want %v at 2", got, o.s.Rev(), want)
 				}
+				// Zeros alone are space reserved for records, not a torn one.
+				torn := cut > start
 				warned := strings.Contains(o.logs.String(), `"level":"WARN","msg":"truncated a torn record`)
-				if wantWarn := int64(len(data)) > start; warned != wantWarn {
-					t.Errorf("warning logged: got %v, want %v\n%s", warned, wantWarn, o.logs)
+				if warned != torn {
+					t.Errorf("warning logged: got %v, want %v\n%s", warned, torn, o.logs)
 				}
-				if fi, err := os.Stat(seg); err != nil || fi.Size() != start {
-					t.Fatalf("segment after recovery: %v, size %d, want %d", err, fi.Size(), start)
+				wantSize := int64(len(data))
+				if torn {
+					wantSize = start
+				}
+				if fi, err := os.Stat(seg); err != nil || fi.Size() != wantSize {
+					t.Fatalf("segment after recovery: %v, size %d, want %d", err, fi.Size(), wantSize)
 				}
 				rev, err := o.s.Set(t.Context(), "e", []byte(`"5"`))
 				if err != nil || rev != 3 {
@@ -264,6 +270,11 @@ func TestCorruption(t *testing.T) {
 			craftSegment(t, dir, 3, batch(3, "c=3"))
 			return flip(path, offs[2]-1), path, offs[1]
 		}, "checksum mismatch"},
+		{"torn record at the end of an earlier segment", func(t *testing.T, dir string) (func(*testing.T), string, int64) {
+			path, offs := craftSegment(t, dir, 1, batch(1, "a=1"), batch(2, "b=2"))
+			craftSegment(t, dir, 3, batch(3, "c=3"))
+			return func(t *testing.T) { os.Truncate(path, offs[2]-3) }, path, offs[1]
+		}, "not the last"},
 		{"segment missing in the middle", func(t *testing.T, dir string) (func(*testing.T), string, int64) {
 			craftSegment(t, dir, 1, batch(1, "a=1"))
 			mid, _ := craftSegment(t, dir, 2, batch(2, "b=2"))
@@ -392,6 +403,13 @@ func TestRecoveryStates(t *testing.T) {
 			craftSegment(t, dir, 1, batch(1, "a=1"))
 			os.WriteFile(filepath.Join(dir, fileName(1, snapExt+tmpExt)), []byte("half a snap"), 0o600)
 		}, []string{"a=1"}, 1, revRange(1, 1), []string{fileName(1, segExt)}},
+		{"zeros after the records of an earlier segment (a crash before its reserved space was given back)", func(t *testing.T, dir string) {
+			path, _ := craftSegment(t, dir, 1, batch(1, "a=1"), batch(2, "b=2"))
+			f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			f.Write(make([]byte, 5000))
+			f.Close()
+			craftSegment(t, dir, 3, batch(3, "a=3"))
+		}, []string{"a=3", "b=2"}, 3, revRange(1, 3), []string{fileName(1, segExt), fileName(3, segExt)}},
 		{"lock file of a process that is gone", func(t *testing.T, dir string) {
 			craftSegment(t, dir, 1, batch(1, "a=1"))
 			os.WriteFile(filepath.Join(dir, "LOCK"), []byte("999999\n"), 0o600)
@@ -456,5 +474,56 @@ func TestRecoveredEntries(t *testing.T) {
 		if e.Revision != tt.rev || e.CreateRevision != tt.create || e.Version != tt.version || string(e.Value) != tt.value {
 			t.Errorf("%s: got %+v, want revision %d, create %d, version %d, value %s", tt.key, *e, tt.rev, tt.create, tt.version, tt.value)
 		}
+	}
+}
+
+// TestReservedSpace checks that the log reserves space ahead of its records
+// and gives it back on Close, and that a crash that leaves the reserved
+// zeros behind recovers cleanly and appends after the records, not after
+// the zeros.
+func TestReservedSpace(t *testing.T) {
+	dir := t.TempDir()
+	o := mustOpenDir(t, dir)
+	if _, err := o.s.Set(t.Context(), "a", []byte(`"1"`)); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, fileName(1, segExt))
+	fi, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.log.size >= fi.Size() && runtime.GOOS == "linux" {
+		t.Errorf("segment of %d bytes holding %d bytes of records: want space reserved", fi.Size(), o.log.size)
+	}
+	// A crash now: copy the directory as it is.
+	crashed := t.TempDir()
+	for _, name := range names(t, dir) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := o.log.size
+	if err := o.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(seg); err != nil || fi.Size() != size {
+		t.Errorf("segment after Close: %v, %d bytes, want %d: the reserved space given back", err, fi.Size(), size)
+	}
+
+	o = mustOpenDir(t, crashed)
+	if strings.Contains(o.logs.String(), "torn") {
+		t.Errorf("reserved space taken for a torn record:\n%s", o.logs)
+	}
+	if _, err := o.s.Set(t.Context(), "b", []byte(`"2"`)); err != nil {
+		t.Fatal(err)
+	}
+	o.s.Close()
+	o = mustOpenDir(t, crashed)
+	if got, want := values(o.s), []string{"a=1", "b=2"}; !slices.Equal(got, want) || o.s.Rev() != 2 {
+		t.Fatalf("after a crash and a restart: got %v at %d, want %v at 2", got, o.s.Rev(), want)
 	}
 }
