@@ -40,8 +40,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("kv: %s is damaged at offset %d: %s (nothing was changed: restore the file from a backup, or move it away to start without its data)",
-		e.File, e.Offset, e.Reason)
+	return fmt.Sprintf("kv: %s is damaged at offset %d: %s (nothing was changed)", e.File, e.Offset, e.Reason)
 }
 
 // Is reports whether target is ErrCorrupt.
