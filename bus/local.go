@@ -120,6 +120,21 @@ func (h *Hub) appendLocked(ev *kv.Event) {
 	h.last = ev.Revision
 }
 
+// StartAfter tells a hub that has published nothing yet that the feed
+// continues after rev, the revision an earlier run of the store reached
+// (see kv.Recovery.Rev). The changes up to rev are not retained: a
+// subscription from rev or earlier fails with a *kv.CompactedError, and the
+// next change published must follow rev. It panics if a change was already
+// published.
+func (h *Hub) StartAfter(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last != 0 || h.n != 0 {
+		panic("bus: StartAfter after a publish")
+	}
+	h.compacted, h.last = rev, rev
+}
+
 // at returns the i-th oldest retained event.
 func (h *Hub) atLocked(i int) *kv.Event { return h.ring[(h.head+i)%len(h.ring)] }
 

@@ -21,6 +21,31 @@ type Log interface {
 	Close() error
 }
 
+// Recovery is the state a log holds when it is opened: a snapshot, and the
+// changes logged after it.
+type Recovery struct {
+	// Entries is the snapshot: every entry at revision Rev, with its
+	// revisions and version.
+	Entries []*Entry
+	// Rev is the revision of the snapshot, 0 for none.
+	Rev int64
+	// Changes are the changes logged after Rev, in revision order.
+	Changes []Change
+}
+
+// Recoverer is implemented by a Log that keeps changes across restarts,
+// such as FileLog. New calls Recover once, before the Store takes a change.
+type Recoverer interface {
+	Log
+	// Recover returns the state to start from. New loads its entries, then
+	// applies its changes and publishes them, in order, so that the Store
+	// continues after the last of them. Once New has returned, and until
+	// Close, the log may call snapshot from its own goroutines to compact
+	// itself: snapshot returns every entry and the revision they hold,
+	// like Store.Snapshot("").
+	Recover(snapshot func() ([]*Entry, int64)) Recovery
+}
+
 // Publisher receives every applied change, in revision order, from one
 // goroutine. Publish must not block. It must not keep the slice after it
 // returns, but it may keep the changes in it: their values are immutable.
@@ -35,7 +60,8 @@ type Options struct {
 	// Zero means 32.
 	Shards int
 	// Log makes changes durable. Nil means the memory log: nothing is
-	// written and revisions come from a counter.
+	// written and revisions come from a counter. A Log that is also a
+	// Recoverer gives the Store its state to start from.
 	Log Log
 	// Publisher receives every applied change. Nil means none.
 	Publisher Publisher
@@ -94,7 +120,8 @@ type request struct {
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
 
-// New returns a Store. Call Close to release its log.
+// New returns a Store, with the state recovered from opts.Log if it is a
+// Recoverer. Call Close to release its log.
 func New(opts Options) *Store {
 	n := opts.Shards
 	if n <= 0 {
@@ -116,7 +143,56 @@ func New(opts Options) *Store {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*Entry)
 	}
+	if r, ok := s.log.(Recoverer); ok {
+		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
+	}
 	return s
+}
+
+// restore loads a recovered state into a new Store: the snapshot's entries,
+// then the changes after it, applied and published as if just committed.
+func (s *Store) restore(rec Recovery) {
+	counts := make([]int, len(s.shards))
+	for _, e := range rec.Entries {
+		counts[maphash.String(s.seed, e.Key)&s.mask]++
+	}
+	for i, n := range counts {
+		if n > 0 {
+			s.shards[i].m = make(map[string]*Entry, n)
+		}
+	}
+	for _, e := range rec.Entries {
+		s.shard(e.Key).m[e.Key] = e
+	}
+	s.rev.Store(rec.Rev)
+	s.next = rec.Rev
+	for cs := rec.Changes; len(cs) > 0; {
+		n := min(len(cs), 1024)
+		s.replay(cs[:n])
+		cs = cs[n:]
+	}
+}
+
+// replay applies logged changes, whose conditions were decided when they
+// were committed. A delete of a missing key, which a log never holds,
+// would apply as nothing.
+func (s *Store) replay(changes []Change) {
+	entries := s.entries[:0]
+	clear(s.overlay)
+	for i := range changes {
+		c := &changes[i]
+		if c.Revision <= s.next {
+			panic(fmt.Sprintf("kv: recovered revision %d after %d", c.Revision, s.next))
+		}
+		c.Cond = false
+		e, _ := decide(s.currentForCommit(c.Key), *c, c.Revision)
+		s.overlay[c.Key] = e
+		s.next = c.Revision
+		entries = append(entries, e)
+	}
+	s.apply(changes, entries)
+	clear(entries)
+	s.entries = entries[:0]
 }
 
 func (s *Store) shard(key string) *shard {

@@ -41,6 +41,9 @@ func main() {
 type config struct {
 	addr            string
 	backend         string
+	data            string
+	fsync           string
+	snapshotBytes   int64
 	shards          int
 	history         int
 	maxValueBytes   int
@@ -56,7 +59,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
-	fs.StringVar(&c.backend, "backend", "memory", "the log behind the store: memory (nothing is written to disk)")
+	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data) or memory (nothing is written to disk)")
+	fs.StringVar(&c.data, "data", "./kvs-data", "the file backend's data directory (created if missing)")
+	fs.StringVar(&c.fsync, "fsync", "always", "file backend: always (fsync each batch of writes before acknowledging it) or never (unsafe: a machine crash can lose acknowledged writes)")
+	fs.Int64Var(&c.snapshotBytes, "snapshot-bytes", 64<<20, "file backend: how far the log may grow, in bytes, before a snapshot is written")
 	fs.IntVar(&c.shards, "shards", 32, "number of map shards (rounded up to a power of two)")
 	fs.IntVar(&c.history, "history", 100000, "changes kept in memory for subscribers resuming with ?from=")
 	fs.IntVar(&c.maxValueBytes, "max-value-bytes", httpapi.DefaultMaxValueBytes, "largest value accepted, in bytes of compact JSON")
@@ -89,8 +95,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, err
 	}
 	switch {
-	case c.backend != "memory":
-		return c, fmt.Errorf("-backend %q: the only backend is memory", c.backend)
+	case c.backend != "file" && c.backend != "memory":
+		return c, fmt.Errorf("-backend %q: want file or memory", c.backend)
+	case c.fsync != "always" && c.fsync != "never":
+		return c, fmt.Errorf("-fsync %q: want always or never", c.fsync)
+	case c.snapshotBytes <= 0:
+		return c, fmt.Errorf("-snapshot-bytes %d: must be positive", c.snapshotBytes)
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.history <= 0:
@@ -117,11 +127,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log := slog.New(lh)
 
 	hub := bus.New(bus.Options{History: cfg.history, Encode: httpapi.AppendEvent})
-	store := kv.New(kv.Options{Shards: cfg.shards, Publisher: hub})
+	var (
+		fl    *kv.FileLog
+		klog  kv.Log // nil: the memory log
+		ready func() error
+		began = time.Now()
+	)
+	if cfg.backend == "file" {
+		fl, err = kv.Open(cfg.data, kv.FileOptions{
+			NoSync:        cfg.fsync == "never",
+			SnapshotBytes: cfg.snapshotBytes,
+			Logger:        log,
+		})
+		if err != nil {
+			return err
+		}
+		if cfg.fsync == "never" {
+			log.Warn("-fsync never: a machine crash or power loss can lose acknowledged writes")
+		}
+		// The feed's history starts after the snapshot: kv.New publishes
+		// the changes logged after it.
+		hub.StartAfter(fl.SnapshotRev())
+		klog, ready = fl, fl.Err
+	}
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub})
+	if fl != nil {
+		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
+			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
+	}
 	api := httpapi.New(httpapi.Options{
 		Store:         store,
 		Feed:          feed{hub},
 		MaxValueBytes: cfg.maxValueBytes,
+		Ready:         ready,
 		Logger:        log,
 	})
 

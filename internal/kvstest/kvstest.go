@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -89,19 +90,17 @@ type Server struct {
 }
 
 // Start starts kvsd with args (the listen address defaults to a free port
-// on 127.0.0.1; pass -addr to choose) and waits until it listens. The
-// process is killed at the end of the test if it still runs.
+// on 127.0.0.1, the data directory to a new temporary one; pass -addr or
+// -data to choose) and waits until it listens. The process is killed at the
+// end of the test if it still runs.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	hasAddr := false
-	for _, a := range args {
-		if a == "-addr" || a == "--addr" || len(a) > 6 && (a[:6] == "-addr=" || a[:7] == "--addr=") {
-			hasAddr = true
-		}
-	}
 	full := append([]string{"-log-format", "json"}, args...)
-	if !hasAddr {
+	if !hasFlag(args, "addr") {
 		full = append(full, "-addr", "127.0.0.1:0")
+	}
+	if !hasFlag(args, "data") {
+		full = append(full, "-data", t.TempDir())
 	}
 	s := &Server{Args: args, t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(Binary(t, "kvsd"), full...)
@@ -149,6 +148,18 @@ func Start(t testing.TB, args ...string) *Server {
 	}
 	s.URL = "http://" + s.Addr
 	return s
+}
+
+// hasFlag reports whether args set the flag name, in any of the forms the
+// flag package takes.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // PID returns the process id.

@@ -1,0 +1,171 @@
+package kv
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestAcknowledgedAfterFsync holds the log's fsync and checks that no
+// change is acknowledged or visible before it returns, and that the
+// changes that queue meanwhile share the next write and fsync.
+func TestAcknowledgedAfterFsync(t *testing.T) {
+	l, err := Open(t.TempDir(), FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		syncs   atomic.Int32
+		entered = make(chan int64, 100) // the segment size at each fsync
+		release = make(chan struct{})
+	)
+	l.syncFile = func(f *os.File) error {
+		if syncs.Add(1) == 1 {
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			entered <- fi.Size()
+			<-release
+		}
+		return f.Sync()
+	}
+	s := New(Options{Log: l})
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Set(ctx, "first", []byte(`1`))
+		first <- err
+	}()
+	select {
+	case size := <-entered:
+		if size == 0 {
+			t.Fatal("fsync before the batch was written")
+		}
+	case <-time.After(30 * time.Second): // a hang guard
+		t.Fatal("no fsync within 30s of a set")
+	}
+	// The first set is written and being fsynced. Ten more queue behind it.
+	var wg sync.WaitGroup
+	revs := make([]int64, 10)
+	for i := range revs {
+		wg.Go(func() {
+			var err error
+			if revs[i], err = s.Set(ctx, "k"+string(rune('a'+i)), []byte(`2`)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitQueued(t, s, len(revs))
+	select {
+	case err := <-first:
+		t.Fatalf("set acknowledged (%v) before its fsync returned", err)
+	default:
+	}
+	if _, ok := s.Get("first"); ok {
+		t.Fatal("set visible before its fsync returned")
+	}
+
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	slices.Sort(revs)
+	if want := []int64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}; !slices.Equal(revs, want) {
+		t.Fatalf("revisions of the queued sets: got %v, want %v", revs, want)
+	}
+	if got := syncs.Load(); got != 2 {
+		t.Errorf("fsyncs: got %d, want 2 (one for the first set, one for the ten queued behind it)", got)
+	}
+}
+
+// waitQueued waits until n changes are queued in s.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for {
+		s.qmu.Lock()
+		q := len(s.queue)
+		s.qmu.Unlock()
+		if q >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes queued, want %d", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLogFailure makes a write or an fsync fail: the batch is refused, the
+// log fails for good (after a failed fsync nothing about the file is
+// certain), and a restart recovers every acknowledged change and nothing
+// else.
+func TestLogFailure(t *testing.T) {
+	injected := errors.New("injected I/O error")
+	tests := []struct {
+		name    string
+		breakIt func(l *FileLog, failing *atomic.Bool)
+	}{
+		{"fsync fails", func(l *FileLog, failing *atomic.Bool) { failing.Store(true) }},
+		{"write fails", func(l *FileLog, failing *atomic.Bool) { l.f.Close() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l, err := Open(dir, FileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failing atomic.Bool
+			l.syncFile = func(f *os.File) error {
+				if failing.Load() {
+					return injected
+				}
+				return f.Sync()
+			}
+			s := New(Options{Log: l})
+			ctx := t.Context()
+			if _, err := s.Set(ctx, "a", []byte(`1`)); err != nil {
+				t.Fatal(err)
+			}
+			tt.breakIt(l, &failing)
+			if _, err := s.Set(ctx, "b", []byte(`2`)); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("set while the log fails: got %v, want ErrUnavailable", err)
+			}
+			if l.Err() == nil {
+				t.Fatal("Err is nil after a failure")
+			}
+			failing.Store(false)
+			if _, err := s.Set(ctx, "c", []byte(`3`)); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("set after the failure: got %v, want ErrUnavailable: the log must stay failed", err)
+			}
+			if _, ok := s.Get("b"); ok || s.Rev() != 1 {
+				t.Fatalf("after failed sets: b present %v, Rev %d, want absent and 1", ok, s.Rev())
+			}
+			if err := s.Close(); err == nil {
+				t.Error("Close of a failed log: got nil, want its failure")
+			}
+
+			l, err = Open(dir, FileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = New(Options{Log: l})
+			defer s.Close()
+			if _, ok := s.Get("b"); ok || s.Rev() != 1 {
+				t.Fatalf("after restart: b present %v, Rev %d, want absent and 1", ok, s.Rev())
+			}
+			if rev, err := s.Set(ctx, "d", []byte(`4`)); err != nil || rev != 2 {
+				t.Fatalf("set after restart: got %d, %v, want revision 2", rev, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,468 @@
+package kv
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+)
+
+// The file log's two formats, the log and the snapshot, are both sequences
+// of frames:
+//
+//	length  uint32, little endian: the payload's length in bytes
+//	crc     uint32, little endian: CRC-32C (Castagnoli) of the length's four
+//	        bytes followed by the payload
+//	payload
+//
+// A log record is one frame whose payload holds consecutive changes, all of
+// them from one batch (a batch larger than frameSplit takes several frames):
+//
+//	kind    byte: kindBatch
+//	rev     uvarint: the revision of the first change; the others follow
+//	count   uvarint: the number of changes, at least 1
+//	count times:
+//	  op    byte: 1 set, 2 delete
+//	  key   uvarint length, then the key
+//	  value (a set only) uvarint length, then the value's compact JSON text
+//
+// A snapshot file is snapMagic, then a header frame:
+//
+//	kind    byte: kindSnapHeader
+//	rev     uvarint: the revision the snapshot holds every change up to
+//	count   uvarint: the number of entries
+//
+// then frames of entries, sorted by key, until count entries are read, and
+// nothing after them:
+//
+//	kind    byte: kindSnapEntries
+//	n       uvarint: the number of entries in this frame, at least 1
+//	n times:
+//	  key              uvarint length, then the key
+//	  value            uvarint length, then the value
+//	  revision         uvarint
+//	  create revision  uvarint
+//	  version          uvarint
+
+const (
+	frameHeader = 8
+	// maxFrame is the largest payload a frame may have.
+	maxFrame = 1 << 30
+	// frameSplit is the payload size after which a log batch continues in
+	// a new frame.
+	frameSplit = 8 << 20
+	// snapFrame is the payload size after which a snapshot continues in a
+	// new frame.
+	snapFrame = 64 << 10
+
+	kindBatch       = 1
+	kindSnapHeader  = 2
+	kindSnapEntries = 3
+
+	snapMagic = "KVSSNAP\x01"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errFrame reports a frame that cannot be read: cut short, too long for a
+// frame, or failing its checksum. Whether that is a torn write or damage
+// depends on where it is (see logEnd).
+var errFrame = errors.New("kv: bad frame")
+
+// frameCRC returns the checksum of a frame with the given header and payload.
+func frameCRC(header, payload []byte) uint32 {
+	return crc32.Update(crc32.Checksum(header[:4], castagnoli), castagnoli, payload)
+}
+
+// beginFrame appends a frame header to b, to be completed by endFrame once
+// the payload has been appended after it.
+func beginFrame(b []byte) []byte { return append(b, make([]byte, frameHeader)...) }
+
+// endFrame completes the frame that starts at start in b.
+func endFrame(b []byte, start int) {
+	h, p := b[start:start+frameHeader], b[start+frameHeader:]
+	binary.LittleEndian.PutUint32(h, uint32(len(p)))
+	binary.LittleEndian.PutUint32(h[4:], frameCRC(h, p))
+}
+
+// frameReader reads frames from a stream, keeping the offset of each.
+type frameReader struct {
+	r   *bufio.Reader
+	off int64 // offset of the next frame
+	buf []byte
+}
+
+func newFrameReader(r io.Reader) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// next returns the payload of the next frame, valid until the following
+// call, and its offset. At the end of the stream it returns io.EOF; for a
+// frame that is cut short, too long or fails its checksum, errFrame
+// (wrapped). Either way the offset is where the frame would start.
+func (fr *frameReader) next() ([]byte, int64, error) {
+	off := fr.off
+	var h [frameHeader]byte
+	n, err := io.ReadFull(fr.r, h[:])
+	switch {
+	case err == io.EOF:
+		return nil, off, io.EOF
+	case err == io.ErrUnexpectedEOF:
+		return nil, off, fmt.Errorf("%w: header cut short after %d bytes", errFrame, n)
+	case err != nil:
+		return nil, off, err
+	}
+	size := binary.LittleEndian.Uint32(h[:])
+	if size > maxFrame {
+		return nil, off, fmt.Errorf("%w: length %d is over the limit", errFrame, size)
+	}
+	// Grow the buffer as the payload arrives, so that a damaged length
+	// allocates no more than the data there is.
+	p := fr.buf[:0]
+	for len(p) < int(size) {
+		n := min(int(size)-len(p), 1<<20)
+		p = slices.Grow(p, n)
+		got, err := io.ReadFull(fr.r, p[len(p):len(p)+n])
+		p = p[:len(p)+got]
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, off, fmt.Errorf("%w: %d of %d payload bytes", errFrame, len(p), size)
+		} else if err != nil {
+			return nil, off, err
+		}
+	}
+	fr.buf = p
+	if binary.LittleEndian.Uint32(h[4:]) != frameCRC(h[:], p) {
+		return nil, off, fmt.Errorf("%w: checksum mismatch", errFrame)
+	}
+	fr.off += frameHeader + int64(size)
+	if cap(fr.buf) > frameSplit+snapFrame {
+		fr.buf = nil // do not keep an unusually large buffer
+	}
+	return p, off, nil
+}
+
+// validFrameAt reports whether b holds, at its start, a whole frame that
+// passes its checksum and decodes as a log record.
+func validFrameAt(b []byte) bool {
+	if len(b) < frameHeader {
+		return false
+	}
+	size := binary.LittleEndian.Uint32(b)
+	if size > maxFrame || uint64(len(b)-frameHeader) < uint64(size) {
+		return false
+	}
+	p := b[frameHeader : frameHeader+int(size)]
+	if binary.LittleEndian.Uint32(b[4:]) != frameCRC(b, p) {
+		return false
+	}
+	_, err := decodeBatch(p)
+	return err == nil
+}
+
+// The end of a log segment after its last valid record is one of these.
+const (
+	endClean   = iota // nothing, or zeros: space reserved for records
+	endTorn           // the remains of one write cut short by a crash
+	endDamaged        // a bad record with valid records after it
+)
+
+// logEnd tells what rest, the bytes of a segment from a bad frame to the
+// end, is. Writes are sequential, and each waits for the one before to be
+// durable, so a valid record after a bad one means damage, not a torn
+// write.
+func logEnd(rest []byte) int {
+	n := len(rest) // the bytes up to the last one that is not zero
+	for n > 0 && rest[n-1] == 0 {
+		n--
+	}
+	if n == 0 {
+		return endClean
+	}
+	// A valid frame cannot start among the zeros at the end: its header
+	// would be zeros, which fail the checksum.
+	for i := 1; i < n; i++ {
+		if validFrameAt(rest[i:]) {
+			return endDamaged
+		}
+	}
+	return endTorn
+}
+
+// appendBatch appends changes, which must have consecutive revisions, to b
+// as log records.
+func appendBatch(b []byte, changes []Change) ([]byte, error) {
+	for len(changes) > 0 {
+		start := len(b)
+		b = beginFrame(b)
+		b = append(b, kindBatch)
+		b = binary.AppendUvarint(b, uint64(changes[0].Revision))
+		// The count comes before the changes but is known only after
+		// them: reserve the longest uvarint and close the gap after.
+		countAt := len(b)
+		b = append(b, make([]byte, binary.MaxVarintLen64)...)
+		n := 0
+		for n < len(changes) && (n == 0 || len(b)-start < frameSplit) {
+			c := &changes[n]
+			if len(c.Key)+len(c.Value) > maxFrame-64 {
+				return b, fmt.Errorf("kv: change of %q is too large for the log (%d bytes)", c.Key, len(c.Key)+len(c.Value))
+			}
+			b = append(b, byte(c.Op))
+			b = binary.AppendUvarint(b, uint64(len(c.Key)))
+			b = append(b, c.Key...)
+			if c.Op == OpSet {
+				b = binary.AppendUvarint(b, uint64(len(c.Value)))
+				b = append(b, c.Value...)
+			}
+			n++
+		}
+		var cnt [binary.MaxVarintLen64]byte
+		cn := binary.PutUvarint(cnt[:], uint64(n))
+		copy(b[countAt:], cnt[:cn])
+		b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
+		endFrame(b, start)
+		changes = changes[n:]
+	}
+	return b, nil
+}
+
+// decodeBatch decodes a log record's payload. The changes own their keys
+// and values: nothing refers to p.
+func decodeBatch(p []byte) ([]Change, error) {
+	d := decoder{p: p}
+	if k := d.byte(); k != kindBatch {
+		return nil, fmt.Errorf("record kind %d, want %d", k, kindBatch)
+	}
+	rev := d.uvarint()
+	count := d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	// Each change takes at least 2 bytes: a bound on count that keeps a
+	// damaged record from allocating much.
+	if rev == 0 || rev > 1<<62 || count == 0 || count > uint64(len(d.p))/2 || rev+count > 1<<62 {
+		return nil, fmt.Errorf("bad revision %d or count %d", rev, count)
+	}
+	changes := make([]Change, count)
+	for i := range changes {
+		c := &changes[i]
+		c.Op = Op(d.byte())
+		c.Key = string(d.bytes())
+		c.Revision = int64(rev) + int64(i)
+		switch c.Op {
+		case OpSet:
+			c.Value = bytes.Clone(d.bytes())
+			if d.err == nil && len(c.Value) == 0 {
+				return nil, fmt.Errorf("change %d: empty value", i)
+			}
+		case OpDelete:
+		default:
+			if d.err == nil {
+				return nil, fmt.Errorf("change %d: unknown op %d", i, c.Op)
+			}
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		if !ValidKey(c.Key) {
+			return nil, fmt.Errorf("change %d: invalid key %q", i, c.Key)
+		}
+	}
+	if len(d.p) > 0 {
+		return nil, fmt.Errorf("%d bytes after the last change", len(d.p))
+	}
+	return changes, nil
+}
+
+// decoder reads the parts of a payload; the first failure sticks in err.
+type decoder struct {
+	p   []byte
+	err error
+}
+
+var errShort = errors.New("payload cut short")
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.p) == 0 {
+		d.err = errShort
+		return 0
+	}
+	b := d.p[0]
+	d.p = d.p[1:]
+	return b
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.p)
+	if n <= 0 {
+		d.err = errors.New("bad uvarint")
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+// bytes returns the next length-prefixed bytes, a slice of the payload.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.p)) {
+		d.err = errShort
+		return nil
+	}
+	b := d.p[:n:n]
+	d.p = d.p[n:]
+	return b
+}
+
+// writeSnapshot writes entries, sorted by key and consistent with rev, to w
+// in the snapshot format. It stops early with errStopped once stop is
+// closed.
+func writeSnapshot(w io.Writer, entries []*Entry, rev int64, stop <-chan struct{}) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	b := make([]byte, 0, snapFrame+4096)
+	b = append(b, snapMagic...)
+	start := len(b)
+	b = beginFrame(b)
+	b = append(b, kindSnapHeader)
+	b = binary.AppendUvarint(b, uint64(rev))
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	endFrame(b, start)
+	for len(entries) > 0 {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		b = beginFrame(b[:0])
+		b = append(b, kindSnapEntries)
+		countAt := len(b)
+		b = append(b, make([]byte, binary.MaxVarintLen64)...)
+		n := 0
+		for n < len(entries) && (n == 0 || len(b) < snapFrame) {
+			e := entries[n]
+			b = binary.AppendUvarint(b, uint64(len(e.Key)))
+			b = append(b, e.Key...)
+			b = binary.AppendUvarint(b, uint64(len(e.Value)))
+			b = append(b, e.Value...)
+			b = binary.AppendUvarint(b, uint64(e.Revision))
+			b = binary.AppendUvarint(b, uint64(e.CreateRevision))
+			b = binary.AppendUvarint(b, uint64(e.Version))
+			n++
+		}
+		var cnt [binary.MaxVarintLen64]byte
+		cn := binary.PutUvarint(cnt[:], uint64(n))
+		copy(b[countAt:], cnt[:cn])
+		b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
+		endFrame(b, 0)
+		entries = entries[n:]
+	}
+	if _, err := bw.Write(b); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+var errStopped = errors.New("kv: stopped")
+
+// snapshotError reports damage in a snapshot at a byte offset.
+type snapshotError struct {
+	off int64
+	err error
+}
+
+func (e *snapshotError) Error() string { return e.err.Error() }
+
+// readSnapshot reads a snapshot written by writeSnapshot. It checks every
+// frame and entry: keys valid and in strictly increasing order, revisions
+// within the snapshot's, the count of entries, and nothing after them. A
+// damaged snapshot is a *snapshotError with the offset of the damage.
+func readSnapshot(r io.Reader) ([]*Entry, int64, error) {
+	fr := newFrameReader(r)
+	var magic [len(snapMagic)]byte
+	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
+		return nil, 0, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
+	}
+	fr.off = int64(len(snapMagic))
+	bad := func(off int64, format string, args ...any) error {
+		return &snapshotError{off, fmt.Errorf(format, args...)}
+	}
+	p, off, err := fr.next()
+	if err != nil {
+		return nil, 0, bad(off, "header: %v", unexpectedEOF(err))
+	}
+	d := decoder{p: p}
+	kind, urev, ucount := d.byte(), d.uvarint(), d.uvarint()
+	if d.err != nil || kind != kindSnapHeader || len(d.p) != 0 || urev > 1<<62 {
+		return nil, 0, bad(off, "bad header")
+	}
+	rev := int64(urev)
+	// Preallocate for count entries, within reason: a damaged count must not
+	// allocate much.
+	entries := make([]*Entry, 0, min(ucount, 1<<20))
+	var prev string
+	for uint64(len(entries)) < ucount {
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, 0, bad(off, "after %d of %d entries: %v", len(entries), ucount, unexpectedEOF(err))
+		}
+		d := decoder{p: p}
+		kind, n := d.byte(), d.uvarint()
+		if d.err != nil || kind != kindSnapEntries || n == 0 || n > ucount-uint64(len(entries)) {
+			return nil, 0, bad(off, "bad entries frame")
+		}
+		for range n {
+			key, value := d.bytes(), d.bytes()
+			r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
+			switch {
+			case d.err != nil:
+				return nil, 0, bad(off, "entry %d: %v", len(entries), d.err)
+			case !ValidKey(string(key)):
+				return nil, 0, bad(off, "entry %d: invalid key %q", len(entries), key)
+			case len(entries) > 0 && string(key) <= prev:
+				return nil, 0, bad(off, "entry %d: key %q out of order", len(entries), key)
+			case len(value) == 0:
+				return nil, 0, bad(off, "entry %q: empty value", key)
+			case cr == 0 || cr > r || r > urev || v == 0 || v > r-cr+1:
+				return nil, 0, bad(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
+			}
+			e := &Entry{
+				Key:            string(key),
+				Value:          bytes.Clone(value),
+				Revision:       int64(r),
+				CreateRevision: int64(cr),
+				Version:        int64(v),
+			}
+			entries = append(entries, e)
+			prev = e.Key
+		}
+		if len(d.p) != 0 {
+			return nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.p))
+		}
+	}
+	if _, err := fr.r.ReadByte(); err != io.EOF {
+		if err != nil {
+			return nil, 0, err
+		}
+		return nil, 0, bad(fr.off, "data after the last entry")
+	}
+	return entries, rev, nil
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return errors.New("file ends early")
+	}
+	return err
+}
