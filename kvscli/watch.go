@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -181,7 +182,7 @@ func (w *watcher) run(ctx context.Context) error {
 		case isClose:
 			why = fmt.Sprintf("kvsd at %s closed the watch (%d %s)", w.c.addr, ce.Code, ce.Reason)
 		default:
-			why = fmt.Sprintf("lost the connection to kvsd at %s: %s", w.c.addr, w.c.cause(err))
+			why = fmt.Sprintf("lost the connection to kvsd at %s: %s", w.c.addr, readCause(err))
 		}
 		d := w.backoff(attempt)
 		attempt++
@@ -374,6 +375,18 @@ func (w *watcher) backoff(attempt int) time.Duration {
 
 func (w *watcher) logf(format string, args ...any) {
 	fmt.Fprintf(w.c.stderr, "kvscli: watch: "+format+"\n", args...)
+}
+
+// readCause explains why reading the feed failed.
+func readCause(err error) string {
+	var se *os.SyscallError
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed"
+	case errors.As(err, &se):
+		return se.Err.Error()
+	}
+	return err.Error()
 }
 
 // retryable reports whether a failed connection attempt may succeed later.
