@@ -239,58 +239,77 @@ func runCLIOut(ctx context.Context, client *http.Client, onOut func(string), arg
 // event once, skips progress events, and exits 1 on 4410.
 func TestWatchResumes(t *testing.T) {
 	t.Parallel()
-	f := &fakeFeed{rev: 4, steps: []feedStep{
-		func(ctx context.Context, c *websocket.Conn) { // from=5: shutdown
-			send(ctx, c, `{"Type":"set","Key":"a","Value":"five","Revision":5}`,
-				`{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}`)
-			c.Close(websocket.StatusGoingAway, "server shutting down, resume from 7")
-		},
-		func(ctx context.Context, c *websocket.Conn) { // from=7: a progress event, a repeat, a slow-consumer close
-			send(ctx, c, `{"Type":"progress","Revision":8}`,
-				`{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}`,
-				`{"Type":"set","Key":"a","Value":"ten","Revision":10}`)
-			c.Close(websocket.StatusCode(4408), "slow consumer, resume from 12")
-		},
-		func(ctx context.Context, c *websocket.Conn) { // from=12: then silence
-			send(ctx, c, `{"Type":"delete","Key":"a","Revision":12}`)
-			c.Read(ctx)
-		},
-		func(ctx context.Context, c *websocket.Conn) { // from=13: the TCP connection drops
-			send(ctx, c, `{"Type":"set","Key":"c","Value":"x\ty","Revision":14}`)
-			c.CloseNow()
-		},
-		func(ctx context.Context, c *websocket.Conn) { // from=15: a server error
-			c.Close(websocket.StatusInternalError, "feed ended, resume from 15")
-		},
-		func(ctx context.Context, c *websocket.Conn) { // from=15: compacted
-			send(ctx, c, `{"Type":"set","Key":"a","Value":1,"Revision":15}`)
-			c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 40")
-		},
-	}}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	stdout, stderr, code := runCLI(t.Context(), nil, "-server-address", srv.URL, "watch")
-	if code != 1 {
-		t.Errorf("exit code: got %d, want 1; stderr:\n%s", code, stderr)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"lines", nil, "5\tset\ta\tfive\n6\tset\tb\t{\"n\":6}\n10\tset\ta\tten\n12\tdelete\ta\n14\tset\tc\t\"x\\ty\"\n15\tset\ta\t1\n"},
+		{"json", []string{"-json"}, `{"Type":"set","Key":"a","Value":"five","Revision":5}
+{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}
+{"Type":"set","Key":"a","Value":"ten","Revision":10}
+{"Type":"delete","Key":"a","Revision":12}
+{"Type":"set","Key":"c","Value":"x\ty","Revision":14}
+{"Type":"set","Key":"a","Value":1,"Revision":15}
+`},
 	}
-	wantOut := "5\tset\ta\tfive\n6\tset\tb\t{\"n\":6}\n10\tset\ta\tten\n12\tdelete\ta\n14\tset\tc\t\"x\\ty\"\n15\tset\ta\t1\n"
-	if stdout != wantOut {
-		t.Errorf("stdout: got\n%s\nwant\n%s", stdout, wantOut)
-	}
-	if got, want := strings.Join(f.Froms(), ","), "5,7,12,13,15,15"; got != want {
-		t.Errorf("from of each connection: got %s, want %s", got, want)
-	}
-	for _, s := range []string{
-		"watching kvsd at " + srv.URL + " from revision 5 (Ctrl-C to stop)",
-		"is shutting down (1001); reconnecting in",
-		"read too slowly (4408); reconnecting in",
-		"no message for 2s; reconnecting in",
-		"closed the watch (1011 feed ended, resume from 15)",
-		"no longer has the changes from revision 16 on (history compacted: the oldest it has is 40), so this watch cannot show them: run it again with -relist to list the current values and continue, or with -from 40 to skip them",
-	} {
-		if !strings.Contains(stderr, s) {
-			t.Errorf("stderr lacks %q:\n%s", s, stderr)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeFeed{rev: 4, steps: []feedStep{
+				func(ctx context.Context, c *websocket.Conn) { // from=5: shutdown
+					send(ctx, c, `{"Type":"set","Key":"a","Value":"five","Revision":5}`,
+						`{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}`)
+					c.Close(websocket.StatusGoingAway, "server shutting down, resume from 7")
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=7: a progress event, a repeat, a slow-consumer close
+					send(ctx, c, `{"Type":"progress","Revision":8}`,
+						`{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}`,
+						`{"Type":"set","Key":"a","Value":"ten","Revision":10}`)
+					c.Close(websocket.StatusCode(4408), "slow consumer, resume from 12")
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=12: then silence
+					send(ctx, c, `{"Type":"delete","Key":"a","Revision":12}`)
+					c.Read(ctx)
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=13: the TCP connection drops
+					send(ctx, c, `{"Type":"set","Key":"c","Value":"x\ty","Revision":14}`)
+					c.CloseNow()
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=15: a server error
+					c.Close(websocket.StatusInternalError, "feed ended, resume from 15")
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=15: compacted
+					send(ctx, c, `{"Type":"set","Key":"a","Value":1,"Revision":15}`)
+					c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 40")
+				},
+			}}
+			srv := httptest.NewServer(f)
+			t.Cleanup(srv.Close)
+			stdout, stderr, code := runCLI(t.Context(), nil, append([]string{"-server-address", srv.URL, "watch"}, tt.args...)...)
+			if code != 1 {
+				t.Errorf("exit code: got %d, want 1; stderr:\n%s", code, stderr)
+			}
+			if stdout != tt.want {
+				t.Errorf("stdout: got\n%s\nwant\n%s", stdout, tt.want)
+			}
+			if got, want := strings.Join(f.Froms(), ","), "5,7,12,13,15,15"; got != want {
+				t.Errorf("from of each connection: got %s, want %s", got, want)
+			}
+			for _, s := range []string{
+				"watching kvsd at " + srv.URL + " from revision 5 (Ctrl-C to stop)",
+				"is shutting down (1001); reconnecting in",
+				"read too slowly (4408); reconnecting in",
+				"no message for 2s; reconnecting in",
+				"lost the connection to kvsd at " + srv.URL + ": the connection closed; reconnecting in",
+				"closed the watch (1011 feed ended, resume from 15)",
+				"no longer has the changes from revision 16 on (history compacted: the oldest it has is 40), so this watch cannot show them: run it again with -relist to list the current values and continue, or with -from 40 to skip them",
+			} {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+		})
 	}
 }
 
@@ -348,7 +367,7 @@ func TestWatchRelist(t *testing.T) {
 }
 
 // TestHTTPS checks that https:// addresses work for requests and for the
-// watch (wss).
+// watch (wss), with a server that speaks HTTP/2.
 func TestHTTPS(t *testing.T) {
 	t.Parallel()
 	f := &fakeFeed{rev: 1, steps: []feedStep{func(ctx context.Context, c *websocket.Conn) {
@@ -358,9 +377,16 @@ func TestHTTPS(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/", f)
 	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("get over %s, want HTTP/2 (is the test server's HTTP/2 on?)", r.Proto)
+		}
 		fmt.Fprintln(w, `{"Key":"a","Value":"over tls","Revision":1,"CreateRevision":1,"Version":1}`)
 	})
-	srv := httptest.NewTLSServer(mux)
+	// With HTTP/2 on, as a TLS kvsd would have: requests may use it, the
+	// WebSocket handshake must not.
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	if !strings.HasPrefix(srv.URL, "https://") {
 		t.Fatalf("not a TLS server: %s", srv.URL)

@@ -155,6 +155,23 @@ func TestWatchAcrossRestart(t *testing.T) {
 	}
 }
 
+// TestWatchInterruptWhileReconnecting checks that Ctrl-C (SIGINT) exits 0
+// while watch waits to reconnect to a kvsd that is gone.
+func TestWatchInterruptWhileReconnecting(t *testing.T) {
+	t.Parallel()
+	srv := kvstest.Start(t, "-backend", "memory")
+	w := startCLI(t, nil, "-server-address", srv.Addr, "watch")
+	w.waitStderr("(Ctrl-C to stop)", 1)
+	srv.Kill()
+	w.waitStderr("connection refused; is it running? set -server-address or KVS_ADDRESS; retrying in", 1)
+	if code := w.interrupt(); code != 0 {
+		t.Errorf("exit code after SIGINT: got %d, want 0", code)
+	}
+	if lines := w.Lines(); len(lines) != 0 {
+		t.Errorf("stdout: got %q, want nothing", lines)
+	}
+}
+
 // backendAvailable reports whether this kvsd accepts -backend name: it
 // starts one and waits until it listens or exits.
 func backendAvailable(t *testing.T, args ...string) bool {
