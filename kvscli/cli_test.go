@@ -157,6 +157,8 @@ type fakeFeed struct {
 	rev     int64  // Kvs-Revision of /getall
 	listing string // body of GET /getall
 	steps   []feedStep
+	// getallFailures is how many GET /getall fail with 503 first.
+	getallFailures int
 
 	mu    sync.Mutex
 	froms []string // the from= of each /subscribe, in order
@@ -165,6 +167,18 @@ type fakeFeed struct {
 func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/getall":
+		f.mu.Lock()
+		fail := r.Method == http.MethodGet && f.getallFailures > 0
+		if fail {
+			f.getallFailures--
+		}
+		f.mu.Unlock()
+		if fail {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error":"log unavailable"}`)
+			return
+		}
 		w.Header().Set(httpapi.RevisionHeader, fmt.Sprint(f.rev))
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, f.listing)
@@ -363,6 +377,44 @@ func TestWatchRelist(t *testing.T) {
 				t.Errorf("from of each connection: got %s, want 3,31", got)
 			}
 		})
+	}
+}
+
+// TestWatchRelistRetries checks that a -relist whose listing fails (503)
+// retries, and then goes on as usual.
+func TestWatchRelistRetries(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	compacted := func(ctx context.Context, c *websocket.Conn) {
+		c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 20")
+	}
+	f := &fakeFeed{rev: 30, listing: `{"a":1}`, getallFailures: 1, steps: []feedStep{
+		compacted,
+		compacted,
+		func(ctx context.Context, c *websocket.Conn) {
+			send(ctx, c, `{"Type":"delete","Key":"a","Revision":31}`)
+			c.Read(ctx)
+		},
+	}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	stdout, stderr, code := runCLIOut(ctx, nil, func(out string) {
+		if strings.Contains(out, "31") {
+			cancel()
+		}
+	}, "-server-address", srv.URL, "watch", "-from", "3", "-relist")
+	if code != 0 {
+		t.Errorf("exit code: got %d, want 0; stderr:\n%s", code, stderr)
+	}
+	if want := "30\trelist\n30\tset\ta\t1\n31\tdelete\ta\n"; stdout != want {
+		t.Errorf("stdout: got\n%s\nwant\n%s", stdout, want)
+	}
+	if got := strings.Join(f.Froms(), ","); got != "3,3,31" {
+		t.Errorf("from of each connection: got %s, want 3,3,31", got)
+	}
+	if want := "listing the current values failed: kvsd at " + srv.URL + " failed (503): log unavailable"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr)
 	}
 }
 

@@ -240,11 +240,10 @@ func TestWatchSoak(t *testing.T) {
 			closes: "read too slowly (4408)"},
 		{name: "restart with the same data",
 			kvsdArgs: func(t *testing.T) []string {
-				args := []string{"-backend", "file", "-data", t.TempDir()}
-				if !backendAvailable(t, args...) {
+				if !backendAvailable(t, "-backend", "file", "-data", t.TempDir()) {
 					t.Skip("kvsd has no -backend file yet")
 				}
-				return args
+				return []string{"-backend", "file", "-data", t.TempDir()}
 			},
 			closes:     "lost the connection to kvsd at",
 			restarts:   3,

@@ -127,8 +127,18 @@ func (w *watcher) run(ctx context.Context) error {
 		var ae *apiError
 		switch {
 		case errors.As(err, &ae) && ae.status == http.StatusGone:
-			if err := w.compacted(ctx, ae.body.Error); err != nil {
-				return err
+			err = w.compacted(ctx, ae.body.Error)
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			if !connected || !retryable(err) {
+				return w.c.fail(err, "watch", false)
+			}
+			d := w.backoff(attempt)
+			attempt++
+			w.logf("listing the current values failed: %s; retrying in %v", strings.TrimPrefix(w.c.fail(err, "watch", false).Error(), "watch: "), d.Round(time.Millisecond))
+			if !sleep(ctx, d) {
+				return nil
 			}
 			continue
 		case err != nil && (!connected || !retryable(err)):
@@ -171,10 +181,14 @@ func (w *watcher) run(ctx context.Context) error {
 		var why string
 		switch {
 		case isClose && ce.Code == statusCompacted:
-			if err := w.compacted(ctx, ce.Reason); err != nil {
-				return err
+			err = w.compacted(ctx, ce.Reason)
+			if err == nil || ctx.Err() != nil {
+				continue
 			}
-			continue
+			if !retryable(err) {
+				return w.c.fail(err, "watch", false)
+			}
+			why = "listing the current values failed: " + strings.TrimPrefix(w.c.fail(err, "watch", false).Error(), "watch: ")
 		case isClose && ce.Code == statusSlowConsumer:
 			why = fmt.Sprintf("kvsd at %s closed the watch because it read too slowly (4408)", w.c.addr)
 		case isClose && ce.Code == websocket.StatusGoingAway:
@@ -314,8 +328,9 @@ func (w *watcher) print(data []byte, ev *httpapi.Event) error {
 }
 
 // compacted handles a server that no longer has revision w.next: without
-// -relist it is the end (exit code 1); with -relist it prints the current
-// values and moves w.next past them.
+// -relist it is the end (an *exitError, code 1); with -relist it prints the
+// current values and moves w.next past them, or returns why it could not
+// list them.
 func (w *watcher) compacted(ctx context.Context, msg string) error {
 	if !w.relist {
 		why, skip := msg, ""
@@ -333,10 +348,7 @@ func (w *watcher) compacted(ctx context.Context, msg string) error {
 	}
 	hdr, body, err := w.c.call(ctx, http.MethodGet, "/getall", q, nil)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return w.c.fail(err, "watch -relist", false)
+		return err
 	}
 	rev, err := strconv.ParseInt(hdr.Get(httpapi.RevisionHeader), 10, 64)
 	var m map[string]json.RawMessage
