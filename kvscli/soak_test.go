@@ -20,6 +20,8 @@ import (
 // write is one set of the writers: the key and the (string) value.
 type write struct{ key, value string }
 
+func (w write) String() string { return fmt.Sprintf("%s=%.12s...", w.key, w.value) }
+
 // setHTTP sets key to the string value over HTTP and returns the revision.
 func setHTTP(client *http.Client, url, key, value string) (int64, error) {
 	body, _ := json.Marshal(map[string]string{"Key": key, "Value": value})
