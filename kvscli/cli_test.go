@@ -271,7 +271,10 @@ func TestWatchResumes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := &fakeFeed{rev: 4, steps: []feedStep{
-				func(ctx context.Context, c *websocket.Conn) { // from=5: shutdown
+				func(ctx context.Context, c *websocket.Conn) { // from=5: dropped before any event
+					c.CloseNow()
+				},
+				func(ctx context.Context, c *websocket.Conn) { // from=5 again: shutdown
 					send(ctx, c, `{"Type":"set","Key":"a","Value":"five","Revision":5}`,
 						`{"Type":"set","Key":"b","Value":{"n":6},"Revision":6}`)
 					c.Close(websocket.StatusGoingAway, "server shutting down, resume from 7")
@@ -307,7 +310,7 @@ func TestWatchResumes(t *testing.T) {
 			if stdout != tt.want {
 				t.Errorf("stdout: got\n%s\nwant\n%s", stdout, tt.want)
 			}
-			if got, want := strings.Join(f.Froms(), ","), "5,7,12,13,15,15"; got != want {
+			if got, want := strings.Join(f.Froms(), ","), "5,5,7,12,13,15,15"; got != want {
 				t.Errorf("from of each connection: got %s, want %s", got, want)
 			}
 			for _, s := range []string{
