@@ -193,7 +193,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, kv.ErrInvalidKey):
 		code = http.StatusBadRequest
 	case errors.Is(err, kv.ErrUnavailable):
-		code, msg = http.StatusServiceUnavailable, "the log is unavailable, nothing was written: try again later"
+		code, msg = http.StatusServiceUnavailable, "the log is unavailable and the write was not acknowledged: try again later"
 		h.log.Warn("write failed", "path", r.URL.Path, "err", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code, msg = http.StatusServiceUnavailable, "request cancelled before the write was acknowledged"
@@ -291,8 +291,16 @@ func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	entries, rev := h.store.Snapshot(prefix)
 	hdr := w.Header()
+	if r.Method == http.MethodHead {
+		// No listing is sent, so no snapshot is taken: the revision is the
+		// current one. (kvscli watch starts with this.)
+		hdr["Content-Type"] = jsonContentType
+		hdr[RevisionHeader] = []string{strconv.FormatInt(h.store.Rev(), 10)}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	entries, rev := h.store.Snapshot(prefix)
 	hdr["Content-Type"] = jsonContentType
 	hdr[RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
 	w.WriteHeader(http.StatusOK)

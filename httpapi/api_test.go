@@ -326,6 +326,10 @@ func TestGetallRevisionHeader(t *testing.T) {
 	if got := a.header.Get(httpapi.RevisionHeader); got != "2" {
 		t.Fatalf("Kvs-Revision %q, want 2", got)
 	}
+	a = do(t, "HEAD", srv.URL+"/getall?prefix=zz", "")
+	if got := a.header.Get(httpapi.RevisionHeader); a.code != 200 || got != "2" || a.body != "" {
+		t.Fatalf("HEAD: got %d, Kvs-Revision %q, body %q; want 200, 2 and no body", a.code, got, a.body)
+	}
 }
 
 // TestGetallSortedAndLarge lists enough keys to need several writes.

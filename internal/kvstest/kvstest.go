@@ -104,7 +104,7 @@ func Start(t testing.TB, args ...string) *Server {
 	}
 	s := &Server{Args: args, t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(Binary(t, "kvsd"), full...)
-	s.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	s.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 atexit_sleep_ms=0")
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
