@@ -560,7 +560,8 @@ func TestFeedShutdownGoingAway(t *testing.T) {
 // concatenated, equals the continuous subscriber's events and the list of
 // acknowledged writes, exactly.
 func TestFeedReconnectSoak(t *testing.T) {
-	e := newFeedEnv(t, bus.Options{}, httpapi.Options{})
+	// Progress events wake the steady reader once the writers are done.
+	e := newFeedEnv(t, bus.Options{}, httpapi.Options{ProgressInterval: 200 * time.Millisecond})
 	steady := e.dial(t, "?from=1")
 	stop := make(chan struct{})
 	var wl *writeLog
@@ -568,6 +569,29 @@ func TestFeedReconnectSoak(t *testing.T) {
 	go func() {
 		wl = e.write(t, 4, 1<<30, stop)
 		close(done)
+	}()
+	// The steady subscriber reads all along, as a continuous watcher does.
+	var steadyGot []httpapi.Event
+	steadyDone := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := steady.next(time.Minute)
+			if err != nil {
+				steadyDone <- err
+				return
+			}
+			if ev.Type != "progress" {
+				steadyGot = append(steadyGot, ev)
+			}
+			select {
+			case <-done:
+				if ev.Revision >= wl.revs[len(wl.revs)-1] {
+					steadyDone <- nil
+					return
+				}
+			default:
+			}
+		}
 	}()
 	var got []httpapi.Event
 	next := int64(1)
@@ -605,7 +629,10 @@ func TestFeedReconnectSoak(t *testing.T) {
 		t.Fatalf("only %d reconnects", reconnects)
 	}
 	checkEvents(t, "reconnecting subscriber", got, wl)
-	checkEvents(t, "steady subscriber", steady.changes(len(wl.revs)), wl)
+	if err := <-steadyDone; err != nil {
+		t.Fatalf("steady subscriber: %v after %d events", err, len(steadyGot))
+	}
+	checkEvents(t, "steady subscriber", steadyGot, wl)
 	t.Logf("%d writes, %d reconnects", len(wl.revs), reconnects)
 }
 
