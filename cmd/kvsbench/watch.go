@@ -161,18 +161,19 @@ func newSubscriber(f *feed) *subscriber { return &subscriber{f: f, hist: new(his
 
 // run subscribes (from revision from when > 0) and reads until ctx is done
 // or the server ends the subscription. dialed is called after the first
-// subscription attempt.
+// subscription attempt, once connected says how it went.
 func (s *subscriber) run(ctx context.Context, from int64, dialed func()) {
 	defer s.ended.Store(true)
 	c, err := s.f.dial(ctx, from)
-	dialed()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.dialError(err)
 		}
+		dialed()
 		return
 	}
 	s.connected = true
+	dialed()
 	for {
 		err := s.read(ctx, c)
 		c.CloseNow()
@@ -380,17 +381,19 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		var errs errorSet
 		connected := 0
 		for _, s := range subs {
 			if s.connected {
 				connected++
 			}
-			errs.merge(s.errs)
 		}
 		if connected == 0 {
 			cancelSubs()
 			running.Wait()
+			var errs errorSet
+			for _, s := range subs {
+				errs.merge(s.errs)
+			}
 			counts, samples := errorMaps(errs)
 			return nil, fmt.Errorf("no subscriber could subscribe at %s: %s", f.subURL, errorsText(counts, samples))
 		}
