@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +44,7 @@ type config struct {
 	timeout     time.Duration
 	progress    time.Duration
 	json        bool
+	cpuProfile  string
 
 	subscribers int
 	from        bool
@@ -97,15 +100,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	fs.StringVar(&addr, "server-address", addr, "kvsd address: host:port or http(s)://host:port")
 	fs.StringVar(&c.token, "token", getenv("KVS_TOKEN"), "bearer token sent with every request")
-	for _, n := range []string{"connections", "c"} {
-		fs.IntVar(&c.connections, n, 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
-	}
-	for _, n := range []string{"duration", "d"} {
-		fs.DurationVar(&c.duration, n, 10*time.Second, "how long to run (with -total alone: no limit)")
-	}
-	for _, n := range []string{"total", "n"} {
-		fs.Int64Var(&c.total, n, 0, "stop after this many requests (watch: sets); 0 = no limit")
-	}
+	fs.IntVar(&c.connections, "connections", 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
+	fs.IntVar(&c.connections, "c", 64, "short for -connections")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with -total alone: no limit)")
+	fs.DurationVar(&c.duration, "d", 10*time.Second, "short for -duration")
+	fs.Int64Var(&c.total, "total", 0, "stop after this many requests (watch: sets); 0 = no limit")
+	fs.Int64Var(&c.total, "n", 0, "short for -total")
 	fs.IntVar(&c.keys, "keys", 10000, "key space: keys k0 .. k(keys-1)")
 	fs.IntVar(&c.keySize, "key-size", 0, "pad key numbers with zeros to make keys this many bytes, prefix included (0 = no padding)")
 	fs.StringVar(&c.prefix, "key-prefix", "", "prefix of every key (watch: default kvsbench-<random>/, so that only this run's sets match)")
@@ -116,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr; 0 = none")
 	fs.BoolVar(&c.json, "json", false, "print the results as one JSON object")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write kvsbench's own CPU profile to this file (to check that the loader is not the bottleneck)")
 	fs.IntVar(&c.subscribers, "subscribers", 100, "watch: number of WebSocket subscribers")
 	fs.BoolVar(&c.from, "from", false, "watch: subscribe with from=<revision before the first set>+1 and start setting at once, while subscribers still connect (early events come from the history replay)")
 	fs.BoolVar(&c.resume, "resume", false, "watch: a subscriber closed as too slow (4408) reconnects from its last revision + 1 and its verification continues")
@@ -271,6 +272,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err := raiseFileLimit(need); err != nil {
 			return err
 		}
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	b := newBench(cfg, stderr)
 	defer b.close()
