@@ -296,6 +296,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		res, err = b.load(ctx)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
 		return err
 	}
 	if cfg.json {

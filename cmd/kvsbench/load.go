@@ -252,18 +252,18 @@ func (b *bench) runPhase(ctx context.Context, ph phase) phaseResult {
 func (w *worker) run(ctx context.Context, p *pacer, ph phase, ops, errs *atomic.Int64) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	// An interrupt stops new requests; one in flight finishes (within
+	// -timeout), so that a set the server applies is also acknowledged.
+	reqCtx := context.WithoutCancel(ctx)
 	for {
 		i, start, ok := p.take(ctx, t)
 		if !ok {
 			return
 		}
 		op, key := ph.pick(w, i)
-		rev, err := w.do(ctx, op, key)
+		rev, err := w.do(reqCtx, op, key)
 		now := time.Now()
 		if err != nil {
-			if ctx.Err() != nil {
-				return // interrupted: not the server's fault
-			}
 			var se *statusError
 			if errors.As(err, &se) {
 				w.errs.add(fmt.Sprintf("%s: http %d", opNames[op], se.code), se.msg)

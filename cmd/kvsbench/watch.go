@@ -358,8 +358,12 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	}
 
 	subs := make([]*subscriber, cfg.subscribers)
-	subCtx, cancelSubs := context.WithCancel(ctx)
+	// Subscribers outlive an interrupt of the set phase long enough to
+	// receive what was acknowledged; an interrupt while they subscribe
+	// stops them at once.
+	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSubs()
+	stopDialing := context.AfterFunc(ctx, cancelSubs)
 	var dialed, running sync.WaitGroup
 	dialed.Add(len(subs))
 	sem := make(chan struct{}, 64) // handshakes at a time
@@ -378,9 +382,6 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		// Every subscription is registered when its handshake is done:
 		// the first set comes after all of them.
 		dialed.Wait()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		connected := 0
 		for _, s := range subs {
 			if s.connected {
@@ -406,6 +407,10 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		}
 		return n
 	}
+	if !stopDialing() {
+		running.Wait()
+		return nil, ctx.Err()
+	}
 	start := f.acks.since(time.Now())
 	res := b.runPhase(ctx, phase{
 		label:    fmt.Sprintf("watch %g/s", rate),
@@ -423,8 +428,12 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 
 	// Wait until every subscriber has every acknowledged revision.
 	if target := f.acks.last(); target > 0 {
-		deadline := time.Now().Add(cfg.drain)
-		for time.Now().Before(deadline) && ctx.Err() == nil && !caughtUp(subs, target) {
+		drain := cfg.drain
+		if ctx.Err() != nil {
+			drain = min(drain, time.Second) // interrupted: do not linger
+		}
+		deadline := time.Now().Add(drain)
+		for time.Now().Before(deadline) && !caughtUp(subs, target) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
