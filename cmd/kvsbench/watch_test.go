@@ -78,6 +78,7 @@ func TestSubscriber(t *testing.T) {
 		resume     bool
 		conns      []fakeConn
 		acked      []int64
+		waitFor    int64 // revision to wait for; 0 = the last acknowledged
 		wantFroms  []string
 		want       verdict
 		wantErrs   map[string]int64
@@ -165,6 +166,7 @@ func TestSubscriber(t *testing.T) {
 				progress(4),
 			}}},
 			acked:     []int64{1},
+			waitFor:   4,
 			wantFroms: []string{""},
 			want:      verdict{Expected: 1, Delivered: 1},
 			wantErrs: map[string]int64{
@@ -199,7 +201,10 @@ func TestSubscriber(t *testing.T) {
 				defer close(done)
 				s.run(ctx, 0, func() {})
 			}()
-			target := slices.Max(tt.acked)
+			target := tt.waitFor
+			if target == 0 {
+				target = slices.Max(tt.acked)
+			}
 			hang := time.After(30 * time.Second) // a hang guard, not a speed check
 			for !caughtUp([]*subscriber{s}, target) {
 				select {
