@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// usageError is a bad command line; main exits with status 2. An empty msg
+// means the usage text was printed already (-h).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// errFailed is returned after the results were printed when the run saw
+// errors or, in watch mode, a wrong feed.
+var errFailed = errors.New("kvsbench: the run saw errors")
+
+// config is kvsbench's command line.
+type config struct {
+	mode        string
+	base        string // http(s)://host:port[/path], no trailing slash
+	token       string
+	connections int
+	duration    time.Duration // 0: until total
+	total       int64         // 0: until duration
+	keys        int
+	keySize     int
+	prefix      string
+	valueSize   int
+	readRatio   float64
+	rate        float64
+	preload     int
+	timeout     time.Duration
+	progress    time.Duration
+	json        bool
+	cpuProfile  string
+
+	subscribers int
+	from        bool
+	resume      bool
+	drain       time.Duration
+	sweep       []float64
+	sweepP99    time.Duration
+}
+
+const usageHead = `usage: kvsbench [flags] MODE [flags]
+
+Modes:
+  set    POST /set {"Key":"k<i>","Value":"<random string>"}, i uniform in [0, -keys)
+  get    POST /get {"Key":"k<i>"}; the key space is written first (-preload)
+  mixed  gets and sets; -read-ratio of them are gets
+  fill   write k0 .. k(keys-1) once each, in order (fills the store; e.g. for memory per key)
+  watch  -subscribers WebSocket subscribers on /subscribe under a fresh key prefix, and sets
+         at -rate per second; reports the latency from each set's acknowledgement (its HTTP
+         answer) to each delivery, and checks that every subscriber got every acknowledged
+         set exactly once and in revision order
+
+Each connection is one goroutine sending one request at a time over a keep-alive HTTP/1.1
+connection. Without -rate, each sends the next request as soon as the answer arrives. With
+-rate, requests are scheduled at that rate over all connections, and a request sent late
+because earlier answers were slow counts its latency from its scheduled time, so a stalled
+server is not hidden by the requests it kept from being sent (coordinated omission).
+Latency percentiles come from a log-linear histogram: each is at most 1.6% above the exact
+value.
+
+Watch mode: an event can reach a subscriber before the setter has read the set's HTTP
+answer; its latency would be negative and is counted as 0 (the report says how many). A
+subscriber the server closes as too slow (4408) is an error; with -resume it reconnects
+from the revision after the last one it got and its verification continues. 1000
+subscribers need 1000 file descriptors here and in kvsd: kvsbench raises its own soft limit
+to the hard limit and says so if that is not enough (ulimit -Hn).
+
+Exit status: 0 no errors (watch: nothing lost, duplicated, out of order or unexpected);
+1 errors or a wrong feed, or the run could not start; 2 usage.
+
+Flags (KVS_ADDRESS and KVS_TOKEN set the defaults of -server-address and -token):
+`
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	c := config{}
+	var (
+		addr  = "127.0.0.1:23333"
+		sweep string
+	)
+	if v := getenv("KVS_ADDRESS"); v != "" {
+		addr = v
+	}
+	fs := flag.NewFlagSet("kvsbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&addr, "server-address", addr, "kvsd address: host:port or http(s)://host:port")
+	fs.StringVar(&c.token, "token", getenv("KVS_TOKEN"), "bearer token sent with every request")
+	fs.IntVar(&c.connections, "connections", 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
+	fs.IntVar(&c.connections, "c", 64, "short for -connections")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with -total alone: no limit)")
+	fs.DurationVar(&c.duration, "d", 10*time.Second, "short for -duration")
+	fs.Int64Var(&c.total, "total", 0, "stop after this many requests (watch: sets); 0 = no limit")
+	fs.Int64Var(&c.total, "n", 0, "short for -total")
+	fs.IntVar(&c.keys, "keys", 10000, "key space: keys k0 .. k(keys-1)")
+	fs.IntVar(&c.keySize, "key-size", 0, "pad key numbers with zeros to make keys this many bytes, prefix included (0 = no padding)")
+	fs.StringVar(&c.prefix, "key-prefix", "", "prefix of every key (watch: default kvsbench-<random>/, so that only this run's sets match)")
+	fs.IntVar(&c.valueSize, "value-size", 16, "length of each value, a JSON string of random letters (stored as value-size+2 bytes)")
+	fs.Float64Var(&c.readRatio, "read-ratio", 0.9, "mixed: fraction of requests that are gets")
+	fs.Float64Var(&c.rate, "rate", 0, "requests (watch: sets) per second over all connections; 0 = as fast as answers come (watch default 200)")
+	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get and mixed, none otherwise)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
+	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr; 0 = none")
+	fs.BoolVar(&c.json, "json", false, "print the results as one JSON object")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write kvsbench's own CPU profile to this file (to check that the loader is not the bottleneck)")
+	fs.IntVar(&c.subscribers, "subscribers", 100, "watch: number of WebSocket subscribers")
+	fs.BoolVar(&c.from, "from", false, "watch: subscribe with from=<revision before the first set>+1 and start setting at once, while subscribers still connect (early events come from the history replay)")
+	fs.BoolVar(&c.resume, "resume", false, "watch: a subscriber closed as too slow (4408) reconnects from its last revision + 1 and its verification continues")
+	fs.DurationVar(&c.drain, "drain", 5*time.Second, "watch: after the last set, how long to wait for subscribers to receive every event")
+	fs.StringVar(&sweep, "sweep", "", "watch: comma-separated set rates (e.g. 100,200,400,800) run one after another, each for -duration, stopping at the first that fails -sweep-p99 or sees an error; reports the highest rate that passed")
+	fs.DurationVar(&c.sweepP99, "sweep-p99", 50*time.Millisecond, "watch -sweep: the p99 delivery latency a rate must stay within")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHead)
+		fs.PrintDefaults()
+	}
+	parse := func(a []string) error {
+		if err := fs.Parse(a); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return usageError{}
+			}
+			return usageError{err.Error()}
+		}
+		return nil
+	}
+	if err := parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return c, usageError{"no mode given: set, get, mixed, fill or watch"}
+	}
+	c.mode = fs.Arg(0)
+	if err := parse(fs.Args()[1:]); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Sprintf("unexpected argument %q after the mode", fs.Arg(0))}
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if c.total > 0 && !given["duration"] && !given["d"] {
+		c.duration = 0
+	}
+
+	var err error
+	if c.base, err = baseURL(addr); err != nil {
+		return c, usageError{err.Error()}
+	}
+	switch c.mode {
+	case "set", "get", "mixed", "fill":
+		if c.mode == "fill" && !given["duration"] && !given["d"] {
+			c.duration = 0 // until every key is written
+		}
+		if c.preload < 0 {
+			c.preload = 0
+			if c.mode == "get" || c.mode == "mixed" {
+				c.preload = c.keys
+			}
+		}
+	case "watch":
+		if !given["connections"] && !given["c"] {
+			c.connections = 4
+		}
+		if !given["rate"] {
+			c.rate = 200
+		}
+		if !given["key-prefix"] {
+			var b [4]byte
+			rand.Read(b[:])
+			c.prefix = "kvsbench-" + hex.EncodeToString(b[:]) + "/"
+		}
+		c.preload = max(c.preload, 0)
+	default:
+		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, fill or watch", c.mode)}
+	}
+	if sweep != "" {
+		if c.mode != "watch" {
+			return c, usageError{"-sweep is for watch mode"}
+		}
+		for s := range strings.SplitSeq(sweep, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || r <= 0 {
+				return c, usageError{fmt.Sprintf("-sweep %q: want positive rates separated by commas", sweep)}
+			}
+			c.sweep = append(c.sweep, r)
+		}
+	}
+	if err := c.check(); err != nil {
+		return c, usageError{err.Error()}
+	}
+	return c, nil
+}
+
+// check validates the numbers of c.
+func (c *config) check() error {
+	switch {
+	case c.connections < 1:
+		return fmt.Errorf("-connections %d: want at least 1", c.connections)
+	case c.duration < 0 || c.total < 0:
+		return errors.New("-duration and -total must not be negative")
+	case c.duration == 0 && c.total == 0 && c.mode != "fill":
+		return errors.New("give -duration or -total (or both)")
+	case c.keys < 1:
+		return fmt.Errorf("-keys %d: want at least 1", c.keys)
+	case c.valueSize < 0:
+		return fmt.Errorf("-value-size %d: must not be negative", c.valueSize)
+	case c.readRatio < 0 || c.readRatio > 1:
+		return fmt.Errorf("-read-ratio %v: want 0 to 1", c.readRatio)
+	case c.rate < 0:
+		return fmt.Errorf("-rate %v: must not be negative", c.rate)
+	case c.timeout <= 0:
+		return fmt.Errorf("-timeout %v: must be positive", c.timeout)
+	case c.mode == "watch" && c.subscribers < 1:
+		return fmt.Errorf("-subscribers %d: want at least 1", c.subscribers)
+	case c.drain < 0 || c.progress < 0:
+		return errors.New("-drain and -progress must not be negative")
+	}
+	for _, r := range c.prefix {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			return fmt.Errorf("-key-prefix %q: no quotes, backslashes or control characters", c.prefix)
+		}
+	}
+	longest := keyLen(c.prefix, c.keys-1, 0)
+	if c.keySize > 0 && longest > c.keySize {
+		return fmt.Errorf("-key-size %d: too small for %d keys with prefix %q (need %d)", c.keySize, c.keys, c.prefix, longest)
+	}
+	if max(c.keySize, longest) > 1024 {
+		return errors.New("keys would be longer than 1024 bytes")
+	}
+	return nil
+}
+
+// baseURL turns an address (host:port or a URL) into the base URL that
+// paths are appended to.
+func baseURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", fmt.Errorf("-server-address %q: %v", addr, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return "", fmt.Errorf("-server-address %q: want host:port or http(s)://host:port", addr)
+	}
+	return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
+}
+
+// run runs the benchmark that args describe, printing the results to
+// stdout and progress to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.mode == "watch" {
+		need := cfg.subscribers + cfg.connections + 64
+		if err := raiseFileLimit(need); err != nil {
+			return err
+		}
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b := newBench(cfg, stderr)
+	defer b.close()
+	var res results
+	switch {
+	case cfg.mode == "watch" && len(cfg.sweep) > 0:
+		res, err = b.sweep(ctx)
+	case cfg.mode == "watch":
+		res, err = b.watch(ctx, cfg.rate)
+	default:
+		res, err = b.load(ctx)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		return err
+	}
+	if cfg.json {
+		err = writeJSON(stdout, res)
+	} else {
+		err = res.writeText(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if !res.ok() {
+		return errFailed
+	}
+	return nil
+}

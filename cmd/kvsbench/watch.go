@@ -1,0 +1,562 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/kvsdb/kvs/httpapi"
+)
+
+// ackLog records when each set was acknowledged, by revision. Times are
+// nanoseconds since base. Safe for concurrent use.
+type ackLog struct {
+	base time.Time
+
+	// mu guards the fields below.
+	mu   sync.RWMutex
+	at   map[int64]int64
+	max  int64
+	dups int64 // revisions answered to more than one set
+}
+
+func newAckLog() *ackLog {
+	return &ackLog{base: time.Now(), at: make(map[int64]int64)}
+}
+
+// since returns t as nanoseconds since the log's base.
+func (a *ackLog) since(t time.Time) int64 { return int64(t.Sub(a.base)) }
+
+// add records that the set of revision rev was acknowledged at t.
+func (a *ackLog) add(rev int64, t time.Time) {
+	ns := a.since(t)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.at[rev]; ok {
+		a.dups++
+		return
+	}
+	a.at[rev] = ns
+	a.max = max(a.max, rev)
+}
+
+// get returns when the set of revision rev was acknowledged, if it was.
+func (a *ackLog) get(rev int64) (int64, bool) {
+	a.mu.RLock()
+	ns, ok := a.at[rev]
+	a.mu.RUnlock()
+	return ns, ok
+}
+
+// last returns the highest acknowledged revision, 0 if none.
+func (a *ackLog) last() int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.max
+}
+
+// sorted returns the acknowledged revisions in increasing order.
+func (a *ackLog) sorted() []int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	revs := make([]int64, 0, len(a.at))
+	for r := range a.at {
+		revs = append(revs, r)
+	}
+	slices.Sort(revs)
+	return revs
+}
+
+// ackedUpTo returns the prefix of acked (increasing) that is <= rev.
+func ackedUpTo(acked []int64, rev int64) []int64 {
+	i, _ := slices.BinarySearch(acked, rev+1)
+	return acked[:i]
+}
+
+// feed is what the subscribers of one watch run share.
+type feed struct {
+	acks   *ackLog
+	prefix string
+	subURL string // /subscribe?prefix=..., without from
+	client *http.Client
+	header http.Header
+	// timeout bounds each subscription handshake.
+	timeout time.Duration
+	// readLimit is the largest event a subscriber accepts.
+	readLimit int64
+	// resume makes a subscriber closed with 4408 subscribe again.
+	resume bool
+}
+
+// dial subscribes, from revision from when it is > 0.
+func (f *feed) dial(ctx context.Context, from int64) (*websocket.Conn, error) {
+	u := f.subURL
+	if from > 0 {
+		u += "&from=" + strconv.FormatInt(from, 10)
+	}
+	dctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	c, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: f.client, HTTPHeader: f.header})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+			body, _ := io.ReadAll(resp.Body)
+			msg := string(bytes.TrimSpace(body))
+			var e httpapi.Error
+			if json.Unmarshal(body, &e) == nil && e.Error != "" {
+				msg = e.Error
+			}
+			return nil, &statusError{resp.StatusCode, msg}
+		}
+		return nil, err
+	}
+	c.SetReadLimit(f.readLimit)
+	return c, nil
+}
+
+// delivery is an event that arrived before its set's acknowledgement was
+// recorded.
+type delivery struct{ rev, at int64 }
+
+// subscriber is one WebSocket subscriber and what it saw. Its fields are
+// written by its own goroutine only; the atomics are also read by the
+// progress line and the drain wait.
+type subscriber struct {
+	f       *feed
+	check   feedCheck
+	hist    *histogram // acknowledgement to delivery
+	pending []delivery
+	early   int64 // deliveries before their acknowledgement (latency 0)
+	errs    errorSet
+	// connected is set when the first subscription succeeded.
+	connected  bool
+	reconnects int64
+	// cut is set when the server ended the subscription and it did not
+	// resume: only revisions up to seen are expected.
+	cut    bool
+	lastAt int64 // time of the last delivery, ns since the ack log's base
+
+	seen  atomic.Int64 // everything matching up to it was received (events and progress)
+	n     atomic.Int64 // events received
+	ended atomic.Bool  // the goroutine is done reading
+
+	buf bytes.Buffer
+	ev  httpapi.Event
+}
+
+func newSubscriber(f *feed) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
+
+// run subscribes (from revision from when > 0) and reads until ctx is done
+// or the server ends the subscription. dialed is called after the first
+// subscription attempt, once connected says how it went.
+func (s *subscriber) run(ctx context.Context, from int64, dialed func()) {
+	defer s.ended.Store(true)
+	c, err := s.f.dial(ctx, from)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.dialError(err)
+		}
+		dialed()
+		return
+	}
+	s.connected = true
+	dialed()
+	for {
+		err := s.read(ctx, c)
+		c.CloseNow()
+		if ctx.Err() != nil {
+			return
+		}
+		next, ok := s.closed(err)
+		if !ok {
+			s.cut = true
+			return
+		}
+		s.reconnects++
+		if c, err = s.f.dial(ctx, next); err != nil {
+			if ctx.Err() == nil {
+				s.dialError(err)
+			}
+			s.cut = true
+			return
+		}
+	}
+}
+
+func (s *subscriber) dialError(err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		s.errs.add(fmt.Sprintf("subscribe: http %d", se.code), se.msg)
+		return
+	}
+	s.errs.add("subscribe: "+errorKind(err), err.Error())
+}
+
+// read handles events until the connection ends.
+func (s *subscriber) read(ctx context.Context, c *websocket.Conn) error {
+	for {
+		_, r, err := c.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		s.buf.Reset()
+		if _, err := s.buf.ReadFrom(r); err != nil {
+			return err
+		}
+		now := s.f.acks.since(time.Now())
+		s.ev = httpapi.Event{Value: s.ev.Value[:0]}
+		if err := json.Unmarshal(s.buf.Bytes(), &s.ev); err != nil {
+			s.errs.add("feed: bad event", err.Error())
+			continue
+		}
+		switch s.ev.Type {
+		case "set", "delete":
+			if !strings.HasPrefix(s.ev.Key, s.f.prefix) {
+				s.errs.add("feed: event for a key outside the prefix", s.ev.Key)
+				continue
+			}
+			s.deliver(s.ev.Revision, now)
+		case "progress":
+			if s.ev.Revision < s.check.last {
+				s.errs.add("feed: progress revision below a delivered one",
+					fmt.Sprintf("progress %d after revision %d", s.ev.Revision, s.check.last))
+			}
+			s.seen.Store(max(s.seen.Load(), s.ev.Revision))
+		default:
+			s.errs.add("feed: unknown event type", s.ev.Type)
+		}
+	}
+}
+
+// deliver records the delivery of revision rev at time now.
+func (s *subscriber) deliver(rev, now int64) {
+	s.check.add(rev)
+	s.lastAt = now
+	if at, ok := s.f.acks.get(rev); ok {
+		s.record(now - at)
+	} else {
+		s.pending = append(s.pending, delivery{rev, now})
+	}
+	s.seen.Store(max(s.seen.Load(), rev))
+	s.n.Add(1)
+}
+
+// record adds one acknowledgement-to-delivery latency; a negative one (the
+// event came before the HTTP answer) counts as 0.
+func (s *subscriber) record(lat int64) {
+	if lat < 0 {
+		lat = 0
+		s.early++
+	}
+	s.hist.record(lat)
+}
+
+// settle records the latency of the deliveries that came before their
+// acknowledgement was recorded, once every acknowledgement is in.
+func (s *subscriber) settle() {
+	for _, d := range s.pending {
+		if at, ok := s.f.acks.get(d.rev); ok {
+			s.record(d.at - at)
+		}
+	}
+	s.pending = nil
+}
+
+// closed records why the server ended the subscription, and returns the
+// revision to subscribe from again, or false when the subscriber stops.
+func (s *subscriber) closed(err error) (int64, bool) {
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) {
+		s.errs.add("feed: "+errorKind(err), err.Error())
+		return 0, false
+	}
+	switch ce.Code {
+	case httpapi.StatusSlowConsumer:
+		s.errs.add("feed: slow consumer (4408)", ce.Reason)
+	case websocket.StatusGoingAway:
+		s.errs.add("feed: server going away (1001)", ce.Reason)
+		return 0, false
+	default:
+		s.errs.add(fmt.Sprintf("feed: closed by the server (%d)", int(ce.Code)), ce.Reason)
+		return 0, false
+	}
+	// The server says where to resume: right after what it sent us.
+	next := s.seen.Load() + 1
+	r, ok := resumeRevision(ce.Reason)
+	switch {
+	case ok && s.seen.Load() == 0:
+		next = r
+	case ok && r != next:
+		s.errs.add("feed: wrong resume revision",
+			fmt.Sprintf("server says resume from %d, got everything up to %d", r, next-1))
+	case !ok && s.seen.Load() == 0:
+		return 0, false
+	}
+	return next, s.f.resume
+}
+
+// resumeRevision reads R from a close reason "... resume from R".
+func resumeRevision(reason string) (int64, bool) {
+	_, after, ok := strings.Cut(reason, "resume from ")
+	if !ok {
+		return 0, false
+	}
+	r, err := strconv.ParseInt(strings.TrimSpace(after), 10, 64)
+	return r, err == nil && r > 0
+}
+
+// watch runs the watch mode at rate sets per second.
+func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
+	cfg := &b.cfg
+	rep := b.newReport()
+	rep.Rate = rate
+	if cfg.preload > 0 {
+		pre, err := b.preload(ctx, cfg.preload)
+		if err != nil {
+			return nil, err
+		}
+		rep.Preload = pre
+	}
+	header := http.Header{}
+	if cfg.token != "" {
+		header.Set("Authorization", "Bearer "+cfg.token)
+	}
+	f := &feed{
+		acks:   newAckLog(),
+		prefix: cfg.prefix,
+		subURL: cfg.base + "/subscribe?prefix=" + url.QueryEscape(cfg.prefix),
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:       nil,
+			DialContext: (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		}},
+		header:    header,
+		timeout:   cfg.timeout,
+		readLimit: int64(cfg.valueSize) + 64<<10,
+		resume:    cfg.resume,
+	}
+	defer f.client.CloseIdleConnections()
+	var from int64
+	if cfg.from {
+		rev, err := b.revision(ctx)
+		if err != nil {
+			return nil, err
+		}
+		from = rev + 1
+	}
+
+	subs := make([]*subscriber, cfg.subscribers)
+	// Subscribers outlive an interrupt of the set phase long enough to
+	// receive what was acknowledged; an interrupt while they subscribe
+	// stops them at once.
+	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSubs()
+	stopDialing := context.AfterFunc(ctx, cancelSubs)
+	var dialed, running sync.WaitGroup
+	dialed.Add(len(subs))
+	sem := make(chan struct{}, 64) // handshakes at a time
+	for i := range subs {
+		s := newSubscriber(f)
+		subs[i] = s
+		running.Go(func() {
+			sem <- struct{}{}
+			s.run(subCtx, from, func() {
+				<-sem
+				dialed.Done()
+			})
+		})
+	}
+	if !cfg.from {
+		// Every subscription is registered when its handshake is done:
+		// the first set comes after all of them.
+		dialed.Wait()
+		connected := 0
+		for _, s := range subs {
+			if s.connected {
+				connected++
+			}
+		}
+		if connected == 0 {
+			cancelSubs()
+			running.Wait()
+			var errs errorSet
+			for _, s := range subs {
+				errs.merge(s.errs)
+			}
+			counts, samples := errorMaps(errs)
+			return nil, fmt.Errorf("no subscriber could subscribe at %s: %s", f.subURL, errorsText(counts, samples))
+		}
+	}
+
+	delivered := func() int64 {
+		var n int64
+		for _, s := range subs {
+			n += s.n.Load()
+		}
+		return n
+	}
+	if !stopDialing() {
+		running.Wait()
+		return nil, ctx.Err()
+	}
+	start := f.acks.since(time.Now())
+	res := b.runPhase(ctx, phase{
+		label:    fmt.Sprintf("watch %g/s", rate),
+		unit:     "sets",
+		pick:     b.pickRandom("set"),
+		rate:     rate,
+		duration: cfg.duration,
+		total:    cfg.total,
+		onAck:    f.acks.add,
+		extra: func(el time.Duration) string {
+			n := delivered()
+			return fmt.Sprintf(", %d events delivered (%.0f/s)", n, perSec(n, el))
+		},
+	})
+
+	// Wait until every subscriber has every acknowledged revision.
+	if target := f.acks.last(); target > 0 {
+		drain := cfg.drain
+		if ctx.Err() != nil {
+			drain = min(drain, time.Second) // interrupted: do not linger
+		}
+		deadline := time.Now().Add(drain)
+		for time.Now().Before(deadline) && !caughtUp(subs, target) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	cancelSubs()
+	running.Wait()
+
+	acked := f.acks.sorted()
+	var (
+		total     verdict
+		errs      = res.errs
+		hist      = new(histogram)
+		lastAt    int64
+		bad       int
+		early     int64
+		reconn    int64
+		connected int
+	)
+	if d := f.acks.dups; d > 0 {
+		errs.addN("set: revision answered to two sets", "", d)
+	}
+	for _, s := range subs {
+		errs.merge(s.errs)
+		if !s.connected {
+			continue
+		}
+		connected++
+		want := acked
+		if s.cut {
+			want = ackedUpTo(acked, s.seen.Load())
+		}
+		v := s.check.verify(want)
+		if !v.ok() {
+			bad++
+		}
+		total.add(v)
+		s.settle()
+		hist.merge(s.hist)
+		early += s.early
+		reconn += s.reconnects
+		lastAt = max(lastAt, s.lastAt)
+	}
+
+	b.fillLoad(rep, res)
+	rep.Latency["delivery"] = hist.stats()
+	rep.Errors, rep.ErrorSamples = errorMaps(errs)
+	rep.Watch = &watchReport{
+		KeyPrefix:       cfg.prefix,
+		Subscribers:     len(subs),
+		Connected:       connected,
+		verdict:         total,
+		DeliveredPerSec: perSec(total.Delivered, time.Duration(lastAt-start)),
+		BadSubscribers:  bad,
+		Early:           early,
+		Reconnects:      reconn,
+	}
+	rep.OK = len(rep.Errors) == 0 && total.ok() && connected == len(subs)
+	if rep.Preload != nil && len(rep.Preload.Errors) > 0 {
+		rep.OK = false
+	}
+	return rep, nil
+}
+
+// caughtUp reports whether every subscriber still reading has received
+// everything up to revision target.
+func caughtUp(subs []*subscriber, target int64) bool {
+	for _, s := range subs {
+		if !s.ended.Load() && s.seen.Load() < target {
+			return false
+		}
+	}
+	return true
+}
+
+// revision returns the server's current revision (the Kvs-Revision of an
+// empty listing).
+func (b *bench) revision(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.base+"/getall?prefix="+url.QueryEscape(b.cfg.prefix), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header = b.header
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	rev, err := strconv.ParseInt(resp.Header.Get(httpapi.RevisionHeader), 10, 64)
+	if resp.StatusCode != http.StatusOK || err != nil {
+		return 0, fmt.Errorf("reading the current revision from %s/getall: http %d, %s %q", b.cfg.base, resp.StatusCode, httpapi.RevisionHeader, resp.Header.Get(httpapi.RevisionHeader))
+	}
+	return rev, nil
+}
+
+// sweep runs watch at each rate of -sweep, stopping at the first that
+// fails, and reports the highest rate that passed.
+func (b *bench) sweep(ctx context.Context) (*sweepReport, error) {
+	cfg := &b.cfg
+	limit := float64(cfg.sweepP99) / 1e3
+	sr := &sweepReport{Mode: "watch", Target: cfg.base, Subscribers: cfg.subscribers, P99LimitUS: limit, OK: true}
+	for i, rate := range cfg.sweep {
+		step, err := b.watch(ctx, rate)
+		if err != nil {
+			return nil, err
+		}
+		// A step passes when it saw no error, a correct feed, delivery p99
+		// within the limit, and the setter kept up with the rate.
+		pass := step.OK && step.Latency["delivery"].P99 <= limit && step.OpsPerSec >= 0.9*rate && !step.Interrupted
+		step.Pass = &pass
+		sr.Steps = append(sr.Steps, *step)
+		if step.Watch != nil && !step.Watch.verdict.ok() {
+			sr.OK = false // a wrong feed is a bug at any rate
+		}
+		if !pass {
+			if i == 0 {
+				sr.OK = false
+			}
+			break
+		}
+		sr.BestRate = rate
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return sr, nil
+}
