@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,7 +63,8 @@ type browser struct {
 }
 
 // startBrowser starts headless Chromium with a fresh profile, or skips the
-// test when it is not installed. KVS_CHROMIUM names another binary.
+// test when it is not installed (fails instead when KVS_REQUIRE_BROWSER is
+// set, as in CI). KVS_CHROMIUM names another binary.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	bin := os.Getenv("KVS_CHROMIUM")
@@ -70,6 +72,9 @@ func startBrowser(t *testing.T) *browser {
 		bin = "/usr/bin/chromium"
 		if _, err := os.Stat(bin); err != nil {
 			if bin, err = exec.LookPath("chromium"); err != nil {
+				if os.Getenv("KVS_REQUIRE_BROWSER") != "" {
+					t.Fatal("chromium is not installed, and KVS_REQUIRE_BROWSER is set (.ci/run sets it)")
+				}
 				t.Skip("chromium is not installed: apt-get install chromium (or set KVS_CHROMIUM) to run the browser tests")
 			}
 		}
@@ -453,11 +458,18 @@ func TestConsole(t *testing.T) {
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("a new key took %v to appear, want under 1s", d)
 		}
+		b.str(`window.__flashed = [], new MutationObserver((ms) => { for (const m of ms) if (m.target.classList.contains('flash')) window.__flashed.push(m.target.dataset.key); })
+			.observe(document.getElementById('rows'), {attributes: true, subtree: true, attributeFilter: ['class']}), 'ok'`)
 		start = time.Now()
 		setKey(t, srv.URL, "live", `"second"`)
 		b.waitFor("the row to change", `document.querySelector('#rows tr[data-key="live"]').cells[1].textContent === 'second'`)
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("a change took %v to appear, want under 1s", d)
+		}
+		b.waitFor("the changed row to be highlighted", `window.__flashed.includes('live')`)
+		b.waitFor("the highlight to end", `!document.querySelector('#rows tr[data-key="live"]').classList.contains('flash')`)
+		if got := b.str(`[...new Set(window.__flashed)].join(",")`); got != "live" {
+			t.Errorf("highlighted rows: got %q, want only the changed one", got)
 		}
 		if got := b.str(`document.querySelector('#feed li:not(.note)').textContent`); got != strconv.FormatInt(rev+1, 10)+"setlivesecond" {
 			t.Errorf("newest feed entry: got %q, want revision %d, set, live, second", got, rev+1)
@@ -471,10 +483,27 @@ func TestConsole(t *testing.T) {
 		b.waitTable("the table after the changes", serverTable(t, srv.URL))
 	}
 
-	setKey(t, srv.URL, "live", `{"changed": "by someone else"}`)
-	b.waitFor("the row", `document.querySelector('#rows tr[data-key="live"]')`)
 	if path := os.Getenv("KVS_SCREENSHOT"); path != "" {
+		b.str(`document.activeElement.blur(), 'ok'`)
+		setKey(t, srv.URL, "live", `{"changed": "by someone else"}`)
+		b.waitFor("the row", `document.querySelector('#rows tr[data-key="live"]')`)
 		b.screenshot(path)
+	} else {
+		setKey(t, srv.URL, "live", `{"changed": "by someone else"}`)
+	}
+
+	t.Log("step: prefix filter")
+	{
+		lists := b.lists()
+		b.typeInto("prefix", "c")
+		b.waitFor("the filtered listing", `document.body.dataset.lists === '`+strconv.Itoa(lists+1)+`' && document.body.dataset.state === 'live'`)
+		b.waitTable("filtered by c", []row{{"cfg", `{"retries":3,"ratio":0.50}`}})
+		setKey(t, srv.URL, "City", `"Rajkot"`) // C is not c
+		setKey(t, srv.URL, "cat", `"meow"`)
+		b.waitTable("filtered by c, after changes", []row{{"cat", "meow"}, {"cfg", `{"retries":3,"ratio":0.50}`}})
+		b.str(`(e => (e.value = '', e.dispatchEvent(new Event('input')), 'cleared'))(document.getElementById('prefix'))`)
+		b.waitFor("the whole listing", `document.body.dataset.lists === '`+strconv.Itoa(lists+2)+`' && document.body.dataset.state === 'live'`)
+		b.waitTable("unfiltered", serverTable(t, srv.URL))
 	}
 
 	t.Log("step: restart")
@@ -485,6 +514,7 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("kvsd exit code: got %d, want 0", code)
 		}
 		b.waitFor("the page to notice", `document.body.dataset.state !== 'live'`)
+		waitPortFree(t, srv.Addr)
 		srv = kvstest.Start(t, append(slices.Clone(args), "-addr", srv.Addr)...)
 		// A change the page has not seen when it reconnects.
 		setKey(t, srv.URL, "after-restart", `"written while the page was away"`)
@@ -509,10 +539,30 @@ func TestConsole(t *testing.T) {
 	b.checkClean()
 }
 
+// waitPortFree waits until addr can be listened on. The port is free once
+// kvsd has exited, but any process on the machine may take a free port for
+// a moment (an outgoing connection's local port); kvsd must then not start
+// on it and fail.
+func waitPortFree(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s still busy after %v: %v", addr, hangGuard, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (b *browser) screenshot(path string) {
 	b.t.Helper()
-	// Let the highlight of the last change fade, so the picture is stable.
-	time.Sleep(2 * time.Second)
+	// Catch the highlight of the last change halfway.
+	time.Sleep(400 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(b.ctx, hangGuard)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -522,6 +572,9 @@ func (b *browser) screenshot(path string) {
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		b.t.Fatalf("screenshot: not a PNG")
 	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join("..", "..", path) // relative to the module root, not this package
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		b.t.Fatal(err)
 	}
@@ -529,4 +582,40 @@ func (b *browser) screenshot(path string) {
 		b.t.Fatal(err)
 	}
 	b.t.Logf("screenshot written to %s", path)
+}
+
+// TestConsoleFlag checks that -ui=false and KVS_UI=false take the console
+// away from the real kvsd.
+func TestConsoleFlag(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      string
+		wantCode int
+		wantType string
+	}{
+		{"default", nil, "", http.StatusOK, "text/html; charset=utf-8"},
+		{"flag off", []string{"-ui=false"}, "", http.StatusNotFound, "application/json"},
+		{"env off", nil, "false", http.StatusNotFound, "application/json"},
+		{"flag wins", []string{"-ui=true"}, "false", http.StatusOK, "text/html; charset=utf-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("KVS_UI", tt.env) // the child inherits it; empty means unset
+			srv := kvstest.Start(t, append([]string{"-backend", "memory"}, tt.args...)...)
+			for _, path := range []string{"/", "/ui/app.js"} {
+				resp, err := http.Get(srv.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantCode {
+					t.Errorf("GET %s: got status %d, want %d", path, resp.StatusCode, tt.wantCode)
+				}
+				if ct := resp.Header.Get("Content-Type"); path == "/" && ct != tt.wantType {
+					t.Errorf("GET /: Content-Type: got %q, want %q", ct, tt.wantType)
+				}
+			}
+		})
+	}
 }

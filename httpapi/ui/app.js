@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const FEED_MAX = 100; // events kept in the feed pane
   const SHOW_MAX = 2000; // characters of a value shown in the table
+  const FLASH_MS = 1600; // how long a changed row is highlighted (see app.css)
   const BACKOFF_MIN = 250; // ms before the first reconnect, doubled up to BACKOFF_MAX
   const BACKOFF_MAX = 8000;
   const REQUEST_MS = 20000; // a request that takes longer counts as failed
@@ -29,7 +30,6 @@
   let attempt = 0; // reconnects since the feed was last open
   let refused = 0; // handshakes in a row that failed while HTTP worked
   let timer = 0;
-  let idleTimer = 0;
   let editing = null; // {key, rev} while the form edits a row
 
   class HTTPError extends Error {
@@ -194,10 +194,15 @@
     row.rcell.textContent = atMost ? '≤ ' + rev : String(rev);
     row.rcell.title = atMost ? 'last changed at or before revision ' + rev + ' (the listing)' : '';
   }
-  function flash(tr) {
+  // flash highlights a changed row for FLASH_MS; the timer ends it even
+  // where the page is not painted and the animation does not advance.
+  function flash(row) {
+    const tr = row.tr;
+    clearTimeout(row.flash);
     tr.classList.remove('flash');
     void tr.offsetWidth; // restart the animation
     tr.classList.add('flash');
+    row.flash = setTimeout(() => tr.classList.remove('flash'), FLASH_MS);
   }
   function upsert(key, raw, rev) {
     let row = rows.get(key);
@@ -212,11 +217,12 @@
       keys.splice(i, 0, key);
       setCount();
     }
-    flash(row.tr);
+    flash(row);
   }
   function remove(key) {
     const row = rows.get(key);
     if (!row) return;
+    clearTimeout(row.flash);
     row.tr.remove();
     rows.delete(key);
     keys.splice(position(key), 1);
@@ -282,7 +288,6 @@
   }
 
   function closeSocket() {
-    clearTimeout(idleTimer);
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     try {
@@ -347,15 +352,14 @@
       opened = true;
       attempt = 0;
       refused = 0;
+      lastMessage = Date.now();
       setState('live', 'live');
       note('following changes from revision ' + (applied + 1));
-      armIdle(g);
     };
     sock.onmessage = (e) => onMessage(g, e.data);
     sock.onclose = (e) => {
       if (g !== gen) return;
       ws = null;
-      clearTimeout(idleTimer);
       const why = e.code === 1006 ? 'connection lost' : 'closed ' + e.code + (e.reason ? ' (' + e.reason + ')' : '');
       if (e.code === 4410) {
         note(why + ': listing again');
@@ -377,7 +381,7 @@
 
   function onMessage(g, text) {
     if (g !== gen) return;
-    armIdle(g);
+    lastMessage = Date.now();
     const f = fields(text);
     const type = JSON.parse(f.Type);
     const rev = Number(f.Revision);
@@ -391,15 +395,13 @@
     setRev(rev); // progress: nothing matching up to rev is missing
   }
 
-  function armIdle(g) {
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(() => {
-      if (g !== gen) return;
-      note('no message from the server for ' + Math.round(idleMs() / 1000) + ' s: reconnecting');
-      closeSocket();
-      retry('feed silent', false);
-    }, idleMs());
-  }
+  // The watchdog reconnects when the open feed has been silent too long.
+  let lastMessage = 0;
+  setInterval(() => {
+    if (!ws || ws.readyState !== WebSocket.OPEN || Date.now() - lastMessage <= idleMs()) return;
+    note('no message from the server for ' + Math.round((Date.now() - lastMessage) / 1000) + ' s: reconnecting');
+    retry('feed silent', false);
+  }, 1000);
 
   function retry(reason, relist) {
     closeSocket();
