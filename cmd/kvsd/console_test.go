@@ -359,13 +359,16 @@ func TestConsole(t *testing.T) {
 
 	t.Log("step: markup is shown as text")
 	{
+		// In the feed too: a change that arrives while the page is open.
+		setKey(t, srv.URL, "<b>feed</b>", `"<img src=y onerror=alert(3)>"`)
+		b.waitFor("the change", `document.querySelector('#feed li:not(.note)')?.textContent === '6set<b>feed</b><img src=y onerror=alert(3)>'`)
 		var got struct {
 			Imgs, Scripts, Bolds int
 			KeyHTML              string
 		}
 		if err := b.eval(`({Imgs: document.querySelectorAll('img').length, Scripts: document.scripts.length,
 			Bolds: document.querySelectorAll('#rows b, #feed b').length,
-			KeyHTML: document.querySelector('#rows tr').cells[0].innerHTML})`, &got); err != nil {
+			KeyHTML: document.querySelector('#rows tr[data-key="<img src=x onerror=alert(1)>"]').cells[0].innerHTML})`, &got); err != nil {
 			t.Fatal(err)
 		}
 		if got.Imgs != 0 || got.Scripts != 1 || got.Bolds != 0 {
@@ -375,6 +378,8 @@ func TestConsole(t *testing.T) {
 			t.Errorf("the key's cell holds %q, want the escaped text %q", got.KeyHTML, want)
 		}
 		b.checkClean()
+		deleteKey(t, srv.URL, "<b>feed</b>")
+		b.waitFor("the row to disappear", `!document.querySelector('#rows tr[data-key="<b>feed</b>"]')`)
 	}
 
 	t.Log("step: form sets a string")
@@ -386,7 +391,7 @@ func TestConsole(t *testing.T) {
 		if got := getValue(t, srv.URL, "from-form"); got != `"typed <i>here</i>"` {
 			t.Errorf("server value: got %s, want the string", got)
 		}
-		if msg := b.str(`document.getElementById('msg').textContent`); !strings.HasPrefix(msg, "Set from-form at revision 6") {
+		if msg := b.str(`document.getElementById('msg').textContent`); !strings.HasPrefix(msg, "Set from-form at revision 8") {
 			t.Errorf("message: got %q", msg)
 		}
 	}
