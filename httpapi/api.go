@@ -1,5 +1,6 @@
 // Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
-// the /subscribe change feed over WebSocket, and /healthz and /readyz.
+// the /subscribe change feed over WebSocket, /healthz and /readyz, and a
+// web console at /.
 //
 // Every answer is JSON; every error is {"error": "..."} with a 4xx or 5xx
 // status. A Handler is safe for concurrent use.
@@ -57,6 +58,10 @@ type Options struct {
 	// WriteTimeout bounds each write to a subscriber, and each wait for a
 	// pong. Zero means 10s.
 	WriteTimeout time.Duration
+
+	// DisableUI turns off the web console, GET / and its files under
+	// /ui/: they answer 404. False serves it.
+	DisableUI bool
 }
 
 // Handler serves the kvs HTTP API.
@@ -120,6 +125,9 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	if !opts.DisableUI {
+		h.routeConsole()
+	}
 	return h
 }
 

@@ -51,6 +51,7 @@ type config struct {
 	logFormat       string
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	ui              bool
 }
 
 // parseConfig reads flags from args, and for each flag not given there,
@@ -71,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
 		fs.PrintDefaults()
@@ -165,6 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxValueBytes: cfg.maxValueBytes,
 		Ready:         ready,
 		Logger:        log,
+		DisableUI:     !cfg.ui,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
