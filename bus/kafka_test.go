@@ -1,0 +1,340 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// These tests run stores in the test process on a kfake broker (see
+// DESIGN.md, Testing), to reach what the end-to-end tests in cmd/kvsd
+// cannot: compaction, and records written by other programs.
+
+func newCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// replica is one store on the shared topic.
+type replica struct {
+	k    *Kafka
+	s    *kv.Store
+	hub  *Hub
+	gaps atomic.Int64 // OnGap calls
+}
+
+func newReplica(t *testing.T, c *kfake.Cluster, topic string) *replica {
+	t.Helper()
+	r := &replica{hub: New(Options{})}
+	k, err := NewKafka(KafkaOptions{
+		Brokers:      c.ListenAddrs(),
+		Topic:        topic,
+		RestoreAfter: 200 * time.Millisecond,
+		FetchWait:    50 * time.Millisecond,
+		OnGap: func(rev int64) {
+			r.gaps.Add(1)
+			r.hub.Forget(rev)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.k = k
+	r.s = kv.New(kv.Options{Log: k, Publisher: r.hub, WriteTimeout: 10 * time.Second})
+	t.Cleanup(func() { r.s.Close() })
+	waitFor(t, "ready", func() bool { return k.Err() == nil })
+	return r
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: timed out", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// settled waits until every replica applied the whole topic and wrote
+// every restore it owed.
+func settled(t *testing.T, topic string, c *kfake.Cluster, rs ...*replica) {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}
+	waitFor(t, "replicas to settle", func() bool {
+		for _, r := range rs {
+			r.k.pmu.Lock()
+			n := len(r.k.pending)
+			r.k.pmu.Unlock()
+			if n > 0 {
+				return false
+			}
+		}
+		res, err := cl.ListOffsets(t.Context(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(0)}}})
+		if err != nil {
+			return false
+		}
+		hwm := res.Topics[topic][0].LastOffset
+		for _, r := range rs {
+			r.k.mu.Lock()
+			next := r.k.next
+			r.k.mu.Unlock()
+			if next != hwm {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func set(t *testing.T, r *replica, key, value string) int64 {
+	t.Helper()
+	rev, err := r.s.Set(t.Context(), key, []byte(value))
+	if err != nil {
+		t.Fatalf("set %s: %v", key, err)
+	}
+	return rev
+}
+
+// state returns every entry of s, by key.
+func state(s *kv.Store) map[string]kv.Entry {
+	es, _ := s.Snapshot("")
+	m := make(map[string]kv.Entry, len(es))
+	for _, e := range es {
+		m[e.Key] = *e
+	}
+	return m
+}
+
+func diff(a, b map[string]kv.Entry) string {
+	var out []string
+	for k, ea := range a {
+		eb, ok := b[k]
+		if !ok || ea.Revision != eb.Revision || ea.CreateRevision != eb.CreateRevision || ea.Version != eb.Version || string(ea.Value) != string(eb.Value) {
+			out = append(out, fmt.Sprintf("%s: %s@%d/%d/v%d vs %s@%d/%d/v%d", k, ea.Value, ea.Revision, ea.CreateRevision, ea.Version, eb.Value, eb.Revision, eb.CreateRevision, eb.Version))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k+": only in the second")
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestKafkaCompaction makes every kind of record that compaction could
+// leave without its history (updates, conditional sets that won and that
+// failed, conditional deletes that failed, deletes, races between two
+// writers), compacts the topic, and checks that a replica that replays the
+// compacted topic reaches the same state, entry metadata included.
+func TestKafkaCompaction(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-compaction"
+	a, b := newReplica(t, c, topic), newReplica(t, c, topic)
+	ctx := t.Context()
+	cond := func(r *replica, key, value string, ifRev int64) error {
+		_, err := r.s.Submit(ctx, kv.Change{Op: kv.OpSet, Key: key, Value: []byte(value), Cond: true, IfRevision: ifRev})
+		return err
+	}
+
+	// Updates: version 3, create revision of the first.
+	set(t, a, "updated", `1`)
+	set(t, b, "updated", `2`)
+	r3 := set(t, a, "updated", `3`)
+	// A conditional set that wins, on an existing key.
+	if err := cond(b, "updated", `4`, r3); err != nil {
+		t.Fatal(err)
+	}
+	// A conditional set that fails: its record is the key's last but for
+	// the restore.
+	set(t, a, "shadowed", `"real"`)
+	if err := cond(b, "shadowed", `"rejected"`, 12345); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("conditional set: got %v, want a conflict", err)
+	}
+	// A conditional set on a missing key that fails.
+	if err := cond(a, "absent", `"rejected"`, 7); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("conditional set: got %v, want a conflict", err)
+	}
+	// A conditional delete that fails.
+	rk := set(t, b, "kept", `"kept"`)
+	if _, err := b.s.Submit(ctx, kv.Change{Op: kv.OpDelete, Key: "kept", Cond: true, IfRevision: rk + 100}); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("conditional delete: got %v, want a conflict", err)
+	}
+	// A delete, and a key set again after a delete.
+	set(t, a, "deleted", `1`)
+	if _, err := a.s.Delete(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	set(t, a, "reborn", `1`)
+	a.s.Delete(ctx, "reborn")
+	set(t, b, "reborn", `2`)
+	set(t, a, "reborn", `3`)
+	// Races: unconditional sets from both replicas on one key, so that
+	// claims made from a stale view need restores.
+	var wg sync.WaitGroup
+	for _, r := range []*replica{a, b} {
+		wg.Go(func() {
+			for i := range 50 {
+				if _, err := r.s.Set(ctx, "raced", []byte(fmt.Sprint(i))); err != nil {
+					t.Error(err)
+				}
+				if _, err := r.s.Submit(ctx, kv.Change{Op: kv.OpSet, Key: "cas", Value: []byte(fmt.Sprint(i)), Cond: true, IfRevision: 0}); err != nil && !errors.Is(err, kv.ErrConflict) {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	settled(t, topic, c, a, b)
+	want := state(a.s)
+	if d := diff(want, state(b.s)); d != "" {
+		t.Fatalf("A and B differ:\n%s", d)
+	}
+
+	c.Compact()
+	// A record after compaction, so that the compacted batches are not
+	// the last one.
+	set(t, a, "after", `1`)
+	settled(t, topic, c, a, b)
+	want = state(a.s)
+
+	fresh := newReplica(t, c, topic)
+	settled(t, topic, c, a, b, fresh)
+	if fresh.gaps.Load() == 0 {
+		t.Fatal("the replica that replayed after compaction saw no gap: the topic was not compacted")
+	}
+	if d := diff(want, state(fresh.s)); d != "" {
+		t.Fatalf("the replica that replayed the compacted topic differs:\n%s", d)
+	}
+	if got, want := fresh.s.Rev(), a.s.Rev(); got != want {
+		t.Fatalf("revision after replay: got %d, want %d", got, want)
+	}
+	// Its feed cannot deliver what was compacted away: 410, not a gap.
+	var ce *kv.CompactedError
+	if _, err := fresh.hub.Subscribe(Filter{}, 1); !errors.As(err, &ce) {
+		t.Fatalf("subscribe from 1 after compaction: got %v, want a *kv.CompactedError", err)
+	}
+	// The replicas go on deciding alike.
+	e := want["updated"]
+	if err := cond(fresh, "updated", `5`, e.Revision); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, topic, c, a, b, fresh)
+	if d := diff(state(a.s), state(fresh.s)); d != "" {
+		t.Fatalf("after a write on the fresh replica:\n%s", d)
+	}
+}
+
+// produce writes raw records to topic, as another program would.
+func produce(t *testing.T, c *kfake.Cluster, topic string, recs ...kafka.Record) {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}
+	res, err := cl.Produce(t.Context(), &kafka.ProduceRequest{Topic: topic, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(recs...)})
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func header(k, v string) kafka.Header { return kafka.Header{Key: k, Value: []byte(v)} }
+
+// TestKafkaRestoreTakeover writes a record whose claim does not hold as
+// an instance would that died right after: another instance writes the
+// restore record for it.
+func TestKafkaRestoreTakeover(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-takeover"
+	a := newReplica(t, c, topic)
+	rev := set(t, a, "k", `"real"`)
+	produce(t, c, topic, kafka.Record{
+		Key: kafka.NewBytes([]byte("k")), Value: kafka.NewBytes([]byte(`"rejected"`)),
+		Headers: []kafka.Header{header(HeaderOrigin, "dead"), header(HeaderRequest, "1"),
+			header(HeaderIfRevision, fmt.Sprint(rev+50)), header(HeaderCreateRevision, fmt.Sprint(rev)), header(HeaderVersion, "2")},
+	})
+	settled(t, topic, c, a)
+	c.Compact()
+	set(t, a, "after", `1`)
+	settled(t, topic, c, a)
+	fresh := newReplica(t, c, topic)
+	settled(t, topic, c, a, fresh)
+	if e, ok := fresh.s.Get("k"); !ok || string(e.Value) != `"real"` || e.Revision != rev {
+		t.Fatalf("k after compaction: got %+v, want \"real\" at revision %d", e, rev)
+	}
+}
+
+// TestKafkaForeignRecords checks records that another program wrote: a
+// set with a JSON value is applied (stored compact), a tombstone deletes,
+// and a record that kvs cannot serve is skipped.
+func TestKafkaForeignRecords(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-foreign"
+	a := newReplica(t, c, topic)
+	rec := func(k string, v []byte) kafka.Record {
+		return kafka.Record{Key: kafka.NewBytes([]byte(k)), Value: kafka.NewBytes(v)}
+	}
+	produce(t, c, topic,
+		rec("json", []byte(`{ "a" : [1, 2] }`)),
+		rec("gone", []byte(`1`)),
+		rec("gone", nil),
+		rec("bad", []byte(`{not json`)),
+		rec("null", []byte(`null`)),
+		rec("ctl\x01key", []byte(`1`)),
+		rec("last", []byte(`true`)),
+	)
+	settled(t, topic, c, a)
+	got := state(a.s)
+	if e := got["json"]; string(e.Value) != `{"a":[1,2]}` || e.Revision != 1 || e.Version != 1 {
+		t.Errorf("json: got %+v, want the compact value at revision 1", e)
+	}
+	for _, k := range []string{"gone", "bad", "null", "ctl\x01key"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%q: got %+v, want no entry", k, got[k])
+		}
+	}
+	if e := got["last"]; e.Revision != 7 {
+		t.Errorf("last: got %+v, want revision 7", e)
+	}
+}
+
+// TestKafkaReadYourWrites checks that a set answers only after its own
+// instance applied it, while another instance writes the same keys.
+func TestKafkaReadYourWrites(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-ryw"
+	a, b := newReplica(t, c, topic), newReplica(t, c, topic)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			b.s.Set(ctx, fmt.Sprintf("k%d", i%4), []byte(fmt.Sprint(i)))
+		}
+	}()
+	for i := range 100 {
+		key := fmt.Sprintf("k%d", i%4)
+		rev := set(t, a, key, `"a"`)
+		if e, ok := a.s.Get(key); !ok || e.Revision < rev {
+			t.Fatalf("get %s right after its set at revision %d: got %+v", key, rev, e)
+		}
+		if a.s.Rev() < rev {
+			t.Fatalf("store revision %d right after a set at revision %d", a.s.Rev(), rev)
+		}
+	}
+}
