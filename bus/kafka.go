@@ -121,9 +121,9 @@ type Kafka struct {
 	fetchErr  error
 	lost      error
 
-	// pmu guards pending: restores to write, by the revision they restore.
+	// pmu guards pending: restores to write, by key.
 	pmu     sync.Mutex
-	pending map[int64]*pendingRestore
+	pending map[string]*pendingRestore
 }
 
 type pendingRestore struct {
@@ -173,7 +173,7 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 		proposals: make(chan *proposal, 4096),
 		kick:      make(chan struct{}, 1),
 		seen:      make(map[string]struct{}),
-		pending:   make(map[int64]*pendingRestore),
+		pending:   make(map[string]*pendingRestore),
 	}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
@@ -282,7 +282,7 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
 	}
 	h = append(h, kafka.Header{Key: HeaderOrigin, Value: []byte(k.origin)})
-	if r.Restores != 0 {
+	if r.IsRestore {
 		num(HeaderRestores, r.Restores)
 	} else {
 		num(HeaderRequest, int64(r.Request))
@@ -293,7 +293,7 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 	var value []byte
 	if r.Op == kv.OpSet {
 		value = r.Value
-		if r.Restores != 0 {
+		if r.IsRestore {
 			num(HeaderRevision, r.EntryRevision)
 		}
 		if r.CreateRevision != 0 {
@@ -342,12 +342,12 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 		case HeaderCreateRevision:
 			r.CreateRevision = n
 		case HeaderRestores:
-			r.Restores = n
+			r.IsRestore, r.Restores = true, n
 		case HeaderRevision:
 			r.EntryRevision = n
 		}
 	}
-	if !ours {
+	if r.Ours = ours; !ours {
 		r.Request = 0
 	}
 	if r.Op == kv.OpSet && !kvs {
@@ -358,9 +358,9 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 			return r, fmt.Errorf("%w: key %q: value is not a JSON value other than null", errSkip, key)
 		}
 		r.Value = b.Bytes()
-		r.Version, r.CreateRevision, r.Restores = 0, 0, 0
+		r.Version, r.CreateRevision, r.IsRestore = 0, 0, false
 	}
-	if r.Restores != 0 && r.Op == kv.OpSet && (r.EntryRevision <= 0 || r.Version <= 0) {
+	if r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision <= 0 || r.Version <= 0) {
 		return r, fmt.Errorf("%w: key %q: restore without its entry", errSkip, key)
 	}
 	return r, nil
@@ -648,22 +648,25 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	}
 	restores := k.apply(recs)
 	now := time.Now()
+	// A record supersedes the restore owed for an earlier record of its
+	// key, and only the last record of a key in recs may owe one.
+	last := make(map[string]int64, len(recs))
 	k.pmu.Lock()
 	for i := range recs {
-		if recs[i].Restores != 0 {
-			delete(k.pending, recs[i].Restores)
-		}
+		delete(k.pending, recs[i].Key)
+		last[recs[i].Key] = recs[i].Revision
 	}
 	kicked := false
 	for _, r := range restores {
 		switch {
+		case last[r.Key] != r.After:
 		case r.Ours:
-			k.pending[r.Of] = &pendingRestore{r: r, due: now}
+			k.pending[r.Key] = &pendingRestore{r: r, due: now}
 			kicked = true
 		case !k.sawGap:
 			// Written by the record's writer unless it died: then by
 			// whoever notices first.
-			k.pending[r.Of] = &pendingRestore{r: r, due: now.Add(k.opts.RestoreAfter)}
+			k.pending[r.Key] = &pendingRestore{r: r, due: now.Add(k.opts.RestoreAfter)}
 		}
 	}
 	k.pmu.Unlock()

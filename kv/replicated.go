@@ -50,6 +50,8 @@ type Record struct {
 	// log sets it, on the records it delivers, only for this store's own
 	// records, and leaves it zero for records of other stores.
 	Request uint64
+	// Ours is set by the log on the records this store wrote.
+	Ours bool
 	// Version and CreateRevision are the claim of a set: the entry the
 	// set makes if the key is, when the set is applied, as the proposer
 	// saw it. CreateRevision zero means that the set creates the key (its
@@ -60,13 +62,15 @@ type Record struct {
 	// For a restore they describe the restored entry.
 	Version        int64
 	CreateRevision int64
-	// Restores, when not zero, makes the record a restore: it holds the
-	// entry the key had right after the record with revision Restores (its
-	// Value, EntryRevision, CreateRevision and Version; an OpDelete when
-	// the key was absent). A store whose state for the key came from that
-	// record taking its claim, or that never saw the key (see Isolated),
-	// takes the entry; for every other store the restore changes nothing.
-	// A restore is never published.
+	// IsRestore makes the record a restore: it holds the key's real entry
+	// (Value, EntryRevision, CreateRevision and Version; an OpDelete when
+	// the key is absent) after a record whose claim did not hold. A store
+	// that took that claim holds the key at revision Restores (the claimed
+	// entry's revision, 0 for a claimed absence): if its entry is at
+	// Restores, or if it never saw the key (see Isolated), it takes the
+	// restore's entry. For every other store a restore changes nothing. A
+	// restore is never published, and has a claim too: the entry it holds.
+	IsRestore     bool
 	Restores      int64
 	EntryRevision int64
 	// Isolated is set by the log on a record that may have lost its
@@ -80,7 +84,11 @@ type Record struct {
 // Restore is a restore record for the log to write: a record whose claim
 // did not hold, and the entry its key has right after it.
 type Restore struct {
-	// Of is the revision of the record whose claim did not hold.
+	// After is the revision of the record whose claim did not hold.
+	After int64
+	// Of is the revision of the entry that record claimed (0 for an
+	// absence): the revision at which a store that took the claim holds
+	// the key.
 	Of  int64
 	Key string
 	// Entry is the key's entry right after that record, nil if absent.
@@ -93,7 +101,7 @@ type Restore struct {
 
 // RestoreRecord returns the record that carries r.
 func (r Restore) Record() Record {
-	rec := Record{Change: Change{Op: OpDelete, Key: r.Key}, Restores: r.Of}
+	rec := Record{Change: Change{Op: OpDelete, Key: r.Key}, IsRestore: true, Restores: r.Of}
 	if e := r.Entry; e != nil {
 		rec.Op, rec.Value = OpSet, e.Value
 		rec.EntryRevision, rec.CreateRevision, rec.Version = e.Revision, e.CreateRevision, e.Version
@@ -183,12 +191,20 @@ func claimed(r *Record) (e *Entry, ok bool) {
 		return nil, false
 	}
 	e = &Entry{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version}
-	if r.Restores != 0 {
+	if r.IsRestore {
 		e.Revision = r.EntryRevision
 	} else if e.CreateRevision == 0 {
 		e.CreateRevision = r.Revision
 	}
 	return e, true
+}
+
+// claimRev returns the revision of a claimed entry, 0 for an absence.
+func claimRev(e *Entry) int64 {
+	if e == nil {
+		return 0
+	}
+	return e.Revision
 }
 
 // sameEntry reports whether a and b are the same entry, or both absent.
@@ -233,13 +249,20 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 		cur := s.currentForCommit(r.Key)
 		claim, hasClaim := claimed(r)
 
-		if r.Restores != 0 {
+		if r.IsRestore {
 			// A restore changes a key whose state came from the restored
 			// record's claim, or that this store never saw.
+			after := cur
 			fix := cur != nil && cur.Revision == r.Restores || cur == nil && r.Isolated
 			if fix && !sameEntry(cur, claim) {
 				flush()
 				s.setQuietly(r.Key, claim)
+				after = claim
+			}
+			if !sameEntry(after, claim) {
+				// The key changed between the record this restores and
+				// the restore: restore the restore.
+				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
 			}
 			continue
 		}
@@ -258,7 +281,7 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 					err = ErrNotFound
 				}
 			} else {
-				restores = append(restores, Restore{Of: r.Revision, Key: r.Key, Entry: after, Ours: r.Request != 0})
+				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
 			}
 		}
 		if err == nil {
