@@ -28,7 +28,7 @@ func (c *kafkaConfig) flags(fs *flag.FlagSet) {
 
 func (c *kafkaConfig) check() error {
 	switch {
-	case strings.TrimSpace(c.brokers) == "":
+	case len(c.brokerList()) == 0:
 		return errors.New("-backend kafka needs -kafka-brokers host:port[,host:port...]")
 	case c.topic == "":
 		return errors.New("-kafka-topic: must not be empty")
@@ -40,14 +40,20 @@ func (c *kafkaConfig) check() error {
 	return nil
 }
 
-// open returns the Kafka log; the -data directory is not used.
-func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*bus.Kafka, error) {
+// brokerList returns the brokers of -kafka-brokers.
+func (c *kafkaConfig) brokerList() []string {
 	var brokers []string
 	for _, b := range strings.Split(c.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			brokers = append(brokers, b)
 		}
 	}
+	return brokers
+}
+
+// open returns the Kafka log; the -data directory is not used.
+func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*bus.Kafka, error) {
+	brokers := c.brokerList()
 	log.Info("kafka backend: the -data directory is not used", "brokers", brokers, "topic", c.topic)
 	return bus.NewKafka(bus.KafkaOptions{
 		Brokers:           brokers,

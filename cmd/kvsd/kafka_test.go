@@ -1,12 +1,16 @@
 package main_test
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -487,5 +491,77 @@ func TestKafkaDataLost(t *testing.T) {
 	}
 	if e := c.get("k4"); e == nil {
 		t.Fatal("get after data loss: the data this instance had is gone, want it still served")
+	}
+}
+
+// TestKafkaFlags checks that bad values of the Kafka backend's flags, and
+// of their environment twins, stop kvsd with a message.
+func TestKafkaFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"no brokers", []string{"-backend", "kafka"}, "", "-backend kafka needs -kafka-brokers"},
+		{"blank brokers from the environment", []string{"-backend", "kafka"}, "KVS_KAFKA_BROKERS= , ", "needs -kafka-brokers"},
+		{"empty topic", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-topic", ""}, "", "-kafka-topic: must not be empty"},
+		{"negative replication factor", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-replication-factor", "-1"}, "", "-kafka-replication-factor -1"},
+		{"write timeout from the environment", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1"}, "KVS_KAFKA_WRITE_TIMEOUT=0s", "-kafka-write-timeout 0s: must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a hang guard
+			defer cancel()
+			cmd := exec.CommandContext(ctx, kvstest.Binary(t, "kvsd"), append([]string{"-addr", "127.0.0.1:0"}, tt.args...)...)
+			cmd.Env = append(os.Environ(), tt.env)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("kvsd %v %s: got %v\n%s\nwant a non-zero exit and %q", tt.args, tt.env, err, out, tt.want)
+			}
+		})
+	}
+}
+
+// TestKafkaFlagsFromEnvironment starts kvsd with the Kafka backend chosen
+// by environment variables alone, and checks that it serves from the
+// topic they name.
+func TestKafkaFlagsFromEnvironment(t *testing.T) {
+	b := startBroker(t, false)
+	topic := newTopic()
+	srvA := startKafkaKvsd(t, b, topic)
+	rev := newClient(t, srvA).set("k", `"v"`)
+	t.Setenv("KVS_BACKEND", "kafka")
+	t.Setenv("KVS_KAFKA_BROKERS", b.addr)
+	t.Setenv("KVS_KAFKA_TOPIC", topic)
+	srvB := kvstest.Start(t)
+	waitReady(t, srvB, http.StatusOK)
+	if e := newClient(t, srvB).get("k"); e == nil || e.Revision != rev {
+		t.Fatalf("get from the instance configured by the environment: got %+v, want revision %d", e, rev)
+	}
+	if !strings.Contains(srvB.Logs(), `"backend":"kafka"`) {
+		t.Errorf("want the kafka backend in the logs:\n%s", srvB.Logs())
+	}
+}
+
+// TestKafkaBench runs kvsbench set against kvsd with the Kafka backend
+// (kfake): 64 connections for 1s here, as a smoke test of the means. On a
+// quiet machine, for the README's numbers:
+//
+//	KVS_KAFKA_BENCH=10s go test ./cmd/kvsd -run TestKafkaBench -v
+func TestKafkaBench(t *testing.T) {
+	d := cmp.Or(os.Getenv("KVS_KAFKA_BENCH"), "1s")
+	b := startBroker(t, false)
+	srv := startKafkaKvsd(t, b, newTopic())
+	for _, conns := range []string{"64", "1"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a hang guard
+		out, err := exec.CommandContext(ctx, kvstest.Binary(t, "kvsbench"), "set", "-c", conns, "-d", d, "-keys", "10000", "-server-address", srv.Addr).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("kvsbench set -c %s: %v\n%s", conns, err, out)
+		}
+		t.Logf("kvsbench set -c %s -d %s, Kafka backend (kfake in the test process):\n%s", conns, d, out)
 	}
 }
