@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvsdb/kvs/kv"
 )
@@ -341,5 +343,117 @@ func TestKafkaReadYourWrites(t *testing.T) {
 		if a.s.Rev() < rev {
 			t.Fatalf("store revision %d right after a set at revision %d", a.s.Rev(), rev)
 		}
+	}
+}
+
+// TestKafkaRecordFormat reads the topic with a plain Kafka client: the key
+// is the store key, the value the JSON value, a delete a tombstone, and
+// the headers carry the writer, the request and the condition.
+func TestKafkaRecordFormat(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-format"
+	a := newReplica(t, c, topic)
+	r1 := set(t, a, "k", `{"a":1}`)
+	if _, err := a.s.Submit(t.Context(), kv.Change{Op: kv.OpSet, Key: "k", Value: []byte(`2`), Cond: true, IfRevision: r1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.s.Delete(t.Context(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	cl := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}
+	res, err := cl.Fetch(t.Context(), &kafka.FetchRequest{Topic: topic, Offset: 0, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rec struct {
+		key, value string
+		tombstone  bool
+		headers    map[string]string
+	}
+	want := []rec{
+		{"k", `{"a":1}`, false, map[string]string{HeaderOrigin: a.k.Origin(), HeaderRequest: "1", HeaderVersion: "1"}},
+		{"k", `2`, false, map[string]string{HeaderOrigin: a.k.Origin(), HeaderRequest: "2", HeaderIfRevision: "1", HeaderCreateRevision: "1", HeaderVersion: "2"}},
+		{"k", ``, true, map[string]string{HeaderOrigin: a.k.Origin(), HeaderRequest: "3"}},
+	}
+	for i, w := range want {
+		m, err := res.Records.ReadRecord()
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		key, _ := kafka.ReadAll(m.Key)
+		value, _ := kafka.ReadAll(m.Value)
+		got := rec{string(key), string(value), value == nil, map[string]string{}}
+		for _, h := range m.Headers {
+			got.headers[h.Key] = string(h.Value)
+		}
+		if m.Offset != int64(i) || got.key != w.key || got.value != w.value || got.tombstone != w.tombstone || fmt.Sprint(got.headers) != fmt.Sprint(w.headers) {
+			t.Errorf("record at offset %d: got %+v, want %+v at offset %d", m.Offset, got, w, i)
+		}
+	}
+}
+
+// TestKafkaReplayReadiness checks that a log reports that it is replaying
+// until it has applied the topic up to the end the topic had when it
+// started.
+func TestKafkaReplayReadiness(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-replay"
+	a := newReplica(t, c, topic)
+	for i := range 20 {
+		set(t, a, fmt.Sprint("k", i), `1`)
+	}
+	k, err := NewKafka(KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic, FetchWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	release := make(chan struct{})
+	var applied atomic.Int64
+	k.Start(func(recs []kv.Record) []kv.Restore {
+		<-release
+		applied.Add(int64(len(recs)))
+		return nil
+	})
+	waitFor(t, "connected", func() bool { err := k.Err(); return err != nil && strings.Contains(err.Error(), "replaying") })
+	time.Sleep(50 * time.Millisecond)
+	if err := k.Err(); err == nil || !strings.Contains(err.Error(), "at offset 0 of 20") {
+		t.Fatalf("Err while the first records are applied: got %v, want replaying at offset 0 of 20", err)
+	}
+	close(release)
+	waitFor(t, "caught up", func() bool { return k.Err() == nil })
+	if n := applied.Load(); n != 20 {
+		t.Fatalf("applied %d records when caught up, want 20", n)
+	}
+}
+
+// TestKafkaOffsetOutOfRange makes the broker answer that the next offset
+// is out of range, as a broker that lost data does: the log says so,
+// stops, and refuses writes, rather than skip.
+func TestKafkaOffsetOutOfRange(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-lost"
+	a := newReplica(t, c, topic)
+	set(t, a, "k", `1`)
+	c.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		req := kr.(*kmsg.FetchRequest)
+		res := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.OffsetOutOfRange.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			res.Topics = append(res.Topics, st)
+		}
+		return res, nil, true
+	})
+	waitFor(t, "data loss to be reported", func() bool { return errors.Is(a.k.Err(), ErrDataLost) })
+	if _, err := a.s.Set(t.Context(), "k", []byte(`2`)); !errors.Is(err, kv.ErrUnavailable) {
+		t.Fatalf("set after data loss: got %v, want kv.ErrUnavailable", err)
+	}
+	if e, ok := a.s.Get("k"); !ok || string(e.Value) != `1` {
+		t.Fatalf("get after data loss: got %+v, want the value it had", e)
 	}
 }

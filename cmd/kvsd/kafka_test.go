@@ -565,3 +565,33 @@ func TestKafkaBench(t *testing.T) {
 		t.Logf("kvsbench set -c %s -d %s, Kafka backend (kfake in the test process):\n%s", conns, d, out)
 	}
 }
+
+// TestKafkaStartsBeforeBroker starts kvsd while no broker listens: it
+// serves, answers /readyz and writes with 503, and connects (creating the
+// topic) once the broker is there.
+func TestKafkaStartsBeforeBroker(t *testing.T) {
+	if os.Getenv("KVS_TEST_KAFKA") != "" {
+		t.Skip("KVS_TEST_KAFKA: the test starts its own broker")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{t: t, port: ln.Addr().(*net.TCPAddr).Port}
+	b.addr = ln.Addr().String()
+	ln.Close()
+	srv := kvstest.Start(t, "-backend", "kafka", "-kafka-brokers", b.addr, "-kafka-topic", newTopic(), "-kafka-write-timeout", "1s")
+	if body := waitReady(t, srv, http.StatusServiceUnavailable); !strings.Contains(body, "kafka") {
+		t.Errorf("readyz without a broker: got %s, want the reason", body)
+	}
+	c := newClient(t, srv)
+	if code, ans, err := c.post("/set", httpapi.WriteRequest{Key: "k", Value: json.RawMessage(`1`)}); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("set without a broker: got %d %s %v, want 503", code, ans, err)
+	}
+	b.start()
+	t.Cleanup(b.stop)
+	waitReady(t, srv, http.StatusOK)
+	if rev := c.set("k", `1`); rev != 1 {
+		t.Fatalf("first set once the broker is there: got revision %d, want 1", rev)
+	}
+}
