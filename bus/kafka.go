@@ -211,11 +211,11 @@ func (k *Kafka) Err() error {
 	case k.lost != nil:
 		return k.lost
 	case k.fetchErr != nil:
-		return fmt.Errorf("kafka: cannot read topic %s: %v", k.opts.Topic, k.fetchErr)
+		return fmt.Errorf("bus: kafka: cannot read topic %s: %v", k.opts.Topic, k.fetchErr)
 	case !k.connected:
-		return fmt.Errorf("kafka: connecting to %v", k.opts.Brokers)
+		return fmt.Errorf("bus: kafka: connecting to %v", k.opts.Brokers)
 	case !k.caughtUp:
-		return fmt.Errorf("kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
+		return fmt.Errorf("bus: kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
 	}
 	return nil
 }
@@ -226,9 +226,9 @@ func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
 	k.mu.Lock()
 	err := k.lost
 	if err == nil && !k.connected {
-		err = fmt.Errorf("kafka: not connected to %v", k.opts.Brokers)
+		err = fmt.Errorf("bus: kafka: not connected to %v", k.opts.Brokers)
 		if k.fetchErr != nil {
-			err = fmt.Errorf("kafka: not connected: %v", k.fetchErr)
+			err = fmt.Errorf("bus: kafka: not connected: %v", k.fetchErr)
 		}
 	}
 	k.mu.Unlock()
@@ -239,15 +239,15 @@ func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
 	select {
 	case k.proposals <- p:
 	case <-ctx.Done():
-		return fmt.Errorf("kafka: write queue full: %w", ctx.Err())
+		return fmt.Errorf("bus: kafka: write queue full: %w", ctx.Err())
 	case <-k.ctx.Done():
-		return errors.New("kafka: log closed")
+		return errors.New("bus: kafka: log closed")
 	}
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("kafka: no acknowledgement in time: %w", ctx.Err())
+		return fmt.Errorf("bus: kafka: no acknowledgement in time: %w", ctx.Err())
 	}
 }
 
@@ -382,7 +382,7 @@ func (k *Kafka) produceLoop() {
 				select {
 				case p := <-k.proposals:
 					if p.done != nil {
-						p.done <- errors.New("kafka: log closed")
+						p.done <- errors.New("bus: kafka: log closed")
 					}
 				default:
 					return
@@ -430,7 +430,7 @@ func (k *Kafka) produce(batch []*proposal, recs []kafka.Record) {
 		err = res.Error
 	}
 	if err != nil {
-		err = fmt.Errorf("kafka: produce to %s: %w", k.opts.Topic, err)
+		err = fmt.Errorf("bus: kafka: produce to %s: %w", k.opts.Topic, err)
 	}
 	for _, p := range batch {
 		if p.done != nil {
