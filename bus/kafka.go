@@ -610,7 +610,7 @@ func (k *Kafka) fetchLoop() {
 			if m.Offset > next {
 				// Records next..m.Offset-1 were compacted away.
 				recs = k.flushApply(recs)
-				k.sawGap = true
+				k.noteGap(next, m.Offset)
 				if k.opts.OnGap != nil {
 					k.opts.OnGap(m.Offset)
 				}
@@ -678,6 +678,22 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	}
 	clear(recs)
 	return recs[:0]
+}
+
+// noteGap records that the offsets from..to-1 are missing from the topic.
+func (k *Kafka) noteGap(from, to int64) {
+	k.mu.Lock()
+	caughtUp := k.caughtUp
+	k.mu.Unlock()
+	switch {
+	case caughtUp:
+		k.log.Warn("kafka: records were compacted away before this instance read them; "+
+			"the change feed cannot deliver their revisions", "topic", k.opts.Topic, "from", from, "to", to)
+	case !k.sawGap:
+		k.log.Info("kafka: the topic was compacted: the change feed starts after the records it lost",
+			"topic", k.opts.Topic, "from", from, "to", to)
+	}
+	k.sawGap = true
 }
 
 // advance records that every offset before next was applied.
