@@ -93,13 +93,13 @@ type Restore struct {
 	Key string
 	// Entry is the key's entry right after that record, nil if absent.
 	Entry *Entry
-	// Ours is true when this store proposed the record: it writes the
+	// Ours is true when this store wrote the record: it writes the
 	// restore at once. Other stores write it only if none arrives in time
 	// (the proposer died in between).
 	Ours bool
 }
 
-// RestoreRecord returns the record that carries r.
+// Record returns the restore record that carries r.
 func (r Restore) Record() Record {
 	rec := Record{Change: Change{Op: OpDelete, Key: r.Key}, IsRestore: true, Restores: r.Of}
 	if e := r.Entry; e != nil {
