@@ -144,6 +144,11 @@ func (s *Store) submitReplicated(ctx context.Context, c Change) (int64, error) {
 	wctx, cancel := context.WithTimeout(ctx, s.writeTimeout)
 	defer cancel()
 	if err := s.repl.Propose(wctx, r); err != nil {
+		select {
+		case o := <-done: // applied before its acknowledgement failed
+			return o.rev, o.err
+		default:
+		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
