@@ -352,8 +352,28 @@ func TestKafkaRestartAndJoin(t *testing.T) {
 			last = c.del(fmt.Sprintf("k%d", i%7))
 		}
 	}
-	waitRev(t, a, last)
-	waitRev(t, bc, last)
+	// Writers on both instances at once, on the same few keys: every
+	// instance must still count versions alike.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		revs []int64
+	)
+	for w := range 4 {
+		c := []*client{a, bc}[w%2]
+		wg.Go(func() {
+			for i := range 25 {
+				rev := c.set(fmt.Sprintf("hot%d", i%3), fmt.Sprint(w*100+i))
+				mu.Lock()
+				revs = append(revs, rev)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	extra := slices.Max(revs)
+	waitRev(t, a, extra)
+	waitRev(t, bc, extra)
 	want := entries(t, a)
 	if got := entries(t, bc); !sameEntries(got, want) {
 		t.Fatalf("B differs from A:\nA: %v\nB: %v", want, got)
@@ -378,7 +398,7 @@ func TestKafkaRestartAndJoin(t *testing.T) {
 	}
 	// The restarted instance's feed holds the whole history again.
 	evA, evC := collect(t, subscribe(t, srvA, 1), last), collect(t, subscribe(t, srvC, 1), last)
-	if !slices.EqualFunc(evA, evC, sameEvent) || len(evA) != 30+6+2 {
+	if !slices.EqualFunc(evA, evC, sameEvent) || len(evA) != 30+6+100+2 {
 		t.Fatalf("feeds from revision 1 after restart and join:\nA: %v\nC: %v", evA, evC)
 	}
 }
