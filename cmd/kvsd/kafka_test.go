@@ -341,15 +341,14 @@ func TestKafkaRestartAndJoin(t *testing.T) {
 	srvA := startKafkaKvsd(t, b, topic)
 	srvB := startKafkaKvsd(t, b, topic)
 	a, bc := newClient(t, srvA), newClient(t, srvB)
-	var last int64
 	for i := range 30 {
 		c := a
 		if i%2 == 1 {
 			c = bc
 		}
-		last = c.set(fmt.Sprintf("k%d", i%7), fmt.Sprintf(`{"n":%d}`, i))
+		c.set(fmt.Sprintf("k%d", i%7), fmt.Sprintf(`{"n":%d}`, i))
 		if i%5 == 4 {
-			last = c.del(fmt.Sprintf("k%d", i%7))
+			c.del(fmt.Sprintf("k%d", i%7))
 		}
 	}
 	// Writers on both instances at once, on the same few keys: every
@@ -386,7 +385,7 @@ func TestKafkaRestartAndJoin(t *testing.T) {
 	srvA = startKafkaKvsd(t, b, topic)
 	srvC := startKafkaKvsd(t, b, topic)
 	a, c := newClient(t, srvA), newClient(t, srvC)
-	last = c.set("k2", `"from C"`)
+	last := c.set("k2", `"from C"`)
 	for _, cl := range []*client{a, bc, c} {
 		waitRev(t, cl, last)
 	}
