@@ -295,8 +295,9 @@ func TestKafkaTwoInstances(t *testing.T) {
 			}
 		}
 		// An update conditional on the winner's revision, from both again.
+		ifRev := revs[win]
 		for j, c := range []*client{a, bc} {
-			wg.Go(func() { codes[j], revs[j] = c.setIf(key, `"second"`, revs[win]) })
+			wg.Go(func() { codes[j], revs[j] = c.setIf(key, `"second"`, ifRev) })
 		}
 		wg.Wait()
 		if n := strings.Count(fmt.Sprint(codes), "200"); n != 1 || !slices.Contains(codes[:], http.StatusConflict) {
