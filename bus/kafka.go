@@ -350,15 +350,29 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 	if r.Ours = ours; !ours {
 		r.Request = 0
 	}
-	if r.Op == kv.OpSet && !kvs {
-		// Written by another program: the value must be JSON, and is
-		// stored compact.
-		var b bytes.Buffer
-		if err := json.Compact(&b, value); err != nil || b.String() == "null" {
+	if r.Version < 0 || r.CreateRevision < 0 {
+		r.Version, r.CreateRevision = 0, 0
+	}
+	if r.IsRestore {
+		r.Request, r.Cond, r.IfRevision = 0, false, 0
+	} else {
+		r.EntryRevision = 0
+	}
+	if r.Op == kv.OpDelete {
+		r.Version, r.CreateRevision, r.EntryRevision = 0, 0, 0
+	}
+	if r.Op == kv.OpSet {
+		if !json.Valid(value) || string(value) == "null" {
 			return r, fmt.Errorf("%w: key %q: value is not a JSON value other than null", errSkip, key)
 		}
-		r.Value = b.Bytes()
-		r.Version, r.CreateRevision, r.IsRestore = 0, 0, false
+		if !kvs {
+			// Written by another program: stored compact, applied as
+			// decided.
+			var b bytes.Buffer
+			json.Compact(&b, value)
+			r.Value = b.Bytes()
+			r.Version, r.CreateRevision, r.IsRestore = 0, 0, false
+		}
 	}
 	if r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision <= 0 || r.Version <= 0) {
 		return r, fmt.Errorf("%w: key %q: restore without its entry", errSkip, key)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -457,3 +458,74 @@ func TestKafkaOffsetOutOfRange(t *testing.T) {
 		t.Fatalf("get after data loss: got %+v, want the value it had", e)
 	}
 }
+
+// TestKafkaLargeValues writes values of the largest size kvsd accepts by
+// default, several at once: they go in separate produce requests, fit the
+// topic's max.message.bytes, and replay.
+func TestKafkaLargeValues(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-large"
+	a := newReplica(t, c, topic)
+	big := func(i int) []byte { return []byte(`"` + strings.Repeat(string(rune('a'+i)), 1<<20-2) + `"`) }
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if _, err := a.s.Set(t.Context(), fmt.Sprint("big", i), big(i)); err != nil {
+				t.Errorf("set of 1 MiB: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	fresh := newReplica(t, c, topic)
+	settled(t, topic, c, a, fresh)
+	for i := range 4 {
+		if e, ok := fresh.s.Get(fmt.Sprint("big", i)); !ok || string(e.Value) != string(big(i)) {
+			t.Fatalf("big%d after replay: missing or different", i)
+		}
+	}
+}
+
+// FuzzKafkaDecode feeds records of any content to the decoder (seeds in
+// testdata/fuzz/FuzzKafkaDecode): it must not panic, must return only valid
+// keys and JSON values, and what it returns for a kvs record must encode
+// back to the same record.
+func FuzzKafkaDecode(f *testing.F) {
+	f.Fuzz(func(t *testing.T, key string, value []byte, tombstone bool, request, ifRev, version, create, restores string) {
+		if tombstone {
+			value = nil
+		}
+		k := &Kafka{origin: "me"}
+		var h []kafka.Header
+		for _, kv := range [][2]string{{HeaderOrigin, "me"}, {HeaderRequest, request}, {HeaderIfRevision, ifRev},
+			{HeaderVersion, version}, {HeaderCreateRevision, create}, {HeaderRestores, restores}, {HeaderRevision, version}} {
+			if kv[1] != "" {
+				h = append(h, kafka.Header{Key: kv[0], Value: []byte(kv[1])})
+			}
+		}
+		for _, hs := range [][]kafka.Header{h, nil} { // a kvs record, and one of another program
+			r, err := k.decode(&kafka.Record{Key: kafka.NewBytes([]byte(key)), Value: kafka.NewBytes(value), Headers: hs})
+			if err != nil {
+				continue
+			}
+			if !kv.ValidKey(r.Key) {
+				t.Fatalf("decoded an invalid key %q", r.Key)
+			}
+			if r.Op == kv.OpSet && (len(r.Value) == 0 || !json.Valid(r.Value)) {
+				t.Fatalf("decoded a set with value %q", r.Value)
+			}
+			if hs == nil {
+				continue
+			}
+			back, err := k.decode(ptr(k.encode(r)))
+			if err != nil {
+				t.Fatalf("decoding the encoding of %+v: %v", r, err)
+			}
+			back.Ours = r.Ours
+			if fmt.Sprint(back) != fmt.Sprint(r) {
+				t.Fatalf("round trip: got %+v, want %+v", back, r)
+			}
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
