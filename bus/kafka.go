@@ -180,8 +180,10 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	}
 	addr := kafka.TCP(opts.Brokers...)
 	dial := (&net.Dialer{Timeout: 3 * time.Second}).DialContext
-	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd"}}
-	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd"}}
+	// A short metadata TTL: a new partition leader is found within a
+	// second (kafka-go's default is 6s).
+	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
+	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	return k, nil
 }
