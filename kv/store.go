@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Log makes changes durable. The Store calls Append from one goroutine at a
@@ -65,6 +66,9 @@ type Options struct {
 	Log Log
 	// Publisher receives every applied change. Nil means none.
 	Publisher Publisher
+	// WriteTimeout bounds Submit with a Replicated log: how long it waits
+	// for its change to be logged and applied. Zero means 10s.
+	WriteTimeout time.Duration
 }
 
 // Store is a sharded, revisioned key-value map with a single write pipeline:
@@ -104,6 +108,15 @@ type Store struct {
 	spare    []*request        // the queue's next backing array
 	changes  []Change
 	entries  []*Entry
+
+	// With a Replicated log (see replicated.go): repl is the log, reqID
+	// the last request id given out, and waiters the Submits waiting for
+	// their record, by request id, guarded by waitMu.
+	repl         Replicated
+	writeTimeout time.Duration
+	reqID        atomic.Uint64
+	waitMu       sync.Mutex
+	waiters      map[uint64]chan outcome
 }
 
 type shard struct {
@@ -150,6 +163,14 @@ func New(opts Options) *Store {
 	}
 	if r, ok := s.log.(Recoverer); ok {
 		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
+	}
+	if r, ok := s.log.(Replicated); ok {
+		s.repl, s.waiters = r, make(map[uint64]chan outcome)
+		s.writeTimeout = opts.WriteTimeout
+		if s.writeTimeout <= 0 {
+			s.writeTimeout = defaultWriteTimeout
+		}
+		r.Start(s.applyRecords)
 	}
 	return s
 }
@@ -248,6 +269,12 @@ func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 // store is closed. ctx is checked before c is queued; once queued, c is
 // committed (a log's Append is bounded), so Submit never leaves a change
 // whose fate it does not report.
+//
+// With a Replicated log, c is proposed to the shared log and Submit
+// returns once this store applied it; its condition is decided then. If
+// the log does not take c, or c is not applied here within
+// Options.WriteTimeout, Submit returns ErrUnavailable (wrapped): c may
+// then still be applied later.
 func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	if !ValidKey(c.Key) {
 		return 0, ErrInvalidKey
@@ -266,6 +293,9 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		return 0, err
 	}
 	c.Revision = 0
+	if s.repl != nil {
+		return s.submitReplicated(ctx, c)
+	}
 
 	r := requestPool.Get().(*request)
 	r.c = c
@@ -327,6 +357,12 @@ func (s *Store) Close() error {
 	s.qmu.Unlock()
 	if already {
 		return nil
+	}
+	if s.repl != nil {
+		// The log's applier takes commitMu: close the log first.
+		err := s.log.Close()
+		s.failWaiters(fmt.Errorf("%w: store closed", ErrUnavailable))
+		return err
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
