@@ -233,6 +233,11 @@ func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
 			err = fmt.Errorf("bus: kafka: not connected: %v", k.fetchErr)
 		}
 	}
+	if err == nil && !k.caughtUp {
+		// A write proposed now would wait for the whole replay, and its
+		// claim would be made against a state that is not current.
+		err = fmt.Errorf("bus: kafka: replaying topic %s: not taking writes until caught up", k.opts.Topic)
+	}
 	k.mu.Unlock()
 	if err != nil {
 		return err

@@ -420,6 +420,11 @@ func TestKafkaReplayReadiness(t *testing.T) {
 	if err := k.Err(); err == nil || !strings.Contains(err.Error(), "at offset 0 of 20") {
 		t.Fatalf("Err while the first records are applied: got %v, want replaying at offset 0 of 20", err)
 	}
+	// Writes wait until the replay is done: they are refused, not queued
+	// behind it.
+	if err := k.Propose(t.Context(), kv.Record{Change: kv.Change{Op: kv.OpSet, Key: "k0", Value: []byte(`2`)}, Version: 1}); err == nil || !strings.Contains(err.Error(), "not taking writes") {
+		t.Fatalf("Propose while replaying: got %v, want a refusal", err)
+	}
 	close(release)
 	waitFor(t, "caught up", func() bool { return k.Err() == nil })
 	if n := applied.Load(); n != 20 {
