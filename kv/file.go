@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -548,13 +549,22 @@ func (l *FileLog) Append(changes []Change) error {
 			l.noAlloc = true // unsupported here: the file grows as written
 		}
 	}
-	if _, err := l.f.WriteAt(b, l.size); err != nil {
-		return l.fail(fmt.Errorf("kv: write %s: %w", l.f.Name(), err))
-	}
-	if !l.noSync {
-		if err := l.syncFile(l.f); err != nil {
-			return l.fail(fmt.Errorf("kv: fsync %s: %w", l.f.Name(), err))
+	// A batch is one frame unless it holds more than frameSplit bytes.
+	// Frames are written one at a time, each durable before the next is
+	// written, so that a crash tears only the last one written: recovery
+	// truncates that as a torn write. (Pages of one write may reach the
+	// disk in any order; a bad frame followed by good ones is damage.)
+	for off := 0; off < len(b); {
+		end := off + frameHeader + int(binary.LittleEndian.Uint32(b[off:]))
+		if _, err := l.f.WriteAt(b[off:end], l.size+int64(off)); err != nil {
+			return l.fail(fmt.Errorf("kv: write %s: %w", l.f.Name(), err))
 		}
+		if !l.noSync {
+			if err := l.syncFile(l.f); err != nil {
+				return l.fail(fmt.Errorf("kv: fsync %s: %w", l.f.Name(), err))
+			}
+		}
+		off = end
 	}
 	l.size += int64(len(b))
 	l.alloc = max(l.alloc, l.size)
