@@ -309,6 +309,15 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 	}
 	flush()
 	s.changes, s.entries = changes, entries
+	// The store's revision is its position in the log, whether or not the
+	// last records changed anything (a failed condition, a restore), so
+	// that a listing's Kvs-Revision + 1 is where its feed goes on, past
+	// any revisions compaction removed.
+	if len(recs) > 0 {
+		s.recMu.Lock()
+		s.rev.Store(s.next)
+		s.recMu.Unlock()
+	}
 	for _, w := range wakes {
 		s.wake(w.id, w.o)
 	}

@@ -91,3 +91,30 @@ func TestApplyCompacted(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicatedRevIsLogPosition: with a replicated log the store's
+// revision follows every record applied, also those that change nothing
+// (a failed condition, a restore), so that a listing's revision + 1 is
+// where the feed goes on.
+func TestReplicatedRevIsLogPosition(t *testing.T) {
+	l := &feedLog{}
+	s := New(Options{Log: l})
+	set := Record{Change: Change{Op: OpSet, Key: "k", Value: []byte(`1`), Revision: 3}, Version: 1}
+	failed := Record{Change: Change{Op: OpSet, Key: "k", Value: []byte(`2`), Revision: 7, Cond: true, IfRevision: 1}, CreateRevision: 3, Version: 2}
+	steps := []struct {
+		rec  Record
+		want int64
+	}{{set, 3}, {failed, 7}}
+	for _, st := range steps {
+		l.apply([]Record{st.rec})
+		if got := s.Rev(); got != st.want {
+			t.Fatalf("after the record at %d: Rev %d, want %d", st.rec.Revision, got, st.want)
+		}
+		if _, rev := s.Snapshot(""); rev != st.want {
+			t.Fatalf("after the record at %d: Snapshot revision %d, want %d", st.rec.Revision, rev, st.want)
+		}
+	}
+	if e, _ := s.Get("k"); e.Revision != 3 {
+		t.Fatalf("failed record changed the key: %+v", e)
+	}
+}

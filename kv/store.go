@@ -84,8 +84,9 @@ type Store struct {
 	log    Log
 	pub    Publisher
 
-	// rev is the revision of the last applied change. It is written only
-	// by the committer, under recMu.
+	// rev is the revision of the last applied change (with a Replicated
+	// log, of the last record). It is written only by the committer, under
+	// recMu.
 	rev atomic.Int64
 
 	// recMu orders the committer's updates of rev and the shards against
@@ -235,7 +236,8 @@ func (s *Store) Get(key string) (*Entry, bool) {
 }
 
 // Rev returns the revision of the last applied change, 0 for a store that
-// never had one.
+// never had one. With a Replicated log it is the revision of the last
+// record applied, whether or not that record changed anything.
 func (s *Store) Rev() int64 { return s.rev.Load() }
 
 // Len returns the number of keys.
