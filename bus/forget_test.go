@@ -66,3 +66,36 @@ func TestForget(t *testing.T) {
 		t.Fatalf("after Forget(20): got revision %d, want 21", ev.Revision)
 	}
 }
+
+// TestForgetEndsLiveSubscriptions: a subscriber that may have wanted a
+// forgotten change ends with a *kv.CompactedError (4410 on the socket)
+// instead of skipping it; one that starts after the gap goes on.
+func TestForgetEndsLiveSubscriptions(t *testing.T) {
+	h := bus.New(bus.Options{})
+	defer h.Close()
+	h.Publish([]kv.Change{setAt(1, "a")})
+	live, err := h.Subscribe(bus.Filter{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := h.Subscribe(bus.Filter{}, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Forget(8)
+	h.Publish([]kv.Change{setAt(9, "b")})
+	var got []int64
+	for ev := range live.C() {
+		got = append(got, ev.Revision)
+	}
+	var ce *kv.CompactedError
+	if !errors.As(live.Err(), &ce) || ce.Oldest != 9 {
+		t.Fatalf("live subscriber: got %v after %v, want a *kv.CompactedError with oldest 9", live.Err(), got)
+	}
+	if slices.Contains(got, 9) {
+		t.Fatalf("live subscriber got %v: revision 9 across the gap", got)
+	}
+	if ev := <-later.C(); ev.Revision != 9 || later.Err() != nil {
+		t.Fatalf("subscriber from after the gap: got %v (%v), want revision 9", ev.Revision, later.Err())
+	}
+}

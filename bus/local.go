@@ -137,8 +137,10 @@ func (h *Hub) StartAfter(rev int64) {
 
 // Forget tells the hub that the changes up to rev can no longer be
 // delivered (a Kafka log found them compacted away): it drops the retained
-// changes up to rev, and a subscription from rev or earlier then fails
-// with a *kv.CompactedError. The next change published must follow rev.
+// changes up to rev, a subscription from rev or earlier then fails with a
+// *kv.CompactedError, and so does every live subscription that may have
+// wanted one of them: it ends with that error rather than skip them. The
+// next change published must follow rev.
 func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -146,6 +148,13 @@ func (h *Hub) Forget(rev int64) {
 		h.ring[h.head] = nil
 		h.head = (h.head + 1) % len(h.ring)
 		h.n--
+	}
+	if rev > h.last {
+		for s := range h.subs {
+			if s.from <= rev {
+				h.dropLocked(s, &kv.CompactedError{Oldest: rev + 1})
+			}
+		}
 	}
 	h.compacted = max(h.compacted, rev)
 	h.last = max(h.last, rev)
