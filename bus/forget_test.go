@@ -3,6 +3,7 @@ package bus_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kvsdb/kvs/bus"
@@ -97,5 +98,35 @@ func TestForgetEndsLiveSubscriptions(t *testing.T) {
 	}
 	if ev := <-later.C(); ev.Revision != 9 || later.Err() != nil {
 		t.Fatalf("subscriber from after the gap: got %v (%v), want revision 9", ev.Revision, later.Err())
+	}
+}
+
+// TestHistoryBytes: the history holds at most HistoryBytes of changes,
+// dropping the oldest first, and resuming from a dropped one is refused.
+func TestHistoryBytes(t *testing.T) {
+	h := bus.New(bus.Options{HistoryBytes: 16 << 10, Encode: func(b []byte, c *kv.Change) []byte {
+		return append(b, c.Value...)
+	}})
+	defer h.Close()
+	value := []byte(strings.Repeat("v", 1<<10))
+	for rev := int64(1); rev <= 100; rev++ {
+		h.Publish([]kv.Change{{Op: kv.OpSet, Key: "k", Value: value, Revision: rev}})
+	}
+	_, err := h.Subscribe(bus.Filter{}, 1)
+	var ce *kv.CompactedError
+	if !errors.As(err, &ce) {
+		t.Fatalf("from 1 after 100 KiB of changes: got %v, want a *kv.CompactedError", err)
+	}
+	s, err := h.Subscribe(bus.Filter{}, ce.Oldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := len(s.Replay())
+	if n == 0 || n > 16 || s.Replay()[n-1].Revision != 100 {
+		t.Fatalf("retained %d changes of 1 KiB (the newest %d), want at most 16 ending at 100", n, s.Replay()[n-1].Revision)
+	}
+	if ev := s.Replay()[0]; ev.Value != nil || len(ev.Data) != len(value) {
+		t.Fatalf("retained event keeps Value (%d bytes) beside Data (%d): want Data only", len(ev.Value), len(ev.Data))
 	}
 }

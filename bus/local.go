@@ -17,25 +17,31 @@ type Options struct {
 	// History is how many changes the hub retains for resuming
 	// subscribers. Zero means 100000.
 	History int
+	// HistoryBytes bounds the memory the retained changes take (their keys
+	// and encodings): the oldest go first. Zero means 64 MiB.
+	HistoryBytes int64
 	// Buffer is each subscriber's queue length: a subscriber that falls
 	// further behind is dropped. Zero means 1024.
 	Buffer int
 	// Encode appends the wire encoding of a change to b. It runs once per
-	// change, whatever the number of subscribers. Nil leaves Event.Data
-	// empty.
+	// change, whatever the number of subscribers. The events then carry
+	// Data and not Change.Value, which Data holds, so that the history
+	// keeps each value once. Nil leaves Event.Data empty.
 	Encode func(b []byte, c *kv.Change) []byte
 }
 
 // Hub is the in-process change feed: the store's Publisher, a bounded
 // history, and a registry of subscribers.
 type Hub struct {
-	encode func(b []byte, c *kv.Change) []byte
-	buffer int
+	encode   func(b []byte, c *kv.Change) []byte
+	buffer   int
+	maxBytes int64
 
 	// mu guards everything below.
 	mu        sync.Mutex
 	ring      []*kv.Event // history, oldest at head
 	head, n   int
+	bytes     int64 // what the retained events take, by eventSize
 	compacted int64 // newest revision no longer retained, 0 if none
 	last      int64 // revision of the last published change
 	subs      map[*Subscription]struct{}
@@ -52,11 +58,15 @@ func New(opts Options) *Hub {
 	if opts.Buffer <= 0 {
 		opts.Buffer = 1024
 	}
+	if opts.HistoryBytes <= 0 {
+		opts.HistoryBytes = 64 << 20
+	}
 	return &Hub{
-		encode: opts.Encode,
-		buffer: opts.Buffer,
-		ring:   make([]*kv.Event, opts.History),
-		subs:   make(map[*Subscription]struct{}),
+		encode:   opts.Encode,
+		buffer:   opts.Buffer,
+		maxBytes: opts.HistoryBytes,
+		ring:     make([]*kv.Event, opts.History),
+		subs:     make(map[*Subscription]struct{}),
 	}
 }
 
@@ -91,6 +101,9 @@ func (h *Hub) Publish(changes []kv.Change) {
 	for i := range evs {
 		ev := &evs[i]
 		ev.Change = changes[i]
+		if h.encode != nil {
+			ev.Value = nil // Data holds it
+		}
 		if ev.Revision <= h.last {
 			panic("bus: publish out of revision order")
 		}
@@ -109,15 +122,27 @@ func (h *Hub) Publish(changes []kv.Change) {
 }
 
 func (h *Hub) appendLocked(ev *kv.Event) {
-	if h.n == len(h.ring) {
+	size := eventSize(ev)
+	for h.n > 0 && (h.n == len(h.ring) || h.bytes+size > h.maxBytes) {
 		h.compacted = h.ring[h.head].Revision
-		h.ring[h.head] = nil
-		h.head = (h.head + 1) % len(h.ring)
-		h.n--
+		h.dropOldestLocked()
 	}
 	h.ring[(h.head+h.n)%len(h.ring)] = ev
 	h.n++
+	h.bytes += size
 	h.last = ev.Revision
+}
+
+func (h *Hub) dropOldestLocked() {
+	h.bytes -= eventSize(h.ring[h.head])
+	h.ring[h.head] = nil
+	h.head = (h.head + 1) % len(h.ring)
+	h.n--
+}
+
+// eventSize is about the memory an event takes.
+func eventSize(ev *kv.Event) int64 {
+	return int64(len(ev.Key) + len(ev.Value) + len(ev.Data) + 96)
 }
 
 // StartAfter tells a hub that has published nothing yet that the feed
@@ -145,9 +170,7 @@ func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.n > 0 && h.ring[h.head].Revision <= rev {
-		h.ring[h.head] = nil
-		h.head = (h.head + 1) % len(h.ring)
-		h.n--
+		h.dropOldestLocked()
 	}
 	if rev > h.last {
 		for s := range h.subs {

@@ -46,6 +46,7 @@ type config struct {
 	snapshotBytes   int64
 	shards          int
 	history         int
+	historyBytes    int64
 	subBuffer       int
 	maxValueBytes   int
 	logFormat       string
@@ -68,6 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.snapshotBytes, "snapshot-bytes", 64<<20, "file backend: how far the log may grow, in bytes, before a snapshot is written")
 	fs.IntVar(&c.shards, "shards", 32, "number of map shards (rounded up to a power of two)")
 	fs.IntVar(&c.history, "history", 100000, "changes kept in memory for subscribers resuming with ?from=")
+	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "the most memory, in bytes, the changes kept for resuming subscribers may take (the oldest go first)")
 	fs.IntVar(&c.subBuffer, "subscriber-buffer", 1024, "events queued per subscriber: one that falls further behind is closed with 4408 and resumes")
 	fs.IntVar(&c.maxValueBytes, "max-value-bytes", httpapi.DefaultMaxValueBytes, "largest value accepted, in bytes of compact JSON")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -111,6 +113,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.history <= 0:
 		return c, fmt.Errorf("-history %d: must be positive", c.history)
+	case c.historyBytes <= 0:
+		return c, fmt.Errorf("-history-bytes %d: must be positive", c.historyBytes)
 	case c.subBuffer <= 0:
 		return c, fmt.Errorf("-subscriber-buffer %d: must be positive", c.subBuffer)
 	case c.maxValueBytes <= 0:
@@ -137,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(lh)
 
-	hub := bus.New(bus.Options{History: cfg.history, Buffer: cfg.subBuffer, Encode: httpapi.AppendEvent})
+	hub := bus.New(bus.Options{History: cfg.history, HistoryBytes: cfg.historyBytes, Buffer: cfg.subBuffer, Encode: httpapi.AppendEvent})
 	var (
 		fl    *kv.FileLog
 		klog  kv.Log // nil: the memory log
