@@ -330,6 +330,28 @@ func TestWatchResumes(t *testing.T) {
 	}
 }
 
+// TestWatchEmptyStore: on a store that has had no change, kvsd's progress
+// events carry revision 0; watch takes them as such, without reconnecting.
+func TestWatchEmptyStore(t *testing.T) {
+	t.Parallel()
+	f := &fakeFeed{rev: 0, steps: []feedStep{
+		func(ctx context.Context, c *websocket.Conn) {
+			send(ctx, c, `{"Type":"progress","Revision":0}`, `{"Type":"progress","Revision":0}`,
+				`{"Type":"set","Key":"a","Value":1,"Revision":1}`)
+			c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 40")
+		},
+	}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	stdout, stderr, code := runCLI(t.Context(), nil, "-server-address", srv.URL, "watch")
+	if code != 1 || stdout != "1\tset\ta\t1\n" {
+		t.Errorf("got exit code %d and %q, want 1 and the set; stderr:\n%s", code, stdout, stderr)
+	}
+	if got := strings.Join(f.Froms(), ","); got != "1" {
+		t.Errorf("from of each connection: got %s, want 1 (no reconnect)", got)
+	}
+}
+
 // TestWatchRelist checks -relist: on 4410, watch prints the current values
 // and continues from the listing's revision + 1; Ctrl-C then exits 0.
 func TestWatchRelist(t *testing.T) {

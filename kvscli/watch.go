@@ -285,7 +285,8 @@ func (w *watcher) read(ctx context.Context, conn *websocket.Conn) (int, error) {
 			continue
 		}
 		var ev httpapi.Event
-		if err := json.Unmarshal(data, &ev); err != nil || ev.Type == "" || ev.Revision <= 0 {
+		// A progress event at 0 comes from a store that has had no change.
+		if err := json.Unmarshal(data, &ev); err != nil || ev.Type == "" || ev.Revision < 0 || ev.Revision == 0 && ev.Type != "progress" {
 			return n, fmt.Errorf("a message that is not a kvs event: %.100q", data)
 		}
 		n++
