@@ -371,7 +371,12 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
 
 func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 	var prefix string
-	for name, vals := range r.URL.Query() {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	for name, vals := range q {
 		if strings.EqualFold(name, "prefix") {
 			prefix = vals[0]
 		}

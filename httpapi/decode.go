@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -154,12 +155,26 @@ func decodeIfRevision(raw json.RawMessage) (bool, int64, error) {
 	return true, rev, nil
 }
 
+// parseQuery parses r's query string. A malformed one is a 400: url.URL's
+// Query would drop the malformed parameters and carry on without them.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("malformed query string: " + err.Error())
+	}
+	return q, nil
+}
+
 // queryRequest reads key and IfRevision from the query string, matching
 // parameter names case-insensitively like JSON members.
 func queryRequest(r *http.Request) (request, error) {
 	var req request
 	var haveKey bool
-	for name, vals := range r.URL.Query() {
+	q, err := parseQuery(r)
+	if err != nil {
+		return req, err
+	}
+	for name, vals := range q {
 		switch {
 		case strings.EqualFold(name, "key"):
 			req.key, haveKey = vals[0], true

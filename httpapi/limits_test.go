@@ -228,3 +228,26 @@ func TestBodyLimits(t *testing.T) {
 		t.Fatalf("get with a body over the limit: got %d %s, want 413", a.code, a.body)
 	}
 }
+
+// TestMalformedQueryIs400: a query string that does not parse is refused,
+// rather than served without the parameters that did not parse (which
+// would turn ?key=a;b into a subscription to every key, or a listing of
+// every key).
+func TestMalformedQueryIs400(t *testing.T) {
+	e := newFeedEnv(t, bus.Options{}, httpapi.Options{})
+	e.store.Set(t.Context(), "a;b", []byte(`1`))
+	for _, q := range []string{"?key=a;b", "?prefix=a;b", "?key=%zz", "?from=1;2"} {
+		if a := wsGet(t, e, q); a.code != 400 || !strings.Contains(a.body, "malformed query string") {
+			t.Errorf("/subscribe%s: got %d %s, want 400", q, a.code, a.body)
+		}
+	}
+	for _, target := range []string{"GET /getall?prefix=a;b", "GET /get?key=a;b", "DELETE /delete?key=%zz", "GET /getall?prefix=%"} {
+		method, path, _ := strings.Cut(target, " ")
+		if a := do(t, method, e.srv.URL+path, ""); a.code != 400 || !strings.Contains(a.body, "malformed query string") {
+			t.Errorf("%s: got %d %s, want 400", target, a.code, a.body)
+		}
+	}
+	if a := do(t, "GET", e.srv.URL+"/get?key=a%3Bb", ""); a.code != 200 {
+		t.Errorf("an escaped semicolon: got %d %s, want 200", a.code, a.body)
+	}
+}

@@ -381,7 +381,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 // feedParams reads and checks the query of /subscribe.
 func feedParams(r *http.Request) (key, prefix string, from int64, err error) {
-	q := r.URL.Query()
+	q, err := parseQuery(r)
+	if err != nil {
+		return "", "", 0, err
+	}
 	for name := range q {
 		switch name {
 		case "key", "prefix", "from":
