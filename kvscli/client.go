@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,6 +225,8 @@ func (c *cli) cause(err error) string {
 		se  *os.SyscallError
 		dns *net.DNSError
 		rhe tls.RecordHeaderError
+		uae x509.UnknownAuthorityError
+		che x509.HostnameError
 	)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -232,6 +235,10 @@ func (c *cli) cause(err error) string {
 		return dns.Err + " " + strconv.Quote(dns.Name) + "; set -server-address or KVS_ADDRESS"
 	case errors.As(err, &rhe):
 		return "it does not speak TLS; use http:// or host:port"
+	case errors.As(err, &uae):
+		return "its TLS certificate is not signed by a CA this machine trusts; pass the CA's certificate with -cacert or KVS_CACERT"
+	case errors.As(err, &che):
+		return "its TLS certificate is for another name (" + che.Error() + "); connect by a name the certificate holds"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "the connection closed before an answer; is it a kvsd? (http:// or https://?)"
 	case errors.As(err, &se):
