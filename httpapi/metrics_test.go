@@ -16,12 +16,13 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/kvstest"
 	"github.com/kvsdb/kvs/kv"
 )
 
 // scrape gets /metrics and parses it, failing the test if it does not
 // parse as the Prometheus text format.
-func scrape(t *testing.T, url string) *exposition {
+func scrape(t *testing.T, url string) *kvstest.Exposition {
 	t.Helper()
 	a := do(t, "GET", url+"/metrics", "")
 	if a.code != 200 {
@@ -30,19 +31,19 @@ func scrape(t *testing.T, url string) *exposition {
 	if ct := a.header.Get("Content-Type"); ct != httpapi.ContentTypeMetrics {
 		t.Fatalf("Content-Type %q, want %q", ct, httpapi.ContentTypeMetrics)
 	}
-	e, err := parseExposition(a.body)
+	e, err := kvstest.ParseExposition(a.body)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, a.body)
 	}
-	if !slices.IsSorted(e.order) {
-		t.Fatalf("families not sorted by name: %v", e.order)
+	if !slices.IsSorted(e.Order) {
+		t.Fatalf("families not sorted by name: %v", e.Order)
 	}
 	return e
 }
 
-func wantValue(t *testing.T, e *exposition, want float64, name string, labels ...string) {
+func wantValue(t *testing.T, e *kvstest.Exposition, want float64, name string, labels ...string) {
 	t.Helper()
-	got, ok := e.value(name, labels...)
+	got, ok := e.Value(name, labels...)
 	if !ok {
 		t.Errorf("%s%v: missing, want %v", name, labels, want)
 		return
@@ -52,9 +53,9 @@ func wantValue(t *testing.T, e *exposition, want float64, name string, labels ..
 	}
 }
 
-func wantAbsent(t *testing.T, e *exposition, name string, labels ...string) {
+func wantAbsent(t *testing.T, e *kvstest.Exposition, name string, labels ...string) {
 	t.Helper()
-	if got, ok := e.value(name, labels...); ok {
+	if got, ok := e.Value(name, labels...); ok {
 		t.Errorf("%s%v: got %v, want no such series", name, labels, got)
 	}
 }
@@ -113,7 +114,7 @@ func TestMetrics(t *testing.T) {
 	wantValue(t, m, 1, "kvs_subscribers")
 	w.c.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, "the subscriber's handler to end", func() bool {
-		v, _ := scrape(t, u).value("kvs_subscribers")
+		v, _ := scrape(t, u).Value("kvs_subscribers")
 		return v == 0
 	})
 
@@ -139,7 +140,7 @@ func TestMetrics(t *testing.T) {
 	wantValue(t, m, 3, "kvs_http_request_duration_seconds_bucket", "route", "POST /set", "le", "+Inf")
 	wantValue(t, m, 2, "kvs_http_request_duration_seconds_count", "route", "unmatched")
 	wantAbsent(t, m, "kvs_http_request_duration_seconds_count", "route", "GET /subscribe") // a connection's lifetime is no latency
-	if s, _ := m.value("kvs_http_request_duration_seconds_sum", "route", "POST /set"); !(s > 0) {
+	if s, _ := m.Value("kvs_http_request_duration_seconds_sum", "route", "POST /set"); !(s > 0) {
 		t.Errorf("latency sum of POST /set: %v, want > 0", s)
 	}
 	wantValue(t, m, 3, "kvs_keys")
@@ -149,7 +150,7 @@ func TestMetrics(t *testing.T) {
 	wantValue(t, m, 3, "kvs_feed_events_sent_total")
 	wantValue(t, m, 0, "kvs_feed_progress_sent_total")
 	wantValue(t, m, 0, "kvs_feed_slow_consumer_closes_total")
-	if g, ok := m.value("go_goroutines"); !ok || g < 1 {
+	if g, ok := m.Value("go_goroutines"); !ok || g < 1 {
 		t.Errorf("go_goroutines %v", g)
 	}
 
@@ -167,12 +168,12 @@ func TestMetrics(t *testing.T) {
 	wantValue(t, m, math.Inf(1), "kvs_escaped", "v", "a\"b\\c\nd")
 	for name, typ := range map[string]string{"kvs_kafka_lag": "gauge", "kvs_kafka_records_total": "counter", "kvs_keys": "gauge",
 		"kvs_http_requests_total": "counter", "kvs_http_request_duration_seconds": "histogram"} {
-		if f := m.families[name]; f == nil || f.typ != typ || f.help == "" && name != "kvs_kafka_records_total" {
+		if f := m.Families[name]; f == nil || f.Type != typ || f.Help == "" && name != "kvs_kafka_records_total" {
 			t.Errorf("family %s: %+v, want type %s with help", name, f, typ)
 		}
 	}
 	for _, name := range []string{"bad name", "kvs_odd", "kvs_summary"} {
-		if f := m.families[name]; f != nil && len(f.samples) > 0 {
+		if f := m.Families[name]; f != nil && len(f.Samples) > 0 {
 			t.Errorf("invalid extra sample %s exposed", name)
 		}
 	}
@@ -184,7 +185,7 @@ func TestMetricsWithoutLog(t *testing.T) {
 	srv, _ := newAPI(t, httpapi.Options{})
 	m := scrape(t, srv.URL)
 	for _, name := range []string{"kvs_log_batch_changes", "kvs_log_fsync_duration_seconds"} {
-		if m.families[name] != nil {
+		if m.Families[name] != nil {
 			t.Errorf("%s exposed without a log", name)
 		}
 	}
@@ -262,13 +263,13 @@ func TestMetricsRouteLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := parseExposition(string(body))
+	m, err := kvstest.ParseExposition(string(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	routes := map[string]bool{}
-	for _, s := range m.families["kvs_http_requests_total"].samples {
-		routes[s.labels["route"]] = true
+	for _, s := range m.Families["kvs_http_requests_total"].Samples {
+		routes[s.Labels["route"]] = true
 	}
 	allowed := map[string]bool{"unmatched": true}
 	for _, p := range []string{"POST /get", "GET /get", "POST /set", "PUT /set", "POST /delete", "DELETE /delete",
