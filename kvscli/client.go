@@ -200,6 +200,8 @@ func (c *cli) fail(err error, what string, change bool) error {
 			msg = ae.raw
 		}
 		switch {
+		case ae.status == http.StatusBadRequest && ae.body.Error == "" && strings.Contains(ae.raw, "HTTPS server"):
+			return &exitError{exitUsage, fmt.Sprintf("%s: kvsd at %s serves HTTPS: use an https:// address (and -cacert if its certificate is not from a CA this machine trusts)", what, c.addr)}
 		case ae.status == http.StatusBadRequest || ae.status == http.StatusRequestEntityTooLarge:
 			return &exitError{exitUsage, fmt.Sprintf("%s: kvsd at %s rejected the request: %s", what, c.addr, msg)}
 		case ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden:
