@@ -97,8 +97,27 @@ func decodeKey(raw json.RawMessage) (string, error) {
 		key = string(raw[1 : len(raw)-1])
 	} else if err := json.Unmarshal(raw, &key); err != nil {
 		return "", badRequest("malformed key: " + jsonErrorText(err))
+	} else if strings.Count(key, "\uFFFD") > replacementChars(raw) {
+		// The decoder turned an escaped lone surrogate ("\ud800") into
+		// U+FFFD: the key would not be the one the client sent.
+		return "", badRequest(`key holds a \u escape of a lone surrogate, which is not a character`)
 	}
 	return key, checkKey(key)
+}
+
+// replacementChars counts the U+FFFD characters that raw, a JSON string,
+// holds literally or as the escape \ufffd.
+func replacementChars(raw []byte) int {
+	n := bytes.Count(raw, []byte("\uFFFD"))
+	for i := 0; i+6 <= len(raw); i++ {
+		if raw[i] == '\\' {
+			if raw[i+1] == 'u' && strings.EqualFold(string(raw[i+2:i+6]), "fffd") {
+				n++
+			}
+			i++ // the escaped character cannot start an escape
+		}
+	}
+	return n
 }
 
 // checkKey explains why key is not a valid key, if it is not.

@@ -251,3 +251,39 @@ func TestMalformedQueryIs400(t *testing.T) {
 		t.Errorf("an escaped semicolon: got %d %s, want 200", a.code, a.body)
 	}
 }
+
+// TestLoneSurrogateKey: Go's JSON decoder turns an escaped lone surrogate
+// into U+FFFD; a key holding one is refused rather than stored under
+// another name than the client sent.
+func TestLoneSurrogateKey(t *testing.T) {
+	srv, store := newAPI(t, httpapi.Options{})
+	tests := []struct {
+		name, key string // key as JSON text
+		want      int
+		stored    string
+	}{
+		{"lone high surrogate", `"\ud800"`, 400, ""},
+		{"lone low surrogate", `"a\udc00b"`, 400, ""},
+		{"surrogate and replacement", `"\ud800\ufffd"`, 400, ""},
+		{"pair", `"\ud83d\ude00"`, 200, "😀"},
+		{"escaped replacement", `"\uFFFD"`, 200, "\uFFFD"},
+		{"literal replacement", "\"\uFFFD\\n\"", 400, ""}, // a control character
+		{"literal replacement and escape", "\"\uFFFD\\u0041\"", 200, "\uFFFDA"},
+		{"escaped backslash", `"a\\ud800"`, 200, `a\ud800`},
+	}
+	for _, tt := range tests {
+		a := do(t, "POST", srv.URL+"/set", `{"Key":`+tt.key+`,"Value":1}`)
+		if a.code != tt.want {
+			t.Errorf("%s: got %d %s, want %d", tt.name, a.code, a.body, tt.want)
+			continue
+		}
+		if tt.want == 200 {
+			if _, ok := store.Get(tt.stored); !ok {
+				t.Errorf("%s: key %q not stored", tt.name, tt.stored)
+			}
+		}
+	}
+	if n := store.Len(); n != 4 {
+		t.Errorf("store holds %d keys, want the 4 accepted", n)
+	}
+}
