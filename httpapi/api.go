@@ -79,8 +79,8 @@ type Options struct {
 	// Requests without an Origin header (not from a browser) are allowed.
 	OriginPatterns []string
 	// MaxSubscribers limits the /subscribe connections open at once; a
-	// handshake beyond it gets 503 with Retry-After. Zero means
-	// DefaultMaxSubscribers.
+	// handshake beyond it gets 429 with Retry-After, before the upgrade.
+	// Zero means DefaultMaxSubscribers.
 	MaxSubscribers int
 	// ProgressInterval is the longest an idle subscriber waits for a
 	// progress event; each wait is jittered down by up to a quarter. Zero

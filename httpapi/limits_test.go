@@ -147,7 +147,7 @@ func TestBadHandshakeIsJSON(t *testing.T) {
 }
 
 // TestMaxSubscribers: beyond MaxSubscribers open connections a handshake
-// gets 503 JSON with Retry-After, before the upgrade; once one closes,
+// gets 429 JSON with Retry-After, before the upgrade; once one closes,
 // another may subscribe.
 func TestMaxSubscribers(t *testing.T) {
 	e := newFeedEnv(t, bus.Options{}, httpapi.Options{MaxSubscribers: 3})
@@ -156,8 +156,8 @@ func TestMaxSubscribers(t *testing.T) {
 		open = append(open, e.dial(t, ""))
 	}
 	a := wsGet(t, e, "")
-	if a.code != 503 || !strings.Contains(a.body, `"error":"too many subscribers`) || a.header.Get("Retry-After") == "" {
-		t.Fatalf("subscriber 4 of 3: got %d %s %v, want 503 JSON with Retry-After", a.code, a.body, a.header)
+	if a.code != 429 || !strings.Contains(a.body, `"error":"too many subscribers`) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("subscriber 4 of 3: got %d %s %v, want 429 JSON with Retry-After", a.code, a.body, a.header)
 	}
 	if e.hub.Len() != 3 {
 		t.Fatalf("hub has %d subscriptions, want 3: the refused one must not subscribe", e.hub.Len())

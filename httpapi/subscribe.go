@@ -81,10 +81,12 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.track(); err != nil {
+		code := http.StatusServiceUnavailable
 		if errors.Is(err, errTooManySubscribers) {
+			code = http.StatusTooManyRequests
 			w.Header().Set("Retry-After", "1")
 		}
-		h.writeError(w, r, &statusError{http.StatusServiceUnavailable, err.Error()})
+		h.writeError(w, r, &statusError{code, err.Error()})
 		return
 	}
 	defer h.untrack()
