@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/kv"
 )
 
 // handshake sends a WebSocket handshake to /subscribe with the given
@@ -285,5 +287,38 @@ func TestLoneSurrogateKey(t *testing.T) {
 	}
 	if n := store.Len(); n != 4 {
 		t.Errorf("store holds %d keys, want the 4 accepted", n)
+	}
+}
+
+// TestSubscriberOutlivesServerTimeouts: a subscriber lives longer than the
+// server's read and write timeouts (-read-header-timeout, ReadTimeout and
+// WriteTimeout in kvsd), through the handler's ResponseWriter wrapper.
+func TestSubscriberOutlivesServerTimeouts(t *testing.T) {
+	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
+	store := kv.New(kv.Options{Publisher: hub})
+	h := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Config.WriteTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+		srv.Close()
+		hub.Close()
+		store.Close()
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/subscribe", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	time.Sleep(time.Second) // past both timeouts
+	rev, _ := store.Set(ctx, "k", []byte(`1`))
+	if got := (&watcher{t, c}).changes(1); got[0].Revision != rev {
+		t.Fatalf("got %+v, want the set at %d", got, rev)
 	}
 }
