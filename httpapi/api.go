@@ -9,11 +9,13 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -247,8 +249,16 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 // Unwrap returns the underlying ResponseWriter, for
-// http.ResponseController and the WebSocket handshake (Hijack).
+// http.ResponseController.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over to the WebSocket handshake, also to
+// wrappers that look for http.Hijacker rather than unwrapping.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+var _ http.Hijacker = (*responseWriter)(nil)
 
 var (
 	jsonContentType = []string{"application/json"}
