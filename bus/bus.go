@@ -1,6 +1,8 @@
 // Package bus carries the change feed: Hub fans applied changes out to
 // subscribers in revision order, and keeps a bounded history so that a
-// subscriber can resume from a revision after a disconnect.
+// subscriber can resume from a revision after a disconnect. Kafka is the
+// log that several kvsd instances share: a kv.Replicated log kept in one
+// partition of a Kafka topic.
 //
 // Hub and Subscription are safe for concurrent use. Publishing never
 // blocks: a subscriber whose queue is full is dropped with

@@ -135,6 +135,22 @@ func (h *Hub) StartAfter(rev int64) {
 	h.compacted, h.last = rev, rev
 }
 
+// Forget tells the hub that the changes up to rev can no longer be
+// delivered (a Kafka log found them compacted away): it drops the retained
+// changes up to rev, and a subscription from rev or earlier then fails
+// with a *kv.CompactedError. The next change published must follow rev.
+func (h *Hub) Forget(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for h.n > 0 && h.ring[h.head].Revision <= rev {
+		h.ring[h.head] = nil
+		h.head = (h.head + 1) % len(h.ring)
+		h.n--
+	}
+	h.compacted = max(h.compacted, rev)
+	h.last = max(h.last, rev)
+}
+
 // at returns the i-th oldest retained event.
 func (h *Hub) atLocked(i int) *kv.Event { return h.ring[(h.head+i)%len(h.ring)] }
 

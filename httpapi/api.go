@@ -1,6 +1,6 @@
 // Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
 // the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
-// and /metrics in the Prometheus text format.
+// /metrics in the Prometheus text format, and a web console at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
@@ -10,10 +10,10 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -94,6 +94,10 @@ type Options struct {
 	// WriteTimeout bounds each write to a subscriber, and each wait for a
 	// pong. Zero means 10s.
 	WriteTimeout time.Duration
+
+	// DisableUI turns off the web console, GET / and its files under
+	// /ui/: they answer 404. False serves it.
+	DisableUI bool
 }
 
 // Handler serves the kvs HTTP API.
@@ -186,12 +190,19 @@ func New(opts Options) *Handler {
 		h.mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 		h.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
+	if !opts.DisableUI {
+		h.routeConsole()
+	}
 	return h
 }
 
 // ServeHTTP checks the token, routes r, and counts the answer in /metrics.
 // Requests that match no route get the mux's 404 or 405 (with its Allow
 // header), with a JSON body.
+//
+// The handler found is called directly, to route once: r.PathValue is
+// therefore not set, and handlers of patterns with wildcards parse
+// r.URL.Path themselves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	handler, pattern := h.mux.Handler(r)
@@ -262,8 +273,8 @@ var _ http.Hijacker = (*responseWriter)(nil)
 
 var (
 	jsonContentType = []string{"application/json"}
-	bufPool         = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	answerPool      = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	// bufPool holds buffers for request bodies and answers.
+	bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 )
 
 // writeJSON writes body, which must be a JSON value, with a final newline.
@@ -308,27 +319,54 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 // readRequest decodes r's JSON body. A get or delete without a body reads
 // the key (and IfRevision) from the query string instead.
 func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue bool) (request, error) {
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 64<<10 {
-			buf.Reset()
-			bufPool.Put(buf)
-		}
-	}()
-	buf.Reset()
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(h.maxBody)))
+	bp := bufPool.Get().(*[]byte)
+	defer putBuf(bp)
+	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
+	*bp = data
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.Is(err, errTooLarge) {
+			// Do not read the rest of a body this large: close the
+			// connection after the answer.
+			w.Header().Set("Connection", "close")
 			return request{}, &statusError{http.StatusRequestEntityTooLarge,
-				"request body over the limit of " + strconv.FormatInt(mbe.Limit, 10) + " bytes"}
+				"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
 		}
 		return request{}, badRequest("reading the request body: " + err.Error())
 	}
-	if buf.Len() == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
+	if len(data) == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
 		return queryRequest(r)
 	}
-	return decodeBody(buf.Bytes(), needValue, h.maxValue)
+	return decodeBody(data, needValue, h.maxValue)
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody appends body to b, up to limit bytes.
+func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if len(b) > limit {
+			return b, errTooLarge
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// putBuf returns a buffer to bufPool unless it grew large.
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		*bp = (*bp)[:0]
+		bufPool.Put(bp)
+	}
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
@@ -342,13 +380,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, kv.ErrNotFound)
 		return
 	}
-	bp := answerPool.Get().(*[]byte)
-	b := appendEntry((*bp)[:0], e)
-	writeJSON(w, http.StatusOK, b)
-	if cap(b) <= 64<<10 {
-		*bp = b[:0]
-		answerPool.Put(bp)
-	}
+	bp := bufPool.Get().(*[]byte)
+	*bp = appendEntry((*bp)[:0], e)
+	writeJSON(w, http.StatusOK, *bp)
+	putBuf(bp)
 }
 
 func (h *Handler) set(w http.ResponseWriter, r *http.Request) {
@@ -375,8 +410,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
 		h.writeError(w, r, err)
 		return
 	}
-	var arr [128]byte
-	writeJSON(w, http.StatusOK, appendWriteResult(arr[:0], c.Key, rev))
+	bp := bufPool.Get().(*[]byte)
+	*bp = appendWriteResult((*bp)[:0], c.Key, rev)
+	writeJSON(w, http.StatusOK, *bp)
+	putBuf(bp)
 }
 
 func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {

@@ -48,8 +48,12 @@ func decodeBody(data []byte, needValue bool, maxValue int) (request, error) {
 		return req, badRequest(`empty request body: send a JSON object such as {"Key":"k"}`)
 	}
 	var b body
-	if err := json.Unmarshal(data, &b); err != nil {
-		return req, badRequest("malformed JSON: " + jsonErrorText(err))
+	if !scanBody(data, &b) {
+		var slow body // escapes to the heap, which b need not
+		if err := json.Unmarshal(data, &slow); err != nil {
+			return req, badRequest("malformed JSON: " + jsonErrorText(err))
+		}
+		b = slow
 	}
 	key, err := decodeKey(b.Key)
 	if err != nil {
@@ -147,7 +151,7 @@ func decodeValue(raw json.RawMessage, maxValue int) ([]byte, error) {
 	if !utf8.Valid(raw) {
 		return nil, badRequest("value is not valid UTF-8")
 	}
-	v := []byte(raw)
+	v := bytes.Clone(raw) // raw may point into a reused buffer
 	if bytes.ContainsAny(raw, " \t\r\n") {
 		var buf bytes.Buffer
 		buf.Grow(len(raw))
@@ -208,4 +212,137 @@ func queryRequest(r *http.Request) (request, error) {
 		return req, badRequest(`missing key: pass ?key=K or a JSON body such as {"Key":"k"}`)
 	}
 	return req, checkKey(req.key)
+}
+
+// scanBody splits data into the members of body as json.Unmarshal would,
+// without reflection, for the usual request: one object whose member names
+// are ASCII without escapes. It reports false for anything else, and the
+// caller falls back to json.Unmarshal, whose verdict (and error message)
+// then stands. Every member's value is checked with json.Valid; the raw
+// members point into data.
+func scanBody(data []byte, b *body) bool {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipSpace(data, i+1) == len(data)
+	}
+	for {
+		if i == len(data) || data[i] != '"' {
+			return false
+		}
+		j := i + 1
+		for ; j < len(data) && data[j] != '"'; j++ {
+			if c := data[j]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+				return false
+			}
+		}
+		if j == len(data) {
+			return false
+		}
+		name := data[i+1 : j]
+		i = skipSpace(data, j+1)
+		if i == len(data) || data[i] != ':' {
+			return false
+		}
+		i = skipSpace(data, i+1)
+		end := skipValue(data, i)
+		if end <= i || !json.Valid(data[i:end]) {
+			return false
+		}
+		switch v := data[i:end]; {
+		case asciiEqualFold(name, "key"):
+			b.Key = v
+		case asciiEqualFold(name, "value"):
+			b.Value = v
+		case asciiEqualFold(name, "ifrevision"):
+			b.IfRevision = v
+		}
+		i = skipSpace(data, end)
+		if i == len(data) {
+			return false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case '}':
+			return skipSpace(data, i+1) == len(data)
+		default:
+			return false
+		}
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value that starts at i, roughly:
+// the caller checks the value with json.Valid. It returns i when there is
+// no value there.
+func skipValue(data []byte, i int) int {
+	if i == len(data) {
+		return i
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				j = skipString(data, j) - 1
+				if j < 0 {
+					return i
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return i
+	}
+	j := i
+	for j < len(data) && !strings.ContainsRune(",}] \t\r\n", rune(data[j])) {
+		j++
+	}
+	return j
+}
+
+// skipString returns the end of the string that starts at i, or 0 if it
+// does not end.
+func skipString(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	return 0
+}
+
+// asciiEqualFold reports whether name, which is ASCII, equals the
+// lower-case word ignoring case.
+func asciiEqualFold(name []byte, word string) bool {
+	if len(name) != len(word) {
+		return false
+	}
+	for i := range name {
+		if c := name[i] | 0x20; c != word[i] {
+			return false
+		}
+	}
+	return true
 }

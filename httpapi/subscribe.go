@@ -112,88 +112,144 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.origins})
+	cw := &corkWriter{ResponseWriter: w}
+	c, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: h.origins})
 	if err != nil {
 		return // Accept has answered the client
 	}
 	defer c.CloseNow()
-	h.serveFeed(c, sub)
+	h.serveFeed(c, cw.conn, sub)
 }
+
+// maxBurst bounds the events written with one system call.
+const maxBurst = 256
 
 // serveFeed writes sub's events to c until the subscription or the
 // connection ends, then closes c with a code that says why and where to
-// resume.
-func (h *Handler) serveFeed(c *websocket.Conn, sub Subscription) {
+// resume. Events already queued are written together, as one burst: one
+// system call for many events when the subscriber is behind.
+func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 	ctx, cancel := context.WithCancel(h.base)
 	defer cancel()
 	go h.discardReads(ctx, cancel, c)
 	go h.ping(ctx, cancel, c)
 
-	// pos is the revision up to which the client has every matching change.
-	pos := sub.From() - 1
-	write := func(data []byte) bool {
-		wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout)
-		defer wcancel()
-		return c.Write(wctx, websocket.MessageText, data) == nil
-	}
-	sent := func(ev *kv.Event) {
-		pos = ev.Revision
-		h.metrics.eventsSent.Add(1)
-	}
-	for _, ev := range sub.Replay() {
-		if !write(ev.Data) {
+	f := feed{h: h, c: c, cc: cc, sub: sub, pos: sub.From() - 1}
+	replay := sub.Replay()
+	for len(replay) > 0 {
+		n := min(len(replay), maxBurst)
+		cc.cork()
+		for _, ev := range replay[:n] {
+			f.add(ev)
+		}
+		if !f.flush() {
 			return
 		}
-		sent(ev)
+		replay = replay[n:]
 	}
 
 	progress := time.NewTimer(h.jitter())
 	defer progress.Stop()
-	var buf []byte
 	for {
 		select {
 		case ev, ok := <-sub.C():
-			if !ok || sub.Err() != nil {
-				h.closeFeed(c, sub.Err(), pos)
+			cc.cork()
+			if ok && sub.Err() == nil {
+				f.add(ev)
+				ok = f.addQueued()
+			}
+			if !f.flush() {
 				return
 			}
-			if !write(ev.Data) {
+			if !ok {
+				h.closeFeed(c, sub.Err(), f.pos)
 				return
 			}
-			sent(ev)
 			progress.Reset(h.jitter())
 		case <-progress.C:
 			// Everything up to rev is queued: send it, then say so.
 			rev := h.feed.Rev()
-			for drained := false; !drained; {
-				select {
-				case ev, ok := <-sub.C():
-					if !ok || sub.Err() != nil {
-						h.closeFeed(c, sub.Err(), pos)
-						return
-					}
-					if !write(ev.Data) {
-						return
-					}
-					sent(ev)
-				default:
-					drained = true
+			cc.cork()
+			ok := true
+			for ok {
+				before := f.pos
+				ok = f.addQueued()
+				if f.pos == before {
+					break
 				}
 			}
-			pos = max(pos, rev)
-			buf = appendProgress(buf[:0], pos)
-			if !write(buf) {
+			if ok {
+				f.pos = max(f.pos, rev)
+				f.buf = appendProgress(f.buf[:0], f.pos)
+				f.write(f.buf)
+				f.h.metrics.progressSent.Add(1)
+			}
+			if !f.flush() {
+				return
+			}
+			if !ok {
+				h.closeFeed(c, sub.Err(), f.pos)
 				return
 			}
 			h.metrics.progressSent.Add(1)
 			progress.Reset(h.jitter())
 		case <-ctx.Done():
 			if h.base.Err() != nil {
-				h.closeFeed(c, kv.ErrFeedClosed, pos)
+				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
 			}
 			return
 		}
 	}
+}
+
+// feed is one subscriber's writing side. Between cork and flush, its
+// writes only fill a buffer.
+type feed struct {
+	h   *Handler
+	c   *websocket.Conn
+	cc  *corkConn
+	sub Subscription
+	pos int64 // the revision up to which the client has every matching change
+	err error // the first write error
+	buf []byte
+}
+
+// add writes ev into the corked buffer.
+func (f *feed) add(ev *kv.Event) {
+	f.write(ev.Data)
+	f.pos = ev.Revision
+	f.h.metrics.eventsSent.Add(1)
+}
+
+func (f *feed) write(data []byte) {
+	if f.err == nil {
+		// No deadline here: while corked, nothing blocks; flush bounds
+		// the system call.
+		f.err = f.c.Write(context.Background(), websocket.MessageText, data)
+	}
+}
+
+// addQueued adds the events already queued, up to a burst. It reports
+// false when the subscription has ended.
+func (f *feed) addQueued() bool {
+	for range maxBurst {
+		select {
+		case ev, ok := <-f.sub.C():
+			if !ok || f.sub.Err() != nil {
+				return false
+			}
+			f.add(ev)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// flush sends what the burst wrote, bounded by the write timeout.
+func (f *feed) flush() bool {
+	err := f.cc.flush(f.h.writeTimeout)
+	return err == nil && f.err == nil
 }
 
 // closeFeed closes c for the reason err, telling the client where to resume.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Log makes changes durable. The Store calls Append from one goroutine at a
@@ -65,6 +66,9 @@ type Options struct {
 	Log Log
 	// Publisher receives every applied change. Nil means none.
 	Publisher Publisher
+	// WriteTimeout bounds Submit with a Replicated log: how long it waits
+	// for its change to be logged and applied. Zero means 10s.
+	WriteTimeout time.Duration
 }
 
 // Store is a sharded, revisioned key-value map with a single write pipeline:
@@ -89,10 +93,12 @@ type Store struct {
 	recMu     sync.Mutex
 	recorders map[*recorder]struct{}
 
-	// qmu guards queue and closed. Lock order: commitMu, then qmu.
-	qmu    sync.Mutex
-	queue  []*request
-	closed bool
+	// qmu guards queue, leading and closed. Lock order: commitMu, then qmu.
+	qmu     sync.Mutex
+	queue   []*request
+	leading bool       // a submitter is the committer, or has been made it
+	idle    *sync.Cond // on qmu: signalled when leading becomes false
+	closed  bool
 
 	// commitMu is held by the committer. It guards the fields below and
 	// the calls to log.
@@ -102,6 +108,15 @@ type Store struct {
 	spare    []*request        // the queue's next backing array
 	changes  []Change
 	entries  []*Entry
+
+	// With a Replicated log (see replicated.go): repl is the log, reqID
+	// the last request id given out, and waiters the Submits waiting for
+	// their record, by request id, guarded by waitMu.
+	repl         Replicated
+	writeTimeout time.Duration
+	reqID        atomic.Uint64
+	waitMu       sync.Mutex
+	waiters      map[uint64]chan outcome
 }
 
 type shard struct {
@@ -113,12 +128,14 @@ type shard struct {
 
 // request is a queued change and, once committed, its outcome.
 type request struct {
-	c   Change
-	rev int64
-	err error
+	c    Change
+	rev  int64
+	err  error
+	lead bool          // set when the request's submitter is made the committer
+	done chan struct{} // one token when rev and err are set, or lead is
 }
 
-var requestPool = sync.Pool{New: func() any { return new(request) }}
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
 // New returns a Store, with the state recovered from opts.Log if it is a
 // Recoverer. Call Close to release its log.
@@ -137,6 +154,7 @@ func New(opts Options) *Store {
 		recorders: make(map[*recorder]struct{}),
 		overlay:   make(map[string]*Entry),
 	}
+	s.idle = sync.NewCond(&s.qmu)
 	if s.log == nil {
 		s.log = memoryLog{}
 	}
@@ -145,6 +163,14 @@ func New(opts Options) *Store {
 	}
 	if r, ok := s.log.(Recoverer); ok {
 		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
+	}
+	if r, ok := s.log.(Replicated); ok {
+		s.repl, s.waiters = r, make(map[uint64]chan outcome)
+		s.writeTimeout = opts.WriteTimeout
+		if s.writeTimeout <= 0 {
+			s.writeTimeout = defaultWriteTimeout
+		}
+		r.Start(s.applyRecords)
 	}
 	return s
 }
@@ -243,6 +269,12 @@ func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 // store is closed. ctx is checked before c is queued; once queued, c is
 // committed (a log's Append is bounded), so Submit never leaves a change
 // whose fate it does not report.
+//
+// With a Replicated log, c is proposed to the shared log and Submit
+// returns once this store applied it; its condition is decided then. If
+// the log does not take c, or c is not applied here within
+// Options.WriteTimeout, Submit returns ErrUnavailable (wrapped): c may
+// then still be applied later.
 func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	if !ValidKey(c.Key) {
 		return 0, ErrInvalidKey
@@ -261,6 +293,9 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		return 0, err
 	}
 	c.Revision = 0
+	if s.repl != nil {
+		return s.submitReplicated(ctx, c)
+	}
 
 	r := requestPool.Get().(*request)
 	r.c = c
@@ -271,19 +306,43 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
 	s.queue = append(s.queue, r)
+	follow := s.leading
+	s.leading = true
 	s.qmu.Unlock()
 
-	// Whoever holds commitMu commits everything queued, r included if it
-	// was queued in time. Once we hold it, r has been committed by an
-	// earlier holder, or is still queued and we commit it ourselves.
-	s.commitMu.Lock()
-	s.commitQueuedLocked()
-	s.commitMu.Unlock()
-
+	// One submitter at a time is the committer: the first to find no
+	// committer, or the one a committer hands over to. Followers wait for
+	// the committer to answer them; changes queued during a commit (an
+	// fsync) make up the next batch, committed by the first of them.
+	if follow {
+		<-r.done
+	}
+	if !follow || r.lead {
+		s.lead(r)
+	}
 	rev, err := r.rev, r.err
-	*r = request{}
+	*r = request{done: r.done}
 	requestPool.Put(r)
 	return rev, err
+}
+
+// lead commits the queue, own included, then hands over to the first
+// submitter queued meanwhile, if any.
+func (s *Store) lead(own *request) {
+	s.commitMu.Lock()
+	s.commitQueuedLocked(own)
+	s.commitMu.Unlock()
+	s.qmu.Lock()
+	if len(s.queue) == 0 {
+		s.leading = false
+		s.idle.Broadcast()
+		s.qmu.Unlock()
+		return
+	}
+	next := s.queue[0]
+	next.lead = true
+	s.qmu.Unlock()
+	next.done <- struct{}{}
 }
 
 // Close stops taking changes and closes the log. Changes already submitted
@@ -292,18 +351,27 @@ func (s *Store) Close() error {
 	s.qmu.Lock()
 	already := s.closed
 	s.closed = true
+	for s.leading {
+		s.idle.Wait()
+	}
 	s.qmu.Unlock()
 	if already {
 		return nil
 	}
+	if s.repl != nil {
+		// The log's applier takes commitMu: close the log first.
+		err := s.log.Close()
+		s.failWaiters(fmt.Errorf("%w: store closed", ErrUnavailable))
+		return err
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	s.commitQueuedLocked()
 	return s.log.Close()
 }
 
-// commitQueuedLocked commits whatever is queued, as one batch.
-func (s *Store) commitQueuedLocked() {
+// commitQueuedLocked commits whatever is queued, as one batch, and wakes
+// the submitters of its changes but own's.
+func (s *Store) commitQueuedLocked(own *request) {
 	s.qmu.Lock()
 	batch := s.queue
 	if len(batch) > 0 {
@@ -314,6 +382,11 @@ func (s *Store) commitQueuedLocked() {
 		return
 	}
 	s.commit(batch)
+	for _, r := range batch {
+		if r != own {
+			r.done <- struct{}{}
+		}
+	}
 	clear(batch)
 	s.spare = batch[:0]
 }

@@ -205,10 +205,14 @@ func (s *subscriber) dialError(err error) {
 	s.errs.add("subscribe: "+errorKind(err), err.Error())
 }
 
-// read handles events until the connection ends.
+// read handles events until the connection ends. Reads take no deadline
+// (coder/websocket would arm a context.AfterFunc for each): the connection
+// is closed when ctx is done instead.
 func (s *subscriber) read(ctx context.Context, c *websocket.Conn) error {
+	stop := context.AfterFunc(ctx, func() { c.CloseNow() })
+	defer stop()
 	for {
-		_, r, err := c.Reader(ctx)
+		_, r, err := c.Reader(context.Background())
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,8 @@ type config struct {
 	logFormat       string
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	ui              bool
+	kafka           kafkaConfig
 
 	token             string
 	tokenFile         string
@@ -71,7 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
-	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data) or memory (nothing is written to disk)")
+	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data), memory (nothing is written to disk) or kafka (a topic shared by several kvsd, see -kafka-brokers)")
 	fs.StringVar(&c.data, "data", "./kvs-data", "the file backend's data directory (created if missing)")
 	fs.StringVar(&c.fsync, "fsync", "always", "file backend: always (fsync each batch of writes before acknowledging it) or never (unsafe: a machine crash can lose acknowledged writes)")
 	fs.Int64Var(&c.snapshotBytes, "snapshot-bytes", 64<<20, "file backend: how far the log may grow, in bytes, before a snapshot is written")
@@ -93,6 +95,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
+	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
+	c.kafka.flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
 		fs.PrintDefaults()
@@ -127,8 +131,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, err
 	}
 	switch {
-	case c.backend != "file" && c.backend != "memory":
-		return c, fmt.Errorf("-backend %q: want file or memory", c.backend)
+	case c.backend != "file" && c.backend != "memory" && c.backend != "kafka":
+		return c, fmt.Errorf("-backend %q: want file, memory or kafka", c.backend)
 	case c.fsync != "always" && c.fsync != "never":
 		return c, fmt.Errorf("-fsync %q: want always or never", c.fsync)
 	case c.snapshotBytes <= 0:
@@ -143,6 +147,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
 	case c.shards <= 0 || c.shards > 1<<16:
 		return c, fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
+	}
+	if c.backend == "kafka" {
+		return c, c.kafka.check()
 	}
 	return c, nil
 }
@@ -239,7 +246,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		hub.StartAfter(fl.SnapshotRev())
 		klog, ready, logStats = fl, fl.Err, fl.Stats
 	}
-	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub})
+	if cfg.backend == "kafka" {
+		kl, err := cfg.kafka.open(hub, cfg.maxValueBytes, log)
+		if err != nil {
+			return err
+		}
+		klog, ready = kl, kl.Err
+	}
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout})
 	if fl != nil {
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
 			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
@@ -256,6 +270,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		LogStats:       logStats,
 		OriginPatterns: cfg.allowedOrigins,
 		MaxSubscribers: cfg.maxSubscribers,
+		DisableUI:      !cfg.ui,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -1,0 +1,801 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kvsdb/kvs/kv"
+)
+
+// The record headers of the Kafka log. The Kafka key of a record is the
+// store key and its value the JSON value (nil, a tombstone, for a delete),
+// so that any Kafka consumer can read the topic as a changelog; the
+// headers carry what kvs needs besides. Numbers are decimal text.
+const (
+	// HeaderOrigin is the id of the kvsd instance that wrote the record.
+	HeaderOrigin = "kvs-origin"
+	// HeaderRequest is the request id, at that instance, of the change.
+	HeaderRequest = "kvs-request"
+	// HeaderIfRevision is the change's condition, on a conditional change.
+	HeaderIfRevision = "kvs-if-revision"
+	// HeaderVersion and HeaderCreateRevision are a set's claim: the
+	// entry's Version and CreateRevision after the set, as its writer
+	// expected them (CreateRevision absent: the set creates the key). On a
+	// restore they describe the restored entry.
+	HeaderVersion        = "kvs-version"
+	HeaderCreateRevision = "kvs-create-revision"
+	// HeaderRestores makes the record a restore of the key's entry right
+	// after the record at that revision (see kv.Record); HeaderRevision is
+	// then the restored entry's revision.
+	HeaderRestores = "kvs-restores"
+	HeaderRevision = "kvs-revision"
+)
+
+// ErrDataLost is the error of a Kafka log whose broker no longer has
+// records it had delivered: the log stops, and refuses writes.
+var ErrDataLost = errors.New("bus: kafka lost data")
+
+// KafkaOptions configures a Kafka log. The zero value of every field but
+// Brokers means its default.
+type KafkaOptions struct {
+	// Brokers are the bootstrap brokers, host:port. Required.
+	Brokers []string
+	// Topic is the topic that holds the log. Zero means "kvs-changes". It
+	// is created if missing: one partition, cleanup.policy=compact.
+	Topic string
+	// ReplicationFactor is the new topic's replication factor. Zero means
+	// the brokers' default.
+	ReplicationFactor int
+	// WriteTimeout bounds each produce request and each connection
+	// attempt. Zero means 5s.
+	WriteTimeout time.Duration
+	// MaxBatchBytes is the most record bytes sent in one produce request
+	// (a single larger record is sent alone). The topic is created with a
+	// max.message.bytes that fits it. Zero means 1 MiB.
+	MaxBatchBytes int
+	// RestoreAfter is how long an instance waits for the restore record of
+	// another instance's record (see kv.Record) before writing it itself.
+	// Zero means 10s.
+	RestoreAfter time.Duration
+	// FetchWait is the longest a fetch waits at the broker for new
+	// records. Zero means 250ms.
+	FetchWait time.Duration
+	// OnGap is called, from the goroutine that applies records, when
+	// records before the next one were removed from the topic (by
+	// compaction): rev is the revision of the last missing one. The change
+	// feed can no longer deliver revisions up to rev (see Hub.Forget).
+	OnGap func(rev int64)
+	// Logger receives what goes wrong. Nil means discard.
+	Logger *slog.Logger
+}
+
+// Kafka is a kv.Replicated log kept in one partition of a Kafka topic that
+// several kvsd instances share. Each instance proposes its changes by
+// producing them (acks=all), and applies every record of the partition in
+// offset order, from the first: a record's revision is its offset + 1.
+//
+// Kafka is safe for concurrent use. Err reports why the log cannot serve
+// current data: connecting, replaying, a broker that cannot be reached, or
+// lost data.
+type Kafka struct {
+	opts   KafkaOptions
+	origin string
+	log    *slog.Logger
+	// admin produces and manages the topic; fetcher only fetches, on
+	// connections of its own so that a produce never queues behind a
+	// waiting fetch.
+	admin, fetcher *kafka.Client
+
+	apply     func([]kv.Record) []kv.Restore
+	proposals chan *proposal
+	kick      chan struct{} // wakes the restorer
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// Owned by the fetch loop.
+	sawGap bool
+	seen   map[string]struct{} // keys delivered while replaying
+
+	// mu guards the state below, which Err reports.
+	mu        sync.Mutex
+	connected bool  // the topic exists and its offsets are known
+	started   bool  // offsets were listed once
+	next      int64 // offset of the next record to apply
+	startHWM  int64 // high-water mark when the log started
+	caughtUp  bool
+	fetchErr  error
+	lost      error
+
+	// pmu guards pending: restores to write, by key.
+	pmu     sync.Mutex
+	pending map[string]*pendingRestore
+}
+
+type pendingRestore struct {
+	r   kv.Restore
+	due time.Time
+}
+
+// proposal is a record on its way to the broker. done receives the
+// produce's outcome; it is nil for a restore, whose failure is retried.
+type proposal struct {
+	rec  kafka.Record
+	size int
+	done chan error
+}
+
+var _ kv.Replicated = (*Kafka)(nil)
+
+// NewKafka returns a Kafka log for opts. It does not connect: the log
+// connects, creates the topic if missing and replays it once a Store is
+// created with it (kv.New calls Start), and retries until the brokers
+// answer.
+func NewKafka(opts KafkaOptions) (*Kafka, error) {
+	if len(opts.Brokers) == 0 {
+		return nil, errors.New("bus: kafka: no brokers")
+	}
+	if opts.Topic == "" {
+		opts.Topic = "kvs-changes"
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 1 << 20
+	}
+	if opts.RestoreAfter <= 0 {
+		opts.RestoreAfter = 10 * time.Second
+	}
+	if opts.FetchWait <= 0 {
+		opts.FetchWait = 250 * time.Millisecond
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	k := &Kafka{
+		opts:      opts,
+		origin:    hex.EncodeToString(id[:]),
+		log:       opts.Logger,
+		proposals: make(chan *proposal, 4096),
+		kick:      make(chan struct{}, 1),
+		seen:      make(map[string]struct{}),
+		pending:   make(map[string]*pendingRestore),
+	}
+	if k.log == nil {
+		k.log = slog.New(slog.DiscardHandler)
+	}
+	addr := kafka.TCP(opts.Brokers...)
+	dial := (&net.Dialer{Timeout: 3 * time.Second}).DialContext
+	// A short metadata TTL: a new partition leader is found within a
+	// second (kafka-go's default is 6s).
+	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
+	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
+	k.ctx, k.cancel = context.WithCancel(context.Background())
+	return k, nil
+}
+
+// Origin returns the id this instance writes in the kvs-origin header.
+func (k *Kafka) Origin() string { return k.origin }
+
+// Start starts connecting, replaying and producing. kv.New calls it.
+func (k *Kafka) Start(apply func([]kv.Record) []kv.Restore) {
+	k.apply = apply
+	k.wg.Add(3)
+	go k.produceLoop()
+	go k.fetchLoop()
+	go k.restoreLoop()
+}
+
+// Append is not used: a Store proposes changes to a kv.Replicated log.
+func (k *Kafka) Append([]kv.Change) error {
+	return errors.New("bus: kafka: Append is not used, the store proposes")
+}
+
+// Err returns why the log cannot serve current data, or nil.
+func (k *Kafka) Err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case k.lost != nil:
+		return k.lost
+	case k.fetchErr != nil:
+		return fmt.Errorf("bus: kafka: cannot read topic %s: %v", k.opts.Topic, k.fetchErr)
+	case !k.connected:
+		return fmt.Errorf("bus: kafka: connecting to %v", k.opts.Brokers)
+	case !k.caughtUp:
+		return fmt.Errorf("bus: kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
+	}
+	return nil
+}
+
+// Propose produces r and returns once the brokers acknowledged it
+// (acks=all), or why not.
+func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
+	k.mu.Lock()
+	err := k.lost
+	if err == nil && !k.connected {
+		err = fmt.Errorf("bus: kafka: not connected to %v", k.opts.Brokers)
+		if k.fetchErr != nil {
+			err = fmt.Errorf("bus: kafka: not connected: %v", k.fetchErr)
+		}
+	}
+	if err == nil && !k.caughtUp {
+		// A write proposed now would wait for the whole replay, and its
+		// claim would be made against a state that is not current.
+		err = fmt.Errorf("bus: kafka: replaying topic %s: not taking writes until caught up", k.opts.Topic)
+	}
+	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	p := k.newProposal(r, make(chan error, 1))
+	select {
+	case k.proposals <- p:
+	case <-ctx.Done():
+		return fmt.Errorf("bus: kafka: write queue full: %w", ctx.Err())
+	case <-k.ctx.Done():
+		return errors.New("bus: kafka: log closed")
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("bus: kafka: no acknowledgement in time: %w", ctx.Err())
+	}
+}
+
+// Close stops the log: it writes this instance's pending restores (for a
+// short while at most), then stops fetching and producing. Proposals not
+// yet acknowledged fail.
+func (k *Kafka) Close() error {
+	k.closeOnce.Do(func() {
+		if k.apply != nil {
+			k.flushRestores()
+		}
+		k.cancel()
+		k.wg.Wait()
+		for _, c := range []*kafka.Client{k.admin, k.fetcher} {
+			if t, ok := c.Transport.(*kafka.Transport); ok {
+				t.CloseIdleConnections()
+			}
+		}
+	})
+	return nil
+}
+
+func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
+	rec := k.encode(r)
+	return &proposal{rec: rec, size: len(r.Key) + len(r.Value) + 128, done: done}
+}
+
+// encode returns the Kafka record of r.
+func (k *Kafka) encode(r kv.Record) kafka.Record {
+	h := make([]kafka.Header, 0, 5)
+	num := func(key string, n int64) {
+		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
+	}
+	h = append(h, kafka.Header{Key: HeaderOrigin, Value: []byte(k.origin)})
+	if r.IsRestore {
+		num(HeaderRestores, r.Restores)
+	} else {
+		num(HeaderRequest, int64(r.Request))
+		if r.Cond {
+			num(HeaderIfRevision, r.IfRevision)
+		}
+	}
+	var value []byte
+	if r.Op == kv.OpSet {
+		value = r.Value
+		if r.IsRestore {
+			num(HeaderRevision, r.EntryRevision)
+		}
+		if r.CreateRevision != 0 {
+			num(HeaderCreateRevision, r.CreateRevision)
+		}
+		num(HeaderVersion, r.Version)
+	}
+	return kafka.Record{Key: kafka.NewBytes([]byte(r.Key)), Value: kafka.NewBytes(value), Headers: h}
+}
+
+// errSkip marks a record that is not a change kvs can apply.
+var errSkip = errors.New("not a kvs change")
+
+// decode returns the change of a fetched record.
+func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
+	var r kv.Record
+	key, err := kafka.ReadAll(m.Key)
+	if err != nil {
+		return r, err
+	}
+	value, err := kafka.ReadAll(m.Value)
+	if err != nil {
+		return r, err
+	}
+	r.Key = string(key)
+	if !kv.ValidKey(r.Key) {
+		return r, fmt.Errorf("%w: invalid key %q", errSkip, key)
+	}
+	r.Op = kv.OpDelete
+	if value != nil {
+		r.Op, r.Value = kv.OpSet, value
+	}
+	ours, kvs := false, false
+	for _, h := range m.Headers {
+		n, _ := strconv.ParseInt(string(h.Value), 10, 64)
+		switch h.Key {
+		case HeaderOrigin:
+			kvs = true
+			ours = string(h.Value) == k.origin
+		case HeaderRequest:
+			r.Request = uint64(n)
+		case HeaderIfRevision:
+			r.Cond, r.IfRevision = true, n
+		case HeaderVersion:
+			r.Version = n
+		case HeaderCreateRevision:
+			r.CreateRevision = n
+		case HeaderRestores:
+			r.IsRestore, r.Restores = true, n
+		case HeaderRevision:
+			r.EntryRevision = n
+		}
+	}
+	if r.Ours = ours; !ours {
+		r.Request = 0
+	}
+	if r.Version < 0 || r.CreateRevision < 0 {
+		r.Version, r.CreateRevision = 0, 0
+	}
+	if r.IsRestore {
+		r.Request, r.Cond, r.IfRevision = 0, false, 0
+	} else {
+		r.EntryRevision = 0
+	}
+	if r.Op == kv.OpDelete {
+		r.Version, r.CreateRevision, r.EntryRevision = 0, 0, 0
+	}
+	if r.Op == kv.OpSet {
+		if !json.Valid(value) || string(value) == "null" {
+			return r, fmt.Errorf("%w: key %q: value is not a JSON value other than null", errSkip, key)
+		}
+		if !kvs {
+			// Written by another program: stored compact, applied as
+			// decided.
+			var b bytes.Buffer
+			json.Compact(&b, value)
+			r.Value = b.Bytes()
+			r.Version, r.CreateRevision, r.IsRestore = 0, 0, false
+		}
+	}
+	if r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision <= 0 || r.Version <= 0) {
+		return r, fmt.Errorf("%w: key %q: restore without its entry", errSkip, key)
+	}
+	return r, nil
+}
+
+// produceLoop sends queued proposals to the broker, as many as are queued
+// (up to MaxBatchBytes) in each produce request, one request at a time.
+func (k *Kafka) produceLoop() {
+	defer k.wg.Done()
+	var (
+		batch []*proposal
+		recs  []kafka.Record
+	)
+	for {
+		batch, recs = batch[:0], recs[:0]
+		select {
+		case <-k.ctx.Done():
+			for {
+				select {
+				case p := <-k.proposals:
+					if p.done != nil {
+						p.done <- errors.New("bus: kafka: log closed")
+					}
+				default:
+					return
+				}
+			}
+		case p := <-k.proposals:
+			batch = append(batch, p)
+		}
+		size := batch[0].size
+	more:
+		for size < k.opts.MaxBatchBytes {
+			select {
+			case p := <-k.proposals:
+				if size+p.size > k.opts.MaxBatchBytes {
+					// Too big for this batch: send it first in the next.
+					k.produce(batch, recs)
+					batch, recs, size = append(batch[:0], p), recs[:0], 0
+				} else {
+					batch = append(batch, p)
+				}
+				size += p.size
+			default:
+				break more
+			}
+		}
+		k.produce(batch, recs)
+	}
+}
+
+// produce sends one produce request with the records of batch and answers
+// each proposal.
+func (k *Kafka) produce(batch []*proposal, recs []kafka.Record) {
+	for _, p := range batch {
+		recs = append(recs, p.rec)
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+	res, err := k.admin.Produce(ctx, &kafka.ProduceRequest{
+		Topic:        k.opts.Topic,
+		Partition:    0,
+		RequiredAcks: kafka.RequireAll,
+		Records:      kafka.NewRecordReader(recs...),
+	})
+	cancel()
+	if err == nil && res.Error != nil {
+		err = res.Error
+	}
+	if err != nil {
+		err = fmt.Errorf("bus: kafka: produce to %s: %w", k.opts.Topic, err)
+	}
+	for _, p := range batch {
+		if p.done != nil {
+			p.done <- err
+		} else if err != nil {
+			k.log.Warn("kafka: writing a restore record failed; will retry", "err", err)
+		}
+	}
+}
+
+// connect creates the topic if missing and lists its offsets.
+func (k *Kafka) connect() error {
+	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+	defer cancel()
+	rf := k.opts.ReplicationFactor
+	if rf <= 0 {
+		rf = -1
+	}
+	res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic:             k.opts.Topic,
+		NumPartitions:     1,
+		ReplicationFactor: rf,
+		ConfigEntries: []kafka.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+			// Leave records alone for an hour before compacting them, so
+			// that a restore record always lands first (see kv.Record).
+			{ConfigName: "min.compaction.lag.ms", ConfigValue: "3600000"},
+			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(k.opts.MaxBatchBytes + 64<<10)},
+		},
+	}}})
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	}
+	if err := res.Errors[k.opts.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	} else if err == nil {
+		k.log.Info("kafka: created topic", "topic", k.opts.Topic, "replication_factor", k.opts.ReplicationFactor)
+	}
+	first, err := k.offset(ctx, kafka.FirstOffset)
+	if err != nil {
+		return err
+	}
+	last, err := k.offset(ctx, kafka.LastOffset)
+	if err != nil {
+		return err
+	}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.started {
+		k.started, k.startHWM, k.next = true, last, first
+		k.caughtUp = first >= last
+		if k.caughtUp {
+			k.seen = nil
+		}
+		if first > 0 {
+			k.sawGap = true
+			if k.opts.OnGap != nil {
+				k.opts.OnGap(first)
+			}
+		}
+		k.log.Info("kafka: replaying", "topic", k.opts.Topic, "from", first, "to", last)
+	} else if last < k.next {
+		k.loseLocked(fmt.Errorf("%w: topic %s now ends at offset %d, but offsets up to %d were read", ErrDataLost, k.opts.Topic, last, k.next))
+		return k.lost
+	}
+	k.connected, k.fetchErr = true, nil
+	return nil
+}
+
+// offset returns the partition's first offset or high-water mark.
+func (k *Kafka) offset(ctx context.Context, which int64) (int64, error) {
+	res, err := k.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		k.opts.Topic: {{Partition: 0, Timestamp: which}},
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("listing offsets of %s: %w", k.opts.Topic, err)
+	}
+	for _, p := range res.Topics[k.opts.Topic] {
+		if p.Partition != 0 {
+			continue
+		}
+		if p.Error != nil {
+			return 0, fmt.Errorf("listing offsets of %s: %w", k.opts.Topic, p.Error)
+		}
+		if which == kafka.FirstOffset {
+			return p.FirstOffset, nil
+		}
+		return p.LastOffset, nil
+	}
+	return 0, fmt.Errorf("listing offsets of %s: no partition 0", k.opts.Topic)
+}
+
+// loseLocked stops the log for good: the broker lost records.
+func (k *Kafka) loseLocked(err error) {
+	if k.lost != nil {
+		return
+	}
+	k.lost = err
+	k.log.Error("kafka: THE BROKER LOST DATA: this instance stops applying changes and refuses writes; "+
+		"restart it once the topic is repaired (it replays the topic from its start)", "topic", k.opts.Topic, "err", err)
+}
+
+// fetchLoop reads the partition from the first offset, in order, and
+// applies what it reads.
+func (k *Kafka) fetchLoop() {
+	defer k.wg.Done()
+	backoff := func(d *time.Duration) {
+		select {
+		case <-time.After(*d):
+		case <-k.ctx.Done():
+		}
+		*d = min(*d*2, 2*time.Second)
+	}
+	wait := 50 * time.Millisecond
+	maxBytes := max(4<<20, 2*k.opts.MaxBatchBytes)
+	var recs []kv.Record
+	for k.ctx.Err() == nil {
+		k.mu.Lock()
+		connected, next, lost := k.connected, k.next, k.lost != nil
+		k.mu.Unlock()
+		if lost {
+			return
+		}
+		if !connected {
+			if err := k.connect(); err != nil {
+				if k.ctx.Err() == nil {
+					k.setFetchErr(err)
+					backoff(&wait)
+				}
+				continue
+			}
+			k.mu.Lock()
+			next = k.next
+			k.mu.Unlock()
+		}
+		res, err := k.fetcher.Fetch(k.ctx, &kafka.FetchRequest{
+			Topic: k.opts.Topic, Partition: 0, Offset: next,
+			MinBytes: 1, MaxBytes: int64(maxBytes), MaxWait: k.opts.FetchWait,
+		})
+		if err == nil && res.Error != nil {
+			err = res.Error
+		}
+		if err != nil {
+			if k.ctx.Err() != nil {
+				return
+			}
+			switch {
+			case errors.Is(err, kafka.OffsetOutOfRange):
+				k.mu.Lock()
+				k.loseLocked(fmt.Errorf("%w: topic %s no longer has offset %d (%v)", ErrDataLost, k.opts.Topic, next, err))
+				k.mu.Unlock()
+				return
+			case errors.Is(err, kafka.UnknownTopicOrPartition):
+				k.mu.Lock()
+				k.connected = false
+				k.mu.Unlock()
+			}
+			k.setFetchErr(err)
+			backoff(&wait)
+			continue
+		}
+		wait = 50 * time.Millisecond
+		recs = recs[:0]
+		for {
+			m, err := res.Records.ReadRecord()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				k.setFetchErr(err)
+				break
+			}
+			if m.Offset < next {
+				continue
+			}
+			if m.Offset > next {
+				// Records next..m.Offset-1 were compacted away.
+				recs = k.flushApply(recs)
+				k.noteGap(next, m.Offset)
+				if k.opts.OnGap != nil {
+					k.opts.OnGap(m.Offset)
+				}
+			}
+			next = m.Offset + 1
+			r, err := k.decode(m)
+			if err != nil {
+				k.log.Warn("kafka: skipping a record", "offset", m.Offset, "err", err)
+				recs = k.flushApply(recs)
+				k.advance(next)
+				continue
+			}
+			r.Revision = m.Offset + 1
+			k.mu.Lock()
+			replaying := !k.caughtUp
+			k.mu.Unlock()
+			if replaying {
+				if _, ok := k.seen[r.Key]; !ok {
+					r.Isolated = k.sawGap
+					k.seen[r.Key] = struct{}{}
+				}
+			}
+			recs = append(recs, r)
+		}
+		recs = k.flushApply(recs)
+		k.advance(next)
+	}
+}
+
+// flushApply applies recs, handles their restores and returns recs
+// emptied.
+func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
+	if len(recs) == 0 {
+		return recs
+	}
+	restores := k.apply(recs)
+	now := time.Now()
+	// A record supersedes the restore owed for an earlier record of its
+	// key, and only the last record of a key in recs may owe one.
+	last := make(map[string]int64, len(recs))
+	k.pmu.Lock()
+	for i := range recs {
+		delete(k.pending, recs[i].Key)
+		last[recs[i].Key] = recs[i].Revision
+	}
+	kicked := false
+	for _, r := range restores {
+		switch {
+		case last[r.Key] != r.After:
+		case r.Ours:
+			k.pending[r.Key] = &pendingRestore{r: r, due: now}
+			kicked = true
+		case !k.sawGap:
+			// Written by the record's writer unless it died: then by
+			// whoever notices first.
+			k.pending[r.Key] = &pendingRestore{r: r, due: now.Add(k.opts.RestoreAfter)}
+		}
+	}
+	k.pmu.Unlock()
+	if kicked {
+		select {
+		case k.kick <- struct{}{}:
+		default:
+		}
+	}
+	clear(recs)
+	return recs[:0]
+}
+
+// noteGap records that the offsets from..to-1 are missing from the topic.
+func (k *Kafka) noteGap(from, to int64) {
+	k.mu.Lock()
+	caughtUp := k.caughtUp
+	k.mu.Unlock()
+	switch {
+	case caughtUp:
+		k.log.Warn("kafka: records were compacted away before this instance read them; "+
+			"the change feed cannot deliver their revisions", "topic", k.opts.Topic, "from", from, "to", to)
+	case !k.sawGap:
+		k.log.Info("kafka: the topic was compacted: the change feed starts after the records it lost",
+			"topic", k.opts.Topic, "from", from, "to", to)
+	}
+	k.sawGap = true
+}
+
+// advance records that every offset before next was applied.
+func (k *Kafka) advance(next int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fetchErr != nil {
+		k.log.Info("kafka: reading the topic again", "topic", k.opts.Topic, "offset", next)
+	}
+	k.next, k.fetchErr = next, nil
+	if !k.caughtUp && next >= k.startHWM {
+		k.caughtUp = true
+		k.seen = nil
+		k.log.Info("kafka: caught up", "topic", k.opts.Topic, "offset", next)
+	}
+}
+
+func (k *Kafka) setFetchErr(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fetchErr == nil {
+		k.log.Warn("kafka: cannot read the topic; retrying", "topic", k.opts.Topic, "err", err)
+	}
+	k.fetchErr = err
+}
+
+// restoreLoop writes due restores: this instance's at once, other
+// instances' when their writer did not.
+func (k *Kafka) restoreLoop() {
+	defer k.wg.Done()
+	tick := time.NewTicker(min(k.opts.RestoreAfter/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case <-tick.C:
+		case <-k.kick:
+		}
+		now := time.Now()
+		var due []kv.Restore
+		k.pmu.Lock()
+		for _, p := range k.pending {
+			if !p.due.After(now) {
+				due = append(due, p.r)
+				p.due = now.Add(k.opts.RestoreAfter) // again, unless it lands
+			}
+		}
+		k.pmu.Unlock()
+		for _, r := range due {
+			select {
+			case k.proposals <- k.newProposal(r.Record(), nil):
+			default: // the queue is full: next tick
+			}
+		}
+	}
+}
+
+// flushRestores writes this instance's pending restores before Close.
+func (k *Kafka) flushRestores() {
+	var recs []kafka.Record
+	k.pmu.Lock()
+	for _, p := range k.pending {
+		if p.r.Ours {
+			recs = append(recs, k.encode(p.r.Record()))
+		}
+	}
+	k.pmu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, min(k.opts.WriteTimeout, 2*time.Second))
+	defer cancel()
+	res, err := k.admin.Produce(ctx, &kafka.ProduceRequest{
+		Topic: k.opts.Topic, Partition: 0, RequiredAcks: kafka.RequireAll,
+		Records: kafka.NewRecordReader(recs...),
+	})
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		k.log.Warn("kafka: writing restore records at close failed; another instance will write them", "err", err)
+	}
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/kvsdb/kvs/bus"
+)
+
+// kafkaConfig is the configuration of -backend kafka.
+type kafkaConfig struct {
+	brokers           string
+	topic             string
+	replicationFactor int
+	writeTimeout      time.Duration
+}
+
+func (c *kafkaConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.brokers, "kafka-brokers", "", "kafka backend: bootstrap brokers, host:port,host:port")
+	fs.StringVar(&c.topic, "kafka-topic", "kvs-changes", "kafka backend: the topic every instance shares (created if missing: one partition, compacted)")
+	fs.IntVar(&c.replicationFactor, "kafka-replication-factor", 0, "kafka backend: replication factor of a new topic (0: the brokers' default)")
+	fs.DurationVar(&c.writeTimeout, "kafka-write-timeout", 5*time.Second, "kafka backend: how long a write may wait for the brokers and for its record to be applied before it fails with 503")
+}
+
+func (c *kafkaConfig) check() error {
+	switch {
+	case len(c.brokerList()) == 0:
+		return errors.New("-backend kafka needs -kafka-brokers host:port[,host:port...]")
+	case c.topic == "":
+		return errors.New("-kafka-topic: must not be empty")
+	case c.replicationFactor < 0:
+		return fmt.Errorf("-kafka-replication-factor %d: must not be negative", c.replicationFactor)
+	case c.writeTimeout <= 0:
+		return fmt.Errorf("-kafka-write-timeout %v: must be positive", c.writeTimeout)
+	}
+	return nil
+}
+
+// brokerList returns the brokers of -kafka-brokers.
+func (c *kafkaConfig) brokerList() []string {
+	var brokers []string
+	for _, b := range strings.Split(c.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	return brokers
+}
+
+// open returns the Kafka log; the -data directory is not used.
+func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*bus.Kafka, error) {
+	brokers := c.brokerList()
+	log.Info("kafka backend: the -data directory is not used", "brokers", brokers, "topic", c.topic)
+	return bus.NewKafka(bus.KafkaOptions{
+		Brokers:           brokers,
+		Topic:             c.topic,
+		ReplicationFactor: c.replicationFactor,
+		WriteTimeout:      c.writeTimeout,
+		MaxBatchBytes:     max(1<<20, maxValueBytes+64<<10),
+		OnGap:             hub.Forget,
+		Logger:            log,
+	})
+}

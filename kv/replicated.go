@@ -1,0 +1,341 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Replicated is implemented by a Log that several stores share and that
+// orders their changes itself, such as bus.Kafka. With a Replicated log a
+// Store does not log its own changes: Submit proposes the change to the
+// log, every store applies every record in log order, and Submit answers
+// once this store applied its own record (read-your-writes). Conditions
+// are decided when each store applies the record, against the same state
+// on every store, so every store reaches the same verdict.
+//
+// A record's revision is its position in the log, so revisions are
+// increasing but not consecutive: a record whose condition failed, a
+// restore record, and a record removed by compaction each leave a number
+// out.
+type Replicated interface {
+	Log
+	// Propose hands r to the shared log (r.Revision is zero). It returns
+	// once the log holds r durably, or an error if it may not: the record
+	// may then still be applied later. Propose is called from many
+	// goroutines at once, and must give up when ctx is done.
+	Propose(ctx context.Context, r Record) error
+	// Start is called once by New: from then on the log calls apply from
+	// one goroutine, with every record of the log in log order, each with
+	// its Revision set. apply returns the restores the log should write
+	// (see Restore).
+	Start(apply func(recs []Record) []Restore)
+}
+
+// Record is a change as a Replicated log carries it, with what the
+// proposing store knew when it proposed the change.
+//
+// A log that compacts (Kafka's cleanup.policy=compact keeps only the last
+// record of each key) can remove the records before a record of the same
+// key. A store that replays such a log sees the record without its
+// history, so every record also carries the entry it expects to make: its
+// claim. When a store applies a record and the outcome is not what the
+// record claims (a condition failed, or another change came in between),
+// the log writes a restore record for the key right after it, holding the
+// key's real entry. The last record of a key is then always one whose
+// claim held, or a restore: self-contained either way.
+type Record struct {
+	Change
+	// Request identifies the change at the store that proposed it. The
+	// log sets it, on the records it delivers, only for this store's own
+	// records, and leaves it zero for records of other stores.
+	Request uint64
+	// Ours is set by the log on the records this store wrote.
+	Ours bool
+	// Version and CreateRevision are the claim of a set: the entry the
+	// set makes if the key is, when the set is applied, as the proposer
+	// saw it. CreateRevision zero means that the set creates the key (its
+	// CreateRevision is the record's revision). Version zero means no
+	// claim (a record written by another program): the record is applied
+	// as decided and never restored.
+	//
+	// For a restore they describe the restored entry.
+	Version        int64
+	CreateRevision int64
+	// IsRestore makes the record a restore: it holds the key's real entry
+	// (Value, EntryRevision, CreateRevision and Version; an OpDelete when
+	// the key is absent) after a record whose claim did not hold. A store
+	// that took that claim holds the key at revision Restores (the claimed
+	// entry's revision, 0 for a claimed absence): if its entry is at
+	// Restores, or if it never saw the key (see Isolated), it takes the
+	// restore's entry. For every other store a restore changes nothing. A
+	// restore is never published, and has a claim too: the entry it holds.
+	IsRestore     bool
+	Restores      int64
+	EntryRevision int64
+	// Isolated is set by the log on a record that may have lost its
+	// predecessors: records before it were removed by compaction, and the
+	// log delivered no earlier record of the same key. When the key is
+	// absent and the record's outcome differs from its claim, the store
+	// takes the claim, which is what the proposer saw happen.
+	Isolated bool
+}
+
+// Restore is a restore record for the log to write: a record whose claim
+// did not hold, and the entry its key has right after it.
+type Restore struct {
+	// After is the revision of the record whose claim did not hold.
+	After int64
+	// Of is the revision of the entry that record claimed (0 for an
+	// absence): the revision at which a store that took the claim holds
+	// the key.
+	Of  int64
+	Key string
+	// Entry is the key's entry right after that record, nil if absent.
+	Entry *Entry
+	// Ours is true when this store wrote the record: it writes the
+	// restore at once. Other stores write it only if none arrives in time
+	// (the proposer died in between).
+	Ours bool
+}
+
+// Record returns the restore record that carries r.
+func (r Restore) Record() Record {
+	rec := Record{Change: Change{Op: OpDelete, Key: r.Key}, IsRestore: true, Restores: r.Of}
+	if e := r.Entry; e != nil {
+		rec.Op, rec.Value = OpSet, e.Value
+		rec.EntryRevision, rec.CreateRevision, rec.Version = e.Revision, e.CreateRevision, e.Version
+	}
+	return rec
+}
+
+// outcome is a replicated change's answer, sent to the waiting Submit.
+type outcome struct {
+	rev int64
+	err error
+}
+
+// submitReplicated proposes c to the shared log and waits until this store
+// applied it, for at most the write timeout.
+func (s *Store) submitReplicated(ctx context.Context, c Change) (int64, error) {
+	s.qmu.Lock()
+	closed := s.closed
+	s.qmu.Unlock()
+	if closed {
+		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
+	}
+	r := Record{Change: c, Request: s.reqID.Add(1)}
+	if c.Op == OpSet {
+		r.Version = 1
+		if cur, ok := s.Get(c.Key); ok {
+			r.CreateRevision, r.Version = cur.CreateRevision, cur.Version+1
+		}
+	}
+	done := make(chan outcome, 1)
+	s.waitMu.Lock()
+	s.waiters[r.Request] = done
+	s.waitMu.Unlock()
+	defer func() {
+		s.waitMu.Lock()
+		delete(s.waiters, r.Request)
+		s.waitMu.Unlock()
+	}()
+
+	wctx, cancel := context.WithTimeout(ctx, s.writeTimeout)
+	defer cancel()
+	if err := s.repl.Propose(wctx, r); err != nil {
+		select {
+		case o := <-done: // applied before its acknowledgement failed
+			return o.rev, o.err
+		default:
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	select {
+	case o := <-done:
+		return o.rev, o.err
+	case <-wctx.Done():
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%w: the change was logged but not applied here within %v", ErrUnavailable, s.writeTimeout)
+	}
+}
+
+// wake answers the waiting Submit of request id, if it still waits.
+func (s *Store) wake(id uint64, o outcome) {
+	s.waitMu.Lock()
+	done, ok := s.waiters[id]
+	delete(s.waiters, id)
+	s.waitMu.Unlock()
+	if ok {
+		done <- o
+	}
+}
+
+// failWaiters answers every waiting Submit with err.
+func (s *Store) failWaiters(err error) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	for id, done := range s.waiters {
+		done <- outcome{err: err}
+		delete(s.waiters, id)
+	}
+}
+
+// claimed returns the entry that r claims to make: nil for a delete, and
+// ok false when r makes no claim.
+func claimed(r *Record) (e *Entry, ok bool) {
+	if r.Op == OpDelete {
+		return nil, true
+	}
+	if r.Version == 0 {
+		return nil, false
+	}
+	e = &Entry{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version}
+	if r.IsRestore {
+		e.Revision = r.EntryRevision
+	} else if e.CreateRevision == 0 {
+		e.CreateRevision = r.Revision
+	}
+	return e, true
+}
+
+// claimRev returns the revision of a claimed entry, 0 for an absence.
+func claimRev(e *Entry) int64 {
+	if e == nil {
+		return 0
+	}
+	return e.Revision
+}
+
+// sameEntry reports whether a and b are the same entry, or both absent.
+func sameEntry(a, b *Entry) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Revision == b.Revision && a.CreateRevision == b.CreateRevision &&
+		a.Version == b.Version && string(a.Value) == string(b.Value)
+}
+
+// applyRecords is the apply function of a Replicated log: it decides and
+// applies records in log order, publishes the applied changes, answers
+// this store's waiting Submits, and returns the restores to write.
+func (s *Store) applyRecords(recs []Record) []Restore {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	var (
+		restores []Restore
+		wakes    []struct {
+			id uint64
+			o  outcome
+		}
+		changes, entries = s.changes[:0], s.entries[:0]
+	)
+	clear(s.overlay)
+	flush := func() {
+		if len(changes) > 0 {
+			s.apply(changes, entries)
+		}
+		clear(changes)
+		clear(entries)
+		changes, entries = changes[:0], entries[:0]
+		clear(s.overlay)
+	}
+	for i := range recs {
+		r := &recs[i]
+		if r.Revision <= s.next {
+			panic(fmt.Sprintf("kv: replicated record at revision %d after %d", r.Revision, s.next))
+		}
+		s.next = r.Revision
+		cur := s.currentForCommit(r.Key)
+		claim, hasClaim := claimed(r)
+
+		if r.IsRestore {
+			// A restore changes a key whose state came from the restored
+			// record's claim, or that this store never saw.
+			after := cur
+			fix := cur != nil && cur.Revision == r.Restores || cur == nil && r.Isolated
+			if fix && !sameEntry(cur, claim) {
+				flush()
+				s.setQuietly(r.Key, claim)
+				after = claim
+			}
+			if !sameEntry(after, claim) {
+				// The key changed between the record this restores and
+				// the restore: restore the restore.
+				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
+			}
+			continue
+		}
+
+		e, err := decide(cur, r.Change, r.Revision)
+		after := cur
+		if err == nil {
+			after = e
+		}
+		if hasClaim && !sameEntry(after, claim) {
+			if r.Isolated && cur == nil {
+				// The key's history may have been compacted away: the
+				// claim is what the proposer saw happen.
+				e, err = claim, nil
+				if e == nil {
+					err = ErrNotFound
+				}
+			} else {
+				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
+			}
+		}
+		if err == nil {
+			c := r.Change
+			c.Cond, c.IfRevision = false, 0
+			s.overlay[r.Key] = e
+			changes = append(changes, c)
+			entries = append(entries, e)
+		}
+		if r.Request != 0 {
+			o := outcome{rev: r.Revision, err: err}
+			if err != nil {
+				o.rev = 0
+			}
+			wakes = append(wakes, struct {
+				id uint64
+				o  outcome
+			}{r.Request, o})
+		}
+	}
+	flush()
+	s.changes, s.entries = changes, entries
+	for _, w := range wakes {
+		s.wake(w.id, w.o)
+	}
+	return restores
+}
+
+// setQuietly sets key's entry to e (nil: removes it) without a revision of
+// its own and without publishing: a restore repairs state that was wrong,
+// it is not a change.
+func (s *Store) setQuietly(key string, e *Entry) {
+	s.recMu.Lock()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	if e != nil {
+		sh.m[key] = e
+	} else {
+		delete(sh.m, key)
+	}
+	sh.mu.Unlock()
+	c := []Change{{Key: key}}
+	es := []*Entry{e}
+	for rec := range s.recorders {
+		rec.record(c, es)
+	}
+	s.recMu.Unlock()
+}
+
+// defaultWriteTimeout bounds a replicated Submit when Options.WriteTimeout
+// is zero.
+const defaultWriteTimeout = 10 * time.Second
