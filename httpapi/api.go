@@ -1,18 +1,23 @@
 // Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
-// the /subscribe change feed over WebSocket, /healthz and /readyz, and a
-// web console at /.
+// the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
+// /metrics in the Prometheus text format, and a web console at /.
 //
-// Every answer is JSON; every error is {"error": "..."} with a 4xx or 5xx
-// status. A Handler is safe for concurrent use.
+// Every answer but /metrics is JSON; every error is {"error": "..."} with a
+// 4xx or 5xx status. With Options.Token set, every route but /healthz,
+// /login and the web console's page needs the token. A Handler is safe for
+// concurrent use.
 package httpapi
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +29,9 @@ import (
 // DefaultMaxValueBytes is the default limit on a value's compact JSON size.
 const DefaultMaxValueBytes = 1 << 20
 
+// DefaultMaxSubscribers is the default limit on open /subscribe connections.
+const DefaultMaxSubscribers = 10000
+
 // bodySlack is what a request body may hold beyond the value: the key, the
 // member names, whitespace.
 const bodySlack = 64 << 10
@@ -33,21 +41,49 @@ const bodySlack = 64 << 10
 type Options struct {
 	// Store is the store to serve. Required.
 	Store *kv.Store
-	// MaxValueBytes limits a value's compact JSON size; a request body may
-	// be 64 KiB larger. Zero means DefaultMaxValueBytes.
+	// MaxValueBytes limits a value's compact JSON size: 413 beyond. Zero
+	// means DefaultMaxValueBytes.
 	MaxValueBytes int
+	// MaxBodyBytes limits a request body: 413 beyond. Zero means
+	// MaxValueBytes + 64 KiB (room for the key, the member names and
+	// whitespace).
+	MaxBodyBytes int
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
 	// Logger receives server errors. Nil means discard.
 	Logger *slog.Logger
 
+	// Token, when not empty, is the secret that every request needs, as
+	// the header "Authorization: Bearer <token>" or as the cookie that
+	// POST /login sets (CookieName), except GET /healthz, POST /login and
+	// the web console's page (GET /{$}, GET /ui/...). Without it the answer
+	// is 401, the same whether the token was missing or wrong. Empty means
+	// no authentication.
+	Token string
+	// Pprof mounts net/http/pprof's handlers under /debug/pprof/ (behind
+	// Token like every route). False, the default, leaves them out.
+	Pprof bool
+	// LogStats returns the log's counters for /metrics (batch sizes, fsync
+	// times). Nil means none, as for the memory log.
+	LogStats func() kv.LogStats
+	// ExtraMetrics returns more samples for /metrics; it is called at each
+	// scrape. The Kafka log reports its lag here. Nil means none.
+	ExtraMetrics func() []Sample
+
 	// Feed is the change feed served at /subscribe. Nil means none: 404.
 	Feed Feed
 	// OriginPatterns lists the origins, besides the request's own host,
-	// whose pages may open /subscribe (see websocket.AcceptOptions). Nil
-	// means same-origin only.
+	// whose pages may open /subscribe: path.Match patterns matched against
+	// the Origin's host ("*.example.com"), or against scheme://host when
+	// the pattern holds "://" (see websocket.AcceptOptions). Other
+	// cross-origin handshakes get 403. Nil means same-origin only.
+	// Requests without an Origin header (not from a browser) are allowed.
 	OriginPatterns []string
+	// MaxSubscribers limits the /subscribe connections open at once; a
+	// handshake beyond it gets 429 with Retry-After, before the upgrade.
+	// Zero means DefaultMaxSubscribers.
+	MaxSubscribers int
 	// ProgressInterval is the longest an idle subscriber waits for a
 	// progress event; each wait is jittered down by up to a quarter. Zero
 	// means 10s.
@@ -68,12 +104,19 @@ type Options struct {
 type Handler struct {
 	store    *kv.Store
 	maxValue int
+	maxBody  int
 	ready    func() error
 	log      *slog.Logger
 	mux      *http.ServeMux
 
+	auth         *auth // nil: no token
+	metrics      metrics
+	logStats     func() kv.LogStats
+	extraMetrics func() []Sample
+
 	feed             Feed
 	origins          []string
+	maxSubs          int
 	progressInterval time.Duration
 	pingInterval     time.Duration
 	writeTimeout     time.Duration
@@ -81,9 +124,10 @@ type Handler struct {
 	// base is the context of every subscriber; Shutdown cancels it.
 	base       context.Context
 	cancelBase context.CancelFunc
-	// mu guards shutdown and orders it against subs.Add.
+	// mu guards shutdown and nsubs, and orders shutdown against subs.Add.
 	mu       sync.Mutex
 	shutdown bool
+	nsubs    int // subscribers tracked in subs
 	subs     sync.WaitGroup
 }
 
@@ -94,12 +138,18 @@ func New(opts Options) *Handler {
 	h := &Handler{
 		store:    opts.Store,
 		maxValue: opts.MaxValueBytes,
+		maxBody:  opts.MaxBodyBytes,
 		ready:    opts.Ready,
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
+		auth:         newAuth(opts.Token),
+		logStats:     opts.LogStats,
+		extraMetrics: opts.ExtraMetrics,
+
 		feed:             opts.Feed,
 		origins:          opts.OriginPatterns,
+		maxSubs:          cmp.Or(opts.MaxSubscribers, DefaultMaxSubscribers),
 		progressInterval: cmp.Or(opts.ProgressInterval, 10*time.Second),
 		pingInterval:     cmp.Or(opts.PingInterval, 30*time.Second),
 		writeTimeout:     cmp.Or(opts.WriteTimeout, 10*time.Second),
@@ -107,6 +157,9 @@ func New(opts Options) *Handler {
 	h.base, h.cancelBase = context.WithCancel(context.Background())
 	if h.maxValue <= 0 {
 		h.maxValue = DefaultMaxValueBytes
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = h.maxValue + bodySlack
 	}
 	if h.ready == nil {
 		h.ready = func() error { return nil }
@@ -125,35 +178,69 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.HandleFunc("POST /login", h.login)
+	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
+	if opts.Pprof {
+		// net/http/pprof also registers these on http.DefaultServeMux when
+		// it is linked in; kvsd never serves that mux.
+		h.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		h.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		h.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		h.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		h.mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		h.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	if !opts.DisableUI {
 		h.routeConsole()
 	}
 	return h
 }
 
-// ServeHTTP routes r. Requests that match no route get the mux's 404 or
-// 405 (with its Allow header), with a JSON body. The handler found is
-// called directly, to route once: r.PathValue is therefore not set, and
-// handlers of patterns with wildcards parse r.URL.Path themselves.
+// ServeHTTP checks the token, routes r, and counts the answer in /metrics.
+// Requests that match no route get the mux's 404 or 405 (with its Allow
+// header), with a JSON body.
+//
+// The handler found is called directly, to route once: r.PathValue is
+// therefore not set, and handlers of patterns with wildcards parse
+// r.URL.Path themselves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	began := time.Now()
 	handler, pattern := h.mux.Handler(r)
-	if pattern == "" {
-		w = &jsonErrorWriter{ResponseWriter: w}
+	rw := &responseWriter{ResponseWriter: w}
+	switch {
+	case h.auth != nil && !exempt(pattern) && !h.auth.allowed(r):
+		writeUnauthorized(rw)
+	case pattern == "":
+		rw.jsonErrors = true
+		handler.ServeHTTP(rw, r)
+	default:
+		handler.ServeHTTP(rw, r)
 	}
-	handler.ServeHTTP(w, r)
+	h.metrics.observe(pattern, cmp.Or(rw.code, http.StatusOK), began)
 }
 
-// jsonErrorWriter turns the mux's plain-text errors into JSON ones.
-type jsonErrorWriter struct {
+// responseWriter records the status of an answer for /metrics, and with
+// jsonErrors turns the mux's plain-text errors into JSON ones.
+type responseWriter struct {
 	http.ResponseWriter
-	wrote bool
+	code       int // the final status, once written
+	jsonErrors bool
 }
 
-func (w *jsonErrorWriter) WriteHeader(code int) {
-	if w.wrote {
+func (w *responseWriter) WriteHeader(code int) {
+	if w.code != 0 {
+		if !w.jsonErrors {
+			w.ResponseWriter.WriteHeader(code) // net/http reports the superfluous call
+		}
 		return
 	}
-	w.wrote = true
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.code = code
+	}
+	if !w.jsonErrors {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	msg := strings.ToLower(http.StatusText(code))
 	if code == http.StatusMethodNotAllowed {
 		msg += ": allowed: " + w.Header().Get("Allow")
@@ -162,12 +249,27 @@ func (w *jsonErrorWriter) WriteHeader(code int) {
 	writeJSON(w.ResponseWriter, code, appendError(nil, msg, false, nil))
 }
 
-func (w *jsonErrorWriter) Write(p []byte) (int, error) {
-	if !w.wrote {
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	return len(p), nil
+	if w.jsonErrors {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
 }
+
+// Unwrap returns the underlying ResponseWriter, for
+// http.ResponseController.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over to the WebSocket handshake, also to
+// wrappers that look for http.Hijacker rather than unwrapping.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+var _ http.Hijacker = (*responseWriter)(nil)
 
 var (
 	jsonContentType = []string{"application/json"}
@@ -219,7 +321,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue bool) (request, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer putBuf(bp)
-	data, err := readBody(r.Body, (*bp)[:0], h.maxValue+bodySlack)
+	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 	*bp = data
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -227,7 +329,7 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 			// connection after the answer.
 			w.Header().Set("Connection", "close")
 			return request{}, &statusError{http.StatusRequestEntityTooLarge,
-				"request body over the limit of " + strconv.Itoa(h.maxValue+bodySlack) + " bytes"}
+				"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
 		}
 		return request{}, badRequest("reading the request body: " + err.Error())
 	}
@@ -316,7 +418,12 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
 
 func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 	var prefix string
-	for name, vals := range r.URL.Query() {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	for name, vals := range q {
 		if strings.EqualFold(name, "prefix") {
 			prefix = vals[0]
 		}

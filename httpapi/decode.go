@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -100,8 +101,27 @@ func decodeKey(raw json.RawMessage) (string, error) {
 		key = string(raw[1 : len(raw)-1])
 	} else if err := json.Unmarshal(raw, &key); err != nil {
 		return "", badRequest("malformed key: " + jsonErrorText(err))
+	} else if strings.Count(key, "\uFFFD") > replacementChars(raw) {
+		// The decoder turned an escaped lone surrogate ("\ud800") into
+		// U+FFFD: the key would not be the one the client sent.
+		return "", badRequest(`key holds a \u escape of a lone surrogate, which is not a character`)
 	}
 	return key, checkKey(key)
+}
+
+// replacementChars counts the U+FFFD characters that raw, a JSON string,
+// holds literally or as the escape \ufffd.
+func replacementChars(raw []byte) int {
+	n := bytes.Count(raw, []byte("\uFFFD"))
+	for i := 0; i+6 <= len(raw); i++ {
+		if raw[i] == '\\' {
+			if raw[i+1] == 'u' && strings.EqualFold(string(raw[i+2:i+6]), "fffd") {
+				n++
+			}
+			i++ // the escaped character cannot start an escape
+		}
+	}
+	return n
 }
 
 // checkKey explains why key is not a valid key, if it is not.
@@ -158,12 +178,26 @@ func decodeIfRevision(raw json.RawMessage) (bool, int64, error) {
 	return true, rev, nil
 }
 
+// parseQuery parses r's query string. A malformed one is a 400: url.URL's
+// Query would drop the malformed parameters and carry on without them.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("malformed query string: " + err.Error())
+	}
+	return q, nil
+}
+
 // queryRequest reads key and IfRevision from the query string, matching
 // parameter names case-insensitively like JSON members.
 func queryRequest(r *http.Request) (request, error) {
 	var req request
 	var haveKey bool
-	for name, vals := range r.URL.Query() {
+	q, err := parseQuery(r)
+	if err != nil {
+		return req, err
+	}
+	for name, vals := range q {
 		switch {
 		case strings.EqualFold(name, "key"):
 			req.key, haveKey = vals[0], true

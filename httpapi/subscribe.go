@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -64,16 +67,29 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 			"/subscribe is a WebSocket endpoint: connect with a WebSocket client (kvscli watch, websocat)"})
 		return
 	}
+	if err := checkHandshake(w, r); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := checkOrigin(r, h.origins); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	key, prefix, from, err := feedParams(r)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	if !h.track() {
-		h.writeError(w, r, &statusError{http.StatusServiceUnavailable, "server is shutting down"})
+	if err := h.track(); err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, errTooManySubscribers) {
+			code = http.StatusTooManyRequests
+			w.Header().Set("Retry-After", "1")
+		}
+		h.writeError(w, r, &statusError{code, err.Error()})
 		return
 	}
-	defer h.subs.Done()
+	defer h.untrack()
 
 	sub, err := h.feed.Subscribe(key, prefix, from)
 	if err != nil {
@@ -84,7 +100,7 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 				strconv.FormatInt(from, 10) + " is no longer retained, the oldest is " +
 				strconv.FormatInt(ce.Oldest, 10) + ": list with /getall and subscribe from its Kvs-Revision + 1"})
 		case errors.Is(err, kv.ErrFeedClosed):
-			h.writeError(w, r, &statusError{http.StatusServiceUnavailable, "server is shutting down"})
+			h.writeError(w, r, &statusError{http.StatusServiceUnavailable, errShuttingDown.Error()})
 		default:
 			h.writeError(w, r, err)
 		}
@@ -166,6 +182,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 				f.pos = max(f.pos, rev)
 				f.buf = appendProgress(f.buf[:0], f.pos)
 				f.write(f.buf)
+				f.h.metrics.progressSent.Add(1)
 			}
 			if !f.flush() {
 				return
@@ -174,6 +191,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 				h.closeFeed(c, sub.Err(), f.pos)
 				return
 			}
+			h.metrics.progressSent.Add(1)
 			progress.Reset(h.jitter())
 		case <-ctx.Done():
 			if h.base.Err() != nil {
@@ -200,6 +218,7 @@ type feed struct {
 func (f *feed) add(ev *kv.Event) {
 	f.write(ev.Data)
 	f.pos = ev.Revision
+	f.h.metrics.eventsSent.Add(1)
 }
 
 func (f *feed) write(data []byte) {
@@ -238,6 +257,7 @@ func (h *Handler) closeFeed(c *websocket.Conn, err error, pos int64) {
 	resume := strconv.FormatInt(pos+1, 10)
 	switch {
 	case errors.Is(err, kv.ErrSlowConsumer):
+		h.metrics.slowCloses.Add(1)
 		c.Close(StatusSlowConsumer, "slow consumer, resume from "+resume)
 	case errors.Is(err, kv.ErrCompacted):
 		var ce *kv.CompactedError
@@ -295,16 +315,32 @@ func (h *Handler) jitter() time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d/4)+1))
 }
 
+var (
+	errShuttingDown       = errors.New("server is shutting down")
+	errTooManySubscribers = errors.New("too many subscribers: try again later")
+)
+
 // track registers a running subscriber, unless the handler is shutting
-// down.
-func (h *Handler) track() bool {
+// down or has MaxSubscribers already. Call untrack when it ends.
+func (h *Handler) track() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.shutdown {
-		return false
+	switch {
+	case h.shutdown:
+		return errShuttingDown
+	case h.nsubs >= h.maxSubs:
+		return errTooManySubscribers
 	}
+	h.nsubs++
 	h.subs.Add(1)
-	return true
+	return nil
+}
+
+func (h *Handler) untrack() {
+	h.mu.Lock()
+	h.nsubs--
+	h.mu.Unlock()
+	h.subs.Done()
 }
 
 // Shutdown closes every subscriber with 1001 (going away) and the revision
@@ -329,6 +365,63 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	}
 }
 
+// checkHandshake checks the rest of a WebSocket handshake as
+// websocket.Accept does, so that a bad one gets a JSON error rather than
+// the library's plain text.
+func checkHandshake(w http.ResponseWriter, r *http.Request) error {
+	if !r.ProtoAtLeast(1, 1) {
+		return &statusError{http.StatusUpgradeRequired, "a WebSocket handshake needs HTTP/1.1, not " + r.Proto}
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return badRequest("unsupported WebSocket version " + strconv.Quote(r.Header.Get("Sec-WebSocket-Version")) + ": only 13 is")
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return badRequest("a WebSocket handshake needs one Sec-WebSocket-Key header")
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return badRequest("Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// checkOrigin allows a handshake without an Origin header (not from a
+// browser), from the server's own origin, or from an origin that matches
+// one of patterns, as websocket.Accept does; any other gets 403.
+func checkOrigin(r *http.Request, patterns []string) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	forbidden := &statusError{http.StatusForbidden, "cross-origin WebSocket handshake from " + strconv.Quote(origin) +
+		" refused: kvsd allows its own origin and those in -allowed-origins"}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return forbidden
+	}
+	if strings.EqualFold(r.Host, u.Host) {
+		return nil
+	}
+	for _, p := range patterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, err := path.Match(strings.ToLower(p), strings.ToLower(target)); ok && err == nil {
+			return nil
+		}
+	}
+	return forbidden
+}
+
+// ValidOriginPattern reports whether p is a valid pattern for
+// Options.OriginPatterns.
+func ValidOriginPattern(p string) bool {
+	_, err := path.Match(p, "")
+	return p != "" && err == nil
+}
+
 func isUpgrade(r *http.Request) bool {
 	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
 }
@@ -346,7 +439,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 // feedParams reads and checks the query of /subscribe.
 func feedParams(r *http.Request) (key, prefix string, from int64, err error) {
-	q := r.URL.Query()
+	q, err := parseQuery(r)
+	if err != nil {
+		return "", "", 0, err
+	}
 	for name := range q {
 		switch name {
 		case "key", "prefix", "from":

@@ -102,6 +102,7 @@ type FileLog struct {
 	last    int64    // the revision of the last change appended, or of the snapshot
 	buf     []byte
 	err     atomic.Pointer[error] // why the log failed; nil while it works
+	stats   logStats              // written by the committer, read by Stats
 
 	snapc   chan struct{} // asks the snapshot goroutine for a snapshot
 	stop    chan struct{} // closed by Close
@@ -198,6 +199,7 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 		syncFile:  datasync,
 		snapc:     make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		stats:     newLogStats(),
 	}
 	if l.snapBytes <= 0 {
 		l.snapBytes = 64 << 20
@@ -560,12 +562,15 @@ func (l *FileLog) Append(changes []Change) error {
 			return l.fail(fmt.Errorf("kv: write %s: %w", l.f.Name(), err))
 		}
 		if !l.noSync {
-			if err := l.syncFile(l.f); err != nil {
+			took, err := timed(func() error { return l.syncFile(l.f) })
+			if err != nil {
 				return l.fail(fmt.Errorf("kv: fsync %s: %w", l.f.Name(), err))
 			}
+			l.stats.sync.observe(took.Seconds())
 		}
 		off = end
 	}
+	l.stats.batch.observe(float64(len(changes)))
 	l.size += int64(len(b))
 	l.alloc = max(l.alloc, l.size)
 	l.last = changes[len(changes)-1].Revision

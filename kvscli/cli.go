@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -80,14 +83,15 @@ func (c *cli) run(ctx context.Context, args []string) int {
 
 // globalFlags are the flags accepted before the command, and after it too.
 type globalFlags struct {
-	addr, token string
-	timeout     time.Duration
+	addr, token, cacert string
+	timeout             time.Duration
 }
 
 func (g *globalFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "server-address", "", "kvsd address: `host:port`, or an http:// or https:// URL (default $KVS_ADDRESS, else "+defaultAddress+")")
 	fs.StringVar(&g.token, "token", "", "send `T` as a bearer token (default $KVS_TOKEN)")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "limit on each request, and on each connection attempt of watch; 0 means none")
+	fs.StringVar(&g.cacert, "cacert", "", "trust the CA certificates in `FILE` (PEM) for https:// addresses, besides the system's (default $KVS_CACERT)")
 }
 
 // command is a kvscli command. define registers its flags on fs and
@@ -208,6 +212,8 @@ func (c *cli) main(ctx context.Context, args []string) error {
 			g.token = g2.token
 		case "timeout":
 			g.timeout = g2.timeout
+		case "cacert":
+			g.cacert = g2.cacert
 		}
 	})
 	if err := c.configure(g); err != nil {
@@ -244,7 +250,37 @@ func (c *cli) configure(g globalFlags) error {
 		return usageErrorf("-timeout %v: must not be negative", g.timeout)
 	}
 	c.timeout = g.timeout
+	cacert := g.cacert
+	if cacert == "" {
+		cacert = c.getenv("KVS_CACERT")
+	}
+	if cacert != "" {
+		client, err := clientTrusting(cacert)
+		if err != nil {
+			return usageErrorf("-cacert (or KVS_CACERT): %v", err)
+		}
+		c.httpClient = client
+	}
 	return nil
+}
+
+// clientTrusting returns an HTTP client that trusts the CA certificates in
+// the PEM file path besides the system's.
+func clientTrusting(path string) (*http.Client, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr}, nil
 }
 
 func (c *cli) usage(w io.Writer) {
@@ -272,6 +308,7 @@ Flags take one or two dashes: --server-address works as -server-address.
 environment:
   KVS_ADDRESS   the server address when -server-address is not given
   KVS_TOKEN     the token when -token is not given
+  KVS_CACERT    the CA file when -cacert is not given
 
 exit codes:
   0  ok
@@ -289,7 +326,7 @@ func (c *cli) commandUsage(w io.Writer, cmd command) {
 	fs.SetOutput(w)
 	cmd.define(fs)
 	fs.PrintDefaults()
-	fmt.Fprint(w, "\nThe global flags (-server-address, -token, -timeout) may come before or after\nthe command; run kvscli -h for them and for the exit codes.\n")
+	fmt.Fprint(w, "\nThe global flags (-server-address, -token, -timeout, -cacert) may come before or\nafter the command; run kvscli -h for them and for the exit codes.\n")
 }
 
 // given returns the names of the flags set on the command line.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,6 +200,8 @@ func (c *cli) fail(err error, what string, change bool) error {
 			msg = ae.raw
 		}
 		switch {
+		case ae.status == http.StatusBadRequest && ae.body.Error == "" && strings.Contains(ae.raw, "HTTPS server"):
+			return &exitError{exitUsage, fmt.Sprintf("%s: kvsd at %s serves HTTPS: use an https:// address (and -cacert if its certificate is not from a CA this machine trusts)", what, c.addr)}
 		case ae.status == http.StatusBadRequest || ae.status == http.StatusRequestEntityTooLarge:
 			return &exitError{exitUsage, fmt.Sprintf("%s: kvsd at %s rejected the request: %s", what, c.addr, msg)}
 		case ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden:
@@ -224,6 +227,8 @@ func (c *cli) cause(err error) string {
 		se  *os.SyscallError
 		dns *net.DNSError
 		rhe tls.RecordHeaderError
+		uae x509.UnknownAuthorityError
+		che x509.HostnameError
 	)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -232,6 +237,10 @@ func (c *cli) cause(err error) string {
 		return dns.Err + " " + strconv.Quote(dns.Name) + "; set -server-address or KVS_ADDRESS"
 	case errors.As(err, &rhe):
 		return "it does not speak TLS; use http:// or host:port"
+	case errors.As(err, &uae):
+		return "its TLS certificate is not signed by a CA this machine trusts; pass the CA's certificate with -cacert or KVS_CACERT"
+	case errors.As(err, &che):
+		return "its TLS certificate is for another name (" + che.Error() + "); connect by a name the certificate holds"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "the connection closed before an answer; is it a kvsd? (http:// or https://?)"
 	case errors.As(err, &se):

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -31,6 +33,7 @@ type config struct {
 	mode        string
 	base        string // http(s)://host:port[/path], no trailing slash
 	token       string
+	roots       *x509.CertPool // CAs trusted for https (-cacert); nil: the system's
 	connections int
 	duration    time.Duration // 0: until total
 	total       int64         // 0: until duration
@@ -84,7 +87,8 @@ to the hard limit and says so if that is not enough (ulimit -Hn).
 Exit status: 0 no errors (watch: nothing lost, duplicated, out of order or unexpected);
 1 errors or a wrong feed, or the run could not start; 2 usage.
 
-Flags (KVS_ADDRESS and KVS_TOKEN set the defaults of -server-address and -token):
+Flags (KVS_ADDRESS, KVS_TOKEN and KVS_CACERT set the defaults of -server-address, -token
+and -cacert):
 `
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -100,6 +104,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	fs.StringVar(&addr, "server-address", addr, "kvsd address: host:port or http(s)://host:port")
 	fs.StringVar(&c.token, "token", getenv("KVS_TOKEN"), "bearer token sent with every request")
+	cacert := getenv("KVS_CACERT")
+	fs.StringVar(&cacert, "cacert", cacert, "trust the CA certificates in this PEM file for https://, besides the system's")
 	fs.IntVar(&c.connections, "connections", 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
 	fs.IntVar(&c.connections, "c", 64, "short for -connections")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with -total alone: no limit)")
@@ -160,6 +166,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.base, err = baseURL(addr); err != nil {
 		return c, usageError{err.Error()}
 	}
+	if cacert != "" {
+		if c.roots, err = loadRoots(cacert); err != nil {
+			return c, usageError{"-cacert: " + err.Error()}
+		}
+	}
 	switch c.mode {
 	case "set", "get", "mixed", "fill":
 		if c.mode == "fill" && !given["duration"] && !given["d"] {
@@ -203,6 +214,30 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, usageError{err.Error()}
 	}
 	return c, nil
+}
+
+// loadRoots returns the system's CA certificates and those in the PEM file
+// path.
+func loadRoots(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// tlsConfig returns the TLS configuration of kvsbench's connections. It is
+// never nil: a transport with its own TLS configuration speaks HTTP/1.1
+// only, so that each connection stays one connection over https too.
+func (c *config) tlsConfig() *tls.Config {
+	return &tls.Config{RootCAs: c.roots}
 }
 
 // check validates the numbers of c.

@@ -132,6 +132,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"key too long", []string{"set", "-key-size", "2000"}, "1024"},
 		{"bad address", []string{"-server-address", "ftp://x", "set"}, "-server-address"},
 		{"no subscribers", []string{"watch", "-subscribers", "0"}, "-subscribers"},
+		{"missing CA file", []string{"-cacert", "/nonexistent/ca.pem", "set"}, "-cacert"},
+		{"CA file without a certificate", []string{"-cacert", "config_test.go", "set"}, "no PEM certificate"},
 		{"help", []string{"-h"}, ""},
 	}
 	for _, tt := range tests {

@@ -47,6 +47,7 @@ func newBench(cfg config, stderr io.Writer) *bench {
 		MaxIdleConnsPerHost: cfg.connections,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+		TLSClientConfig:     cfg.tlsConfig(),
 	}
 	b := &bench{
 		cfg:    cfg,

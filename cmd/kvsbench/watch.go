@@ -343,8 +343,9 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		prefix: cfg.prefix,
 		subURL: cfg.base + "/subscribe?prefix=" + url.QueryEscape(cfg.prefix),
 		client: &http.Client{Transport: &http.Transport{
-			Proxy:       nil,
-			DialContext: (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy:           nil,
+			DialContext:     (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig: cfg.tlsConfig(),
 		}},
 		header:    header,
 		timeout:   cfg.timeout,

@@ -1,46 +1,13 @@
 package main_test
 
 import (
-	"crypto/subtle"
-	"encoding/json"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
 	"github.com/kvsdb/kvs/kv"
 )
-
-// tokenGate stands in for kvsd -token, which is not built yet: every route
-// but the page itself needs the token, as a bearer header or as the cookie
-// that POST /login sets. It lets the test check the page's side of the
-// login; the real server replaces it.
-func tokenGate(token string, next http.Handler) http.Handler {
-	ok := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(token)) == 1 }
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/"):
-			next.ServeHTTP(w, r) // the page holds no data, and asks for the token
-			return
-		case r.URL.Path == "/login" && r.Method == http.MethodPost:
-			var body struct{ Token string }
-			if json.NewDecoder(r.Body).Decode(&body) != nil || !ok(body.Token) {
-				http.Error(w, `{"error":"wrong token"}`, http.StatusUnauthorized)
-				return
-			}
-			http.SetCookie(w, &http.Cookie{Name: "kvs_token", Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		if c, err := r.Cookie("kvs_token"); err == nil && ok(c.Value) || ok(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		http.Error(w, `{"error":"this server needs a token"}`, http.StatusUnauthorized)
-	})
-}
 
 type hubFeed struct{ *bus.Hub }
 
@@ -60,8 +27,8 @@ func TestConsoleLogin(t *testing.T) {
 	b := startBrowser(t)
 	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
 	store := kv.New(kv.Options{Publisher: hub})
-	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}})
-	srv := httptest.NewServer(tokenGate("s3cret", api))
+	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}, Token: "s3cret"})
+	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.Shutdown(t.Context())
 		srv.Close()

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,16 @@ type config struct {
 	shutdownTimeout time.Duration
 	ui              bool
 	kafka           kafkaConfig
+
+	token             string
+	tokenFile         string
+	tlsCert, tlsKey   string
+	allowedOrigins    []string
+	maxSubscribers    int
+	maxBodyBytes      int
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	pprof             bool
 }
 
 // parseConfig reads flags from args, and for each flag not given there,
@@ -75,6 +86,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
+	fs.StringVar(&c.tokenFile, "token-file", "", "read the token from this file (its first line)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS and WSS with this certificate (PEM; with -tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "the private key of -tls-cert (PEM)")
+	var origins string
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
+	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
+	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
 	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
 	c.kafka.flags(fs)
 	fs.Usage = func() {
@@ -100,6 +122,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	})
 	if err != nil {
+		return c, err
+	}
+	for o := range strings.SplitSeq(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.allowedOrigins = append(c.allowedOrigins, o)
+		}
+	}
+	if err := c.checkSecurity(); err != nil {
 		return c, err
 	}
 	switch {
@@ -128,6 +158,49 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	return c, nil
 }
 
+// checkSecurity checks the flags of security and limits, and reads the
+// token file.
+func (c *config) checkSecurity() error {
+	if c.tokenFile != "" {
+		if c.token != "" {
+			return errors.New("-token and -token-file: give one of them")
+		}
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return fmt.Errorf("-token-file: %v", err)
+		}
+		c.token, _, _ = strings.Cut(string(b), "\n")
+		c.token = strings.TrimSuffix(c.token, "\r")
+		if c.token == "" {
+			return fmt.Errorf("-token-file %s: the first line is empty", c.tokenFile)
+		}
+	}
+	for _, r := range c.token {
+		if r < 0x21 || r > 0x7e {
+			return errors.New("-token: a token is printable ASCII without spaces (it travels in an HTTP header)")
+		}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key: give both or neither")
+	}
+	for _, o := range c.allowedOrigins {
+		if !httpapi.ValidOriginPattern(o) {
+			return fmt.Errorf("-allowed-origins: bad pattern %q", o)
+		}
+	}
+	switch {
+	case c.maxSubscribers <= 0:
+		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
+	case c.maxBodyBytes < 0:
+		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
+	case c.readHeaderTimeout <= 0:
+		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
+	case c.idleTimeout <= 0:
+		return fmt.Errorf("-idle-timeout %v: must be positive", c.idleTimeout)
+	}
+	return nil
+}
+
 // run serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
@@ -140,13 +213,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		lh = slog.NewJSONHandler(stderr, hopts)
 	}
 	log := slog.New(lh)
+	var tlsConfig *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert %s, -tls-key %s: %v", cfg.tlsCert, cfg.tlsKey, err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	if cfg.token != "" && len(cfg.token) < 16 {
+		log.Warn("the token is short: use at least 16 random characters, e.g. openssl rand -hex 32")
+	}
 
 	hub := bus.New(bus.Options{History: cfg.history, HistoryBytes: cfg.historyBytes, Buffer: cfg.subBuffer, Encode: httpapi.AppendEvent})
 	var (
-		fl    *kv.FileLog
-		klog  kv.Log // nil: the memory log
-		ready func() error
-		began = time.Now()
+		fl       *kv.FileLog
+		klog     kv.Log // nil: the memory log
+		ready    func() error
+		logStats func() kv.LogStats
+		began    = time.Now()
 	)
 	if cfg.backend == "file" {
 		fl, err = kv.Open(cfg.data, kv.FileOptions{
@@ -163,7 +248,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// The feed's history starts after the snapshot: kv.New publishes
 		// the changes logged after it.
 		hub.StartAfter(fl.SnapshotRev())
-		klog, ready = fl, fl.Err
+		klog, ready, logStats = fl, fl.Err, fl.Stats
 	}
 	if cfg.backend == "kafka" {
 		kl, err := cfg.kafka.open(hub, cfg.maxValueBytes, log)
@@ -178,12 +263,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
 	}
 	api := httpapi.New(httpapi.Options{
-		Store:         store,
-		Feed:          feed{hub},
-		MaxValueBytes: cfg.maxValueBytes,
-		Ready:         ready,
-		Logger:        log,
-		DisableUI:     !cfg.ui,
+		Store:          store,
+		Feed:           feed{hub},
+		MaxValueBytes:  cfg.maxValueBytes,
+		MaxBodyBytes:   cfg.maxBodyBytes,
+		Ready:          ready,
+		Logger:         log,
+		Token:          cfg.token,
+		Pprof:          cfg.pprof,
+		LogStats:       logStats,
+		OriginPatterns: cfg.allowedOrigins,
+		MaxSubscribers: cfg.maxSubscribers,
+		DisableUI:      !cfg.ui,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -193,16 +284,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	srv := &http.Server{
 		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       max(30*time.Second, cfg.readHeaderTimeout),
 		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       cfg.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(lh, slog.LevelWarn),
+		TLSConfig:         tlsConfig,
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "backend", cfg.backend)
+	if cfg.token == "" {
+		if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
+			log.Warn("no -token: anyone who can reach this address can read and change every key")
+		}
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "backend", cfg.backend, "tls", tlsConfig != nil, "token", cfg.token != "")
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
 
 	select {
 	case err = <-served:

@@ -77,7 +77,8 @@ func moduleRoot() (string, error) {
 
 // Server is a running kvsd process.
 type Server struct {
-	// Addr is the host:port it listens on; URL is "http://" + Addr.
+	// Addr is the host:port it listens on; URL is "http://" + Addr, or
+	// "https://" + Addr when it was started with -tls-cert.
 	Addr string
 	URL  string
 	Args []string
@@ -147,6 +148,9 @@ func Start(t testing.TB, args ...string) *Server {
 		t.Fatalf("kvsd %v did not listen within 30s\n%s", args, s.Logs())
 	}
 	s.URL = "http://" + s.Addr
+	if hasFlag(args, "tls-cert") {
+		s.URL = "https://" + s.Addr
+	}
 	return s
 }
 
