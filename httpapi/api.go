@@ -108,6 +108,8 @@ type Handler struct {
 	ready    func() error
 	log      *slog.Logger
 	mux      *http.ServeMux
+	bufs     sync.Pool // of *[]byte, for request bodies and answers
+	writers  sync.Pool // of *responseWriter
 
 	auth         *auth // nil: no token
 	metrics      metrics
@@ -136,6 +138,8 @@ var _ http.Handler = (*Handler)(nil)
 // New returns a Handler serving opts.Store.
 func New(opts Options) *Handler {
 	h := &Handler{
+		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		writers:  sync.Pool{New: func() any { return new(responseWriter) }},
 		store:    opts.Store,
 		maxValue: opts.MaxValueBytes,
 		maxBody:  opts.MaxBodyBytes,
@@ -206,7 +210,12 @@ func New(opts Options) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	handler, pattern := h.mux.Handler(r)
-	rw := &responseWriter{ResponseWriter: w}
+	rw := h.writers.Get().(*responseWriter)
+	*rw = responseWriter{ResponseWriter: w}
+	defer func() {
+		*rw = responseWriter{}
+		h.writers.Put(rw)
+	}()
 	switch {
 	case h.auth != nil && !exempt(pattern) && !h.auth.allowed(r):
 		writeUnauthorized(rw)
@@ -271,11 +280,9 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 var _ http.Hijacker = (*responseWriter)(nil)
 
-var (
-	jsonContentType = []string{"application/json"}
-	// bufPool holds buffers for request bodies and answers.
-	bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-)
+// jsonContentType is the Content-Type of every JSON answer (a shared,
+// never modified header value, to set without an allocation).
+var jsonContentType = []string{"application/json"}
 
 // writeJSON writes body, which must be a JSON value, with a final newline.
 func writeJSON(w http.ResponseWriter, code int, body []byte) {
@@ -319,8 +326,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 // readRequest decodes r's JSON body. A get or delete without a body reads
 // the key (and IfRevision) from the query string instead.
 func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue bool) (request, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer putBuf(bp)
+	bp := h.bufs.Get().(*[]byte)
+	defer h.putBuf(bp)
 	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 	*bp = data
 	if err != nil {
@@ -361,11 +368,11 @@ func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {
 	}
 }
 
-// putBuf returns a buffer to bufPool unless it grew large.
-func putBuf(bp *[]byte) {
+// putBuf returns a buffer to h.bufs unless it grew large.
+func (h *Handler) putBuf(bp *[]byte) {
 	if cap(*bp) <= 64<<10 {
 		*bp = (*bp)[:0]
-		bufPool.Put(bp)
+		h.bufs.Put(bp)
 	}
 }
 
@@ -380,10 +387,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, kv.ErrNotFound)
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
+	bp := h.bufs.Get().(*[]byte)
 	*bp = appendEntry((*bp)[:0], e)
 	writeJSON(w, http.StatusOK, *bp)
-	putBuf(bp)
+	h.putBuf(bp)
 }
 
 func (h *Handler) set(w http.ResponseWriter, r *http.Request) {
@@ -410,10 +417,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
 		h.writeError(w, r, err)
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
+	bp := h.bufs.Get().(*[]byte)
 	*bp = appendWriteResult((*bp)[:0], c.Key, rev)
 	writeJSON(w, http.StatusOK, *bp)
-	putBuf(bp)
+	h.putBuf(bp)
 }
 
 func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {

@@ -197,16 +197,26 @@ func queryRequest(r *http.Request) (request, error) {
 	if err != nil {
 		return req, err
 	}
+	var haveIf bool
 	for name, vals := range q {
+		var seen *bool
 		switch {
 		case strings.EqualFold(name, "key"):
-			req.key, haveKey = vals[0], true
+			seen = &haveKey
+			req.key = vals[0]
 		case strings.EqualFold(name, "ifrevision"):
+			seen = &haveIf
 			var err error
 			if req.cond, req.ifRev, err = decodeIfRevision(json.RawMessage(vals[0])); err != nil {
 				return req, err
 			}
+		default:
+			continue
 		}
+		if *seen || len(vals) > 1 {
+			return req, badRequest("parameter " + strconv.Quote(name) + " given more than once")
+		}
+		*seen = true
 	}
 	if !haveKey {
 		return req, badRequest(`missing key: pass ?key=K or a JSON body such as {"Key":"k"}`)

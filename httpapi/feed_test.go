@@ -774,3 +774,52 @@ func TestFeedFromFuture(t *testing.T) {
 		t.Fatalf("got %v, want [3 4]", got)
 	}
 }
+
+// Guarantee 5 also holds for a subscriber still receiving its replay: it
+// is closed with 1001 and where to resume, without first being sent the
+// rest of the history.
+func TestFeedShutdownDuringReplay(t *testing.T) {
+	e := newFeedEnv(t, bus.Options{}, httpapi.Options{})
+	value := `"` + strings.Repeat("v", 8<<10) + `"`
+	const n = 1000
+	for range n {
+		e.set(t, "k", value)
+	}
+	w := e.dial(t, "?from=1")
+	var last int64
+	for range 10 {
+		ev, err := w.next(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ev.Revision
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // a hang guard
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.h.Shutdown(ctx) }()
+	for {
+		ev, err := w.next(10 * time.Second)
+		if err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
+				t.Fatalf("got %v after revision %d, want close 1001", err, last)
+			}
+			if want := "server shutting down, resume from " + strconv.FormatInt(last+1, 10); ce.Reason != want {
+				t.Fatalf("reason %q, want %q", ce.Reason, want)
+			}
+			break
+		}
+		if ev.Revision != last+1 {
+			t.Fatalf("revision %d after %d", ev.Revision, last)
+		}
+		last = ev.Revision
+		time.Sleep(time.Millisecond) // a slow reader
+	}
+	if last == n {
+		t.Fatalf("the whole replay (%d events) was sent before the close", n)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -108,10 +109,8 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Close()
 
-	// Subscribers live longer than any server timeout.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	rc.SetWriteDeadline(time.Time{})
+	// Hijacking clears the server's read and write deadlines: subscribers
+	// live longer than any server timeout.
 	cw := &corkWriter{ResponseWriter: w}
 	c, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: h.origins})
 	if err != nil {
@@ -130,13 +129,22 @@ const maxBurst = 256
 // system call for many events when the subscriber is behind.
 func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 	ctx, cancel := context.WithCancel(h.base)
-	defer cancel()
-	go h.discardReads(ctx, cancel, c)
-	go h.ping(ctx, cancel, c)
+	var wg sync.WaitGroup
+	defer wg.Wait()    // 3. for the reader and the pinger to return
+	defer c.CloseNow() // 2. which ends the reader
+	defer cancel()     // 1. which ends the pinger
+	wg.Go(func() { h.discardReads(ctx, cancel, c) })
+	wg.Go(func() { h.ping(ctx, cancel, c) })
 
 	f := feed{h: h, c: c, cc: cc, sub: sub, pos: sub.From() - 1}
 	replay := sub.Replay()
 	for len(replay) > 0 {
+		if ctx.Err() != nil {
+			if h.base.Err() != nil {
+				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
+			}
+			return
+		}
 		n := min(len(replay), maxBurst)
 		cc.cork()
 		for _, ev := range replay[:n] {
@@ -182,7 +190,6 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 				f.pos = max(f.pos, rev)
 				f.buf = appendProgress(f.buf[:0], f.pos)
 				f.write(f.buf)
-				f.h.metrics.progressSent.Add(1)
 			}
 			if !f.flush() {
 				return

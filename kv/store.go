@@ -101,6 +101,8 @@ type Store struct {
 	idle    *sync.Cond // on qmu: signalled when leading becomes false
 	closed  bool
 
+	requests sync.Pool // of *request, each with its done channel
+
 	// commitMu is held by the committer. It guards the fields below and
 	// the calls to log.
 	commitMu sync.Mutex
@@ -136,8 +138,6 @@ type request struct {
 	done chan struct{} // one token when rev and err are set, or lead is
 }
 
-var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
-
 // New returns a Store, with the state recovered from opts.Log if it is a
 // Recoverer. Call Close to release its log.
 func New(opts Options) *Store {
@@ -156,6 +156,7 @@ func New(opts Options) *Store {
 		overlay:   make(map[string]*Entry),
 	}
 	s.idle = sync.NewCond(&s.qmu)
+	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	if s.log == nil {
 		s.log = memoryLog{}
 	}
@@ -299,12 +300,12 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		return s.submitReplicated(ctx, c)
 	}
 
-	r := requestPool.Get().(*request)
+	r := s.requests.Get().(*request)
 	r.c = c
 	s.qmu.Lock()
 	if s.closed {
 		s.qmu.Unlock()
-		requestPool.Put(r)
+		s.requests.Put(r)
 		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
 	s.queue = append(s.queue, r)
@@ -324,7 +325,7 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	}
 	rev, err := r.rev, r.err
 	*r = request{done: r.done}
-	requestPool.Put(r)
+	s.requests.Put(r)
 	return rev, err
 }
 
