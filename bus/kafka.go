@@ -117,6 +117,7 @@ type Kafka struct {
 	started   bool  // offsets were listed once
 	next      int64 // offset of the next record to apply
 	startHWM  int64 // high-water mark when the log started
+	hwm       int64 // the latest high-water mark a fetch reported
 	caughtUp  bool
 	fetchErr  error
 	lost      error
@@ -220,6 +221,14 @@ func (k *Kafka) Err() error {
 		return fmt.Errorf("bus: kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
 	}
 	return nil
+}
+
+// Lag returns the offset of the next record to apply and the topic's
+// high-water mark as last fetched: hwm - next records are still to apply.
+func (k *Kafka) Lag() (next, hwm int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.next, max(k.hwm, k.startHWM, k.next)
 }
 
 // Propose produces r and returns once the brokers acknowledged it
@@ -615,6 +624,9 @@ func (k *Kafka) fetchLoop() {
 			continue
 		}
 		wait = 50 * time.Millisecond
+		k.mu.Lock()
+		k.hwm = max(k.hwm, res.HighWatermark)
+		k.mu.Unlock()
 		recs = recs[:0]
 		for {
 			m, err := res.Records.ReadRecord()

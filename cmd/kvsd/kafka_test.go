@@ -615,3 +615,25 @@ func TestKafkaStartsBeforeBroker(t *testing.T) {
 		t.Fatalf("first set once the broker is there: got revision %d, want 1", rev)
 	}
 }
+
+// TestKafkaLagMetrics: /metrics reports the Kafka log's position and lag.
+func TestKafkaLagMetrics(t *testing.T) {
+	b := startBroker(t, false)
+	srv := startKafkaKvsd(t, b, newTopic())
+	waitReady(t, srv, http.StatusOK)
+	c := newClient(t, srv)
+	var rev int64
+	for i := range 5 {
+		rev = c.set(fmt.Sprint("k", i), `1`)
+	}
+	m := scrapeKvsd(t, srv)
+	for name, want := range map[string]float64{
+		"kvs_kafka_lag_records":    0,
+		"kvs_kafka_next_offset":    float64(rev), // revision = offset + 1
+		"kvs_kafka_high_watermark": float64(rev),
+	} {
+		if got, ok := m.Value(name); !ok || got != want {
+			t.Errorf("%s: got %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+}

@@ -231,6 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		klog     kv.Log // nil: the memory log
 		ready    func() error
 		logStats func() kv.LogStats
+		extra    func() []httpapi.Sample
 		began    = time.Now()
 	)
 	if cfg.backend == "file" {
@@ -256,6 +257,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 		klog, ready = kl, kl.Err
+		extra = func() []httpapi.Sample {
+			next, hwm := kl.Lag()
+			return []httpapi.Sample{
+				{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
+				{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
+				{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
+			}
+		}
 	}
 	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout})
 	if fl != nil {
@@ -272,6 +281,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Token:          cfg.token,
 		Pprof:          cfg.pprof,
 		LogStats:       logStats,
+		ExtraMetrics:   extra,
 		OriginPatterns: cfg.allowedOrigins,
 		MaxSubscribers: cfg.maxSubscribers,
 		DisableUI:      !cfg.ui,
