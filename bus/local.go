@@ -82,10 +82,14 @@ func (h *Hub) Publish(changes []kv.Change) {
 	if h.encode != nil {
 		// One buffer for the batch; slices of it are the events' data.
 		var buf []byte
-		ends := make([]int, len(changes))
+		var small [64]int // batches are mostly small: no allocation for them
+		ends := small[:0]
+		if len(changes) > len(small) {
+			ends = make([]int, 0, len(changes))
+		}
 		for i := range changes {
 			buf = h.encode(buf, &changes[i])
-			ends[i] = len(buf)
+			ends = append(ends, len(buf))
 		}
 		start := 0
 		for i := range evs {
