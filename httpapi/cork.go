@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -13,7 +14,8 @@ import (
 // the request's connection.
 type corkWriter struct {
 	http.ResponseWriter
-	conn *corkConn
+	timeout time.Duration // bounds each write to the connection
+	conn    *corkConn
 }
 
 func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -25,21 +27,23 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: c}
+	w.conn = &corkConn{Conn: c, timeout: w.timeout}
 	return w.conn, bufio.NewReadWriter(brw.Reader, bufio.NewWriter(w.conn)), nil
 }
 
 // corkConn lets a subscriber's events go out in one system call: between
 // cork and flush, writes collect in a buffer. Writes from other goroutines
 // (pongs, close frames) join the buffer while corked and go straight out
-// otherwise, in order.
+// otherwise, in order. Every write to the connection is bounded by timeout.
 type corkConn struct {
 	net.Conn
+	timeout time.Duration
 
-	// mu guards corked and buf, and orders writes to Conn.
-	mu     sync.Mutex
-	corked bool
-	buf    []byte
+	// mu guards the fields below, and orders writes to Conn.
+	mu       sync.Mutex
+	corked   bool
+	buf      []byte
+	deadline time.Time // the write deadline set on Conn
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -49,7 +53,44 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		c.buf = append(c.buf, p...)
 		return len(p), nil
 	}
+	return c.writeLocked(p)
+}
+
+// writeLocked writes p to Conn, bounded by between half the timeout and
+// the timeout: the deadline is moved only when less than half of it is
+// left, not at each write (each move is a timer update).
+func (c *corkConn) writeLocked(p []byte) (int, error) {
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		c.Conn.SetWriteDeadline(c.deadline)
+	}
 	return c.Conn.Write(p)
+}
+
+// writeText adds a WebSocket text frame holding p (FIN set, unmasked, as
+// from a server: RFC 6455, section 5.2) to the corked buffer.
+func (c *corkConn) writeText(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		panic("httpapi: writeText on an uncorked connection")
+	}
+	c.buf = appendTextFrame(c.buf, p)
+}
+
+// appendTextFrame appends a final, unmasked text frame holding p to b.
+func appendTextFrame(b, p []byte) []byte {
+	const finText = 0x80 | 0x1
+	switch n := len(p); {
+	case n < 126:
+		b = append(b, finText, byte(n))
+	case n < 1<<16:
+		b = append(b, finText, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, p...)
 }
 
 func (c *corkConn) cork() {
@@ -58,17 +99,15 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// flush uncorks c and writes what collected, within timeout.
-func (c *corkConn) flush(timeout time.Duration) error {
+// flush uncorks c and writes what collected.
+func (c *corkConn) flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
 	if len(c.buf) == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Conn.Write(c.buf)
-	c.Conn.SetWriteDeadline(time.Time{})
+	_, err := c.writeLocked(c.buf)
 	if cap(c.buf) > 256<<10 {
 		c.buf = nil
 	} else {

@@ -823,3 +823,26 @@ func TestFeedShutdownDuringReplay(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// TestFeedFrameLengths sends events whose messages are just below and
+// above each WebSocket payload length form (7, 16 and 64 bits), which
+// the feed frames itself, and reads them with a real client.
+func TestFeedFrameLengths(t *testing.T) {
+	e := newFeedEnv(t, bus.Options{}, httpapi.Options{})
+	w := e.dial(t, "")
+	sizes := []int{60, 125, 126, 127, 65535, 65536, 70000}
+	for i, size := range sizes {
+		rev := strconv.Itoa(i + 1)
+		base := len(`{"Type":"set","Key":"k","Value":"","Revision":` + rev + `}`)
+		e.set(t, "k", `"`+strings.Repeat("x", size-base)+`"`)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		typ, data, err := w.c.Read(ctx)
+		cancel()
+		if err != nil || typ != websocket.MessageText {
+			t.Fatalf("message of %d bytes: %v %v", size, typ, err)
+		}
+		if len(data) != size || !json.Valid(data) {
+			t.Fatalf("got a message of %d bytes (valid JSON: %v), want %d", len(data), json.Valid(data), size)
+		}
+	}
+}

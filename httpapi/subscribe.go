@@ -111,7 +111,7 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 
 	// Hijacking clears the server's read and write deadlines: subscribers
 	// live longer than any server timeout.
-	cw := &corkWriter{ResponseWriter: w}
+	cw := &corkWriter{ResponseWriter: w, timeout: h.writeTimeout}
 	c, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: h.origins})
 	if err != nil {
 		return // Accept has answered the client
@@ -158,6 +158,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 
 	progress := time.NewTimer(h.jitter())
 	defer progress.Stop()
+	var lastSent time.Time // of the last burst of events
 	for {
 		select {
 		case ev, ok := <-sub.C():
@@ -173,8 +174,14 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 				h.closeFeed(c, sub.Err(), f.pos)
 				return
 			}
-			progress.Reset(h.jitter())
+			lastSent = time.Now()
 		case <-progress.C:
+			// Not idle: wait until a progress interval after the last
+			// event (moving the timer at each event would cost more).
+			if wait := time.Until(lastSent.Add(h.jitter())); wait > h.progressInterval/8 {
+				progress.Reset(wait)
+				continue
+			}
 			// Everything up to rev is queued: send it, then say so.
 			rev := h.feed.Rev()
 			cc.cork()
@@ -217,7 +224,6 @@ type feed struct {
 	cc  *corkConn
 	sub Subscription
 	pos int64 // the revision up to which the client has every matching change
-	err error // the first write error
 	buf []byte
 }
 
@@ -228,12 +234,14 @@ func (f *feed) add(ev *kv.Event) {
 	f.h.metrics.eventsSent.Add(1)
 }
 
+// write adds data as one text message to the corked buffer. The frame is
+// written here rather than by coder/websocket, whose Write costs more
+// than the system call it leads to when an event goes to many
+// subscribers; the library still writes the control frames (ping, pong,
+// close), each in one piece through the same corkConn, so that frames
+// never interleave.
 func (f *feed) write(data []byte) {
-	if f.err == nil {
-		// No deadline here: while corked, nothing blocks; flush bounds
-		// the system call.
-		f.err = f.c.Write(context.Background(), websocket.MessageText, data)
-	}
+	f.cc.writeText(data)
 }
 
 // addQueued adds the events already queued, up to a burst. It reports
@@ -255,8 +263,7 @@ func (f *feed) addQueued() bool {
 
 // flush sends what the burst wrote, bounded by the write timeout.
 func (f *feed) flush() bool {
-	err := f.cc.flush(f.h.writeTimeout)
-	return err == nil && f.err == nil
+	return f.cc.flush() == nil
 }
 
 // closeFeed closes c for the reason err, telling the client where to resume.
