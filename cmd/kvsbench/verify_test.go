@@ -126,8 +126,8 @@ func TestScanEvent(t *testing.T) {
 		`{"Type":"progress","Revision":0}`,
 		`{"Type":"progress","Revision":57}`,
 		`{"Type":"set","Key":"a\"b","Value":1,"Revision":3}`, // escaped: falls back
-		`{"Revision":3,"Type":"set","Key":"k"}`,               // other order: falls back
-		`{"Type":"set","Key":"k","Value":1,"Revision":3} `,    // trailing space: falls back
+		`{"Revision":3,"Type":"set","Key":"k"}`,              // other order: falls back
+		`{"Type":"set","Key":"k","Value":1,"Revision":3} `,   // trailing space: falls back
 	} {
 		var fast, slow httpapi.Event
 		if err := json.Unmarshal([]byte(s), &slow); err != nil {
