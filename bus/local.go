@@ -80,8 +80,13 @@ func (h *Hub) Publish(changes []kv.Change) {
 	}
 	evs := make([]kv.Event, len(changes))
 	if h.encode != nil {
-		// One buffer for the batch; slices of it are the events' data.
-		var buf []byte
+		// One buffer for the batch, sized for the usual encoding so that
+		// it is allocated once; slices of it are the events' data.
+		size := 0
+		for i := range changes {
+			size += len(changes[i].Key) + len(changes[i].Value) + 64
+		}
+		buf := make([]byte, 0, size)
 		var small [64]int // batches are mostly small: no allocation for them
 		ends := small[:0]
 		if len(changes) > len(small) {
