@@ -66,22 +66,18 @@ func newFeedEnv(t *testing.T, bopts bus.Options, opts httpapi.Options) *feedEnv 
 // set writes key=value over HTTP and returns the acknowledged revision.
 func (e *feedEnv) set(t testing.TB, key, value string) int64 {
 	t.Helper()
-	resp, err := http.Post(e.srv.URL+"/set", "", strings.NewReader(`{"Key":`+strconv.Quote(key)+`,"Value":`+value+`}`))
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
-	defer resp.Body.Close()
-	var r httpapi.WriteResult
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
-		t.Errorf("set %s: status %d, %v", key, resp.StatusCode, err)
-	}
-	return r.Revision
+	return e.post(t, "/set", `{"Key":`+strconv.Quote(key)+`,"Value":`+value+`}`)
 }
 
+// del deletes key over HTTP and returns the acknowledged revision.
 func (e *feedEnv) del(t testing.TB, key string) int64 {
 	t.Helper()
-	resp, err := http.Post(e.srv.URL+"/delete", "", strings.NewReader(`{"Key":`+strconv.Quote(key)+`}`))
+	return e.post(t, "/delete", `{"Key":`+strconv.Quote(key)+`}`)
+}
+
+func (e *feedEnv) post(t testing.TB, path, body string) int64 {
+	t.Helper()
+	resp, err := http.Post(e.srv.URL+path, "", strings.NewReader(body))
 	if err != nil {
 		t.Error(err)
 		return 0
@@ -89,7 +85,7 @@ func (e *feedEnv) del(t testing.TB, key string) int64 {
 	defer resp.Body.Close()
 	var r httpapi.WriteResult
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
-		t.Errorf("delete %s: status %d, %v", key, resp.StatusCode, err)
+		t.Errorf("%s %s: status %d, %v", path, body, resp.StatusCode, err)
 	}
 	return r.Revision
 }
