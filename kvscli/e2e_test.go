@@ -3,7 +3,6 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -48,25 +47,11 @@ func cliEnv(extra ...string) []string {
 // cliEnv()) and waits for it, up to a hang guard.
 func kvscli(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kvstest.Binary(t, "kvscli"), args...)
 	if env == nil {
 		env = cliEnv()
 	}
-	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &ee) && ee.Exited():
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("kvscli %q: %v (stderr: %s)", args, err, stderr.String())
-	}
-	return result{stdout.String(), stderr.String(), code}
+	r := kvstest.Run(t, "kvscli", env, args...)
+	return result{r.Stdout, r.Stderr, r.Code}
 }
 
 // proc is a kvscli running in the background, such as a watch.

@@ -2,11 +2,9 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -44,22 +42,8 @@ type cmdResult struct {
 // hang guard.
 func runBinary(t *testing.T, name string, env []string, args ...string) cmdResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kvstest.Binary(t, name), args...)
-	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &ee) && ee.Exited():
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("%s %q: %v (stderr: %s)", name, args, err, stderr.String())
-	}
-	return cmdResult{stdout.String(), stderr.String(), code}
+	r := kvstest.Run(t, name, env, args...)
+	return cmdResult{r.Stdout, r.Stderr, r.Code}
 }
 
 // watchProc is a kvscli watch running in the background.

@@ -6,6 +6,7 @@ package kvstest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,4 +240,33 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Result is what a finished command printed and its exit code.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Run runs the named binary of this module (see Binary) with env and args
+// and waits for it, up to a one-minute hang guard. It fails the test if
+// the command cannot run or does not exit by itself.
+func Run(t testing.TB, name string, env []string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t, name), args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	switch {
+	case errors.As(err, &ee) && ee.Exited():
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s %q: %v (stderr: %s)", name, args, err, stderr.String())
+	}
+	return Result{stdout.String(), stderr.String(), code}
 }
