@@ -25,6 +25,7 @@ var (
 type Event struct {
 	Change
 	// Data is the event's wire encoding, made once when it is published.
+	// A feed that makes it may leave Change.Value nil: Data holds it.
 	Data []byte
 }
 
