@@ -409,7 +409,10 @@ func (s *Store) commit(batch []*request) {
 		}
 		s.next++
 		r.c.Revision, r.rev = s.next, s.next
-		s.overlay[r.c.Key] = e
+		if len(batch) > 1 {
+			// Only a later change of the same batch reads it.
+			s.overlay[r.c.Key] = e
+		}
 		changes = append(changes, r.c)
 		entries = append(entries, e)
 		accepted++
