@@ -189,6 +189,7 @@ func (h *Handler) families() []*family {
 	h.mu.Unlock()
 	fams := []*family{
 		gauge("go_goroutines", "Goroutines that currently exist.", float64(runtime.NumGoroutine())),
+		gauge("go_sched_gomaxprocs_threads", "The Go runtime's GOMAXPROCS: how many goroutines can run at once.", float64(runtime.GOMAXPROCS(0))),
 		gauge("kvs_keys", "Keys in the store.", float64(h.store.Len())),
 		gauge("kvs_revision", "Revision of the last change applied to the store.", float64(h.store.Rev())),
 		gauge("kvs_ready", "1 when the server serves current data and takes writes (/readyz answers 200), else 0.", ready),

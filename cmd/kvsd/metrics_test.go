@@ -95,3 +95,31 @@ func TestMetricsEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestExtraProcForFsync checks that kvsd on the file log with -fsync always
+// runs one more P than the Go runtime's default, for the thread that waits
+// in fdatasync, and no more with -fsync never or the memory backend; a
+// GOMAXPROCS set in the environment wins.
+func TestExtraProcForFsync(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "") // the runtime's default
+	procs := func(args ...string) float64 {
+		t.Helper()
+		srv := kvstest.Start(t, args...)
+		v, ok := scrapeKvsd(t, srv).Value("go_sched_gomaxprocs_threads")
+		if !ok || v < 1 {
+			t.Fatalf("kvsd %v: go_sched_gomaxprocs_threads %v (present %v)", args, v, ok)
+		}
+		return v
+	}
+	base := procs("-fsync", "never")
+	if got := procs("-backend", "memory"); got != base {
+		t.Errorf("memory backend: GOMAXPROCS %v, want the default %v", got, base)
+	}
+	if got := procs(); got != base+1 {
+		t.Errorf("file log, -fsync always: GOMAXPROCS %v, want the default %v + 1", got, base)
+	}
+	t.Setenv("GOMAXPROCS", "1")
+	if got := procs(); got != 1 {
+		t.Errorf("GOMAXPROCS=1 in the environment: GOMAXPROCS %v, want 1", got)
+	}
+}
