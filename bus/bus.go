@@ -10,6 +10,7 @@
 package bus
 
 import (
+	"iter"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,23 +34,30 @@ func (f Filter) match(key string) bool {
 	return strings.HasPrefix(key, f.Prefix)
 }
 
+func (f Filter) matchBytes(key []byte) bool {
+	if f.Key != "" {
+		return string(key) == f.Key
+	}
+	return len(key) >= len(f.Prefix) && string(key[:len(f.Prefix)]) == f.Prefix
+}
+
 // Subscription is one subscriber's view of the feed: the retained events it
 // asked for (Replay), then every later matching event on C, each once and in
 // revision order.
 type Subscription struct {
 	hub    *Hub
 	filter Filter
-	from   int64       // the first revision it may receive
-	replay []*kv.Event // retained events from `from` on, at subscription time
+	from   int64  // the first revision it may receive
+	replay replay // retained changes from `from` on, at subscription time
 	c      chan *kv.Event
 	once   sync.Once // closes c
 	err    atomic.Pointer[error]
 }
 
-// Replay returns the retained events that the subscription asked for, in
+// Replay yields the retained events that the subscription asked for, in
 // revision order. Deliver them before anything received from C: every
-// event on C has a higher revision.
-func (s *Subscription) Replay() []*kv.Event { return s.replay }
+// event on C has a higher revision. Each event yielded is a new one.
+func (s *Subscription) Replay() iter.Seq[*kv.Event] { return s.replay.events() }
 
 // C returns the channel of live events. Only the hub closes it: when the
 // subscriber is too slow, the hub closes, or Close is called. Err then says

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"errors"
-	"sort"
 	"sync"
 
 	"github.com/kvsdb/kvs/kv"
@@ -39,9 +38,7 @@ type Hub struct {
 
 	// mu guards everything below.
 	mu        sync.Mutex
-	ring      []*kv.Event // history, oldest at head
-	head, n   int
-	bytes     int64 // what the retained events take, by eventSize
+	hist      history
 	compacted int64 // newest revision no longer retained, 0 if none
 	last      int64 // revision of the last published change
 	subs      map[*Subscription]struct{}
@@ -65,7 +62,7 @@ func New(opts Options) *Hub {
 		encode:   opts.Encode,
 		buffer:   opts.Buffer,
 		maxBytes: opts.HistoryBytes,
-		ring:     make([]*kv.Event, opts.History),
+		hist:     newHistory(opts.History, opts.HistoryBytes),
 		subs:     make(map[*Subscription]struct{}),
 	}
 }
@@ -75,48 +72,29 @@ func New(opts Options) *Hub {
 // matching subscriber. It never blocks: a subscriber whose queue is full
 // is dropped with kv.ErrSlowConsumer.
 func (h *Hub) Publish(changes []kv.Change) {
-	if len(changes) == 0 {
-		return
-	}
-	evs := make([]kv.Event, len(changes))
-	if h.encode != nil {
-		// One buffer for the batch, sized for the usual encoding so that
-		// it is allocated once; slices of it are the events' data.
-		size := 0
-		for i := range changes {
-			size += len(changes[i].Key) + len(changes[i].Value) + 64
-		}
-		buf := make([]byte, 0, size)
-		var small [64]int // batches are mostly small: no allocation for them
-		ends := small[:0]
-		if len(changes) > len(small) {
-			ends = make([]int, 0, len(changes))
-		}
-		for i := range changes {
-			buf = h.encode(buf, &changes[i])
-			ends = append(ends, len(buf))
-		}
-		start := 0
-		for i := range evs {
-			evs[i].Data = buf[start:ends[i]:ends[i]]
-			start = ends[i]
-		}
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
-	for i := range evs {
-		ev := &evs[i]
-		ev.Change = changes[i]
-		if h.encode != nil {
-			ev.Value = nil // Data holds it
-		}
-		if ev.Revision <= h.last {
+	var evs []kv.Event // for the subscribers, if any
+	if len(h.subs) > 0 {
+		evs = make([]kv.Event, len(changes))
+	}
+	for i := range changes {
+		c := &changes[i]
+		if c.Revision <= h.last {
 			panic("bus: publish out of revision order")
 		}
-		h.appendLocked(ev)
+		payload := h.appendLocked(c)
+		if evs == nil {
+			continue
+		}
+		ev := &evs[i]
+		ev.Change = *c
+		if h.encode != nil {
+			ev.Value, ev.Data = nil, payload // Data holds the value
+		}
 		for s := range h.subs {
 			if ev.Revision < s.from || !s.filter.match(ev.Key) {
 				continue
@@ -130,28 +108,20 @@ func (h *Hub) Publish(changes []kv.Change) {
 	}
 }
 
-func (h *Hub) appendLocked(ev *kv.Event) {
-	size := eventSize(ev)
-	for h.n > 0 && (h.n == len(h.ring) || h.bytes+size > h.maxBytes) {
-		h.compacted = h.ring[h.head].Revision
-		h.dropOldestLocked()
+// appendLocked retains c, dropping the oldest changes to make room, and
+// returns its payload (see history.add).
+func (h *Hub) appendLocked(c *kv.Change) []byte {
+	if h.hist.n == len(h.hist.ring) {
+		h.compacted = h.hist.at(0).rev
+		h.hist.dropOldest()
 	}
-	h.ring[(h.head+h.n)%len(h.ring)] = ev
-	h.n++
-	h.bytes += size
-	h.last = ev.Revision
-}
-
-func (h *Hub) dropOldestLocked() {
-	h.bytes -= eventSize(h.ring[h.head])
-	h.ring[h.head] = nil
-	h.head = (h.head + 1) % len(h.ring)
-	h.n--
-}
-
-// eventSize is about the memory an event takes.
-func eventSize(ev *kv.Event) int64 {
-	return int64(len(ev.Key) + len(ev.Value) + len(ev.Data) + 96)
+	payload := h.hist.add(c, h.encode)
+	for h.hist.n > 1 && h.hist.bytes > h.maxBytes {
+		h.compacted = h.hist.at(0).rev
+		h.hist.dropOldest()
+	}
+	h.last = c.Revision
+	return payload
 }
 
 // StartAfter tells a hub that has published nothing yet that the feed
@@ -163,7 +133,7 @@ func eventSize(ev *kv.Event) int64 {
 func (h *Hub) StartAfter(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.last != 0 || h.n != 0 {
+	if h.last != 0 || h.hist.n != 0 {
 		panic("bus: StartAfter after a publish")
 	}
 	h.compacted, h.last = rev, rev
@@ -178,8 +148,8 @@ func (h *Hub) StartAfter(rev int64) {
 func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for h.n > 0 && h.ring[h.head].Revision <= rev {
-		h.dropOldestLocked()
+	for h.hist.n > 0 && h.hist.at(0).rev <= rev {
+		h.hist.dropOldest()
 	}
 	if rev > h.last {
 		for s := range h.subs {
@@ -191,9 +161,6 @@ func (h *Hub) Forget(rev int64) {
 	h.compacted = max(h.compacted, rev)
 	h.last = max(h.last, rev)
 }
-
-// at returns the i-th oldest retained event.
-func (h *Hub) atLocked(i int) *kv.Event { return h.ring[(h.head+i)%len(h.ring)] }
 
 // Subscribe registers a subscriber for the changes that match f, from
 // revision from on; from <= 0 means from the next change published. It
@@ -212,11 +179,7 @@ func (h *Hub) Subscribe(f Filter, from int64) (*Subscription, error) {
 		return nil, &kv.CompactedError{Oldest: h.compacted + 1}
 	}
 	s := &Subscription{hub: h, filter: f, from: from, c: make(chan *kv.Event, h.buffer)}
-	for i := sort.Search(h.n, func(i int) bool { return h.atLocked(i).Revision >= from }); i < h.n; i++ {
-		if ev := h.atLocked(i); f.match(ev.Key) {
-			s.replay = append(s.replay, ev)
-		}
-	}
+	s.replay = h.hist.replay(f, from, h.encode != nil)
 	h.subs[s] = struct{}{}
 	return s, nil
 }

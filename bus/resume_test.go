@@ -59,7 +59,7 @@ func TestStartAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := eventRevs(sub.Replay()); !slices.Equal(got, []int64{11, 12}) {
+	if got := eventRevs(slices.Collect(sub.Replay())); !slices.Equal(got, []int64{11, 12}) {
 		t.Fatalf("replay from 11: got %v, want [11 12]", got)
 	}
 	sub.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -46,8 +47,8 @@ type Feed interface {
 type Subscription interface {
 	// From returns the first revision the subscription may deliver.
 	From() int64
-	// Replay returns retained events to deliver before those on C.
-	Replay() []*kv.Event
+	// Replay yields the retained events to deliver before those on C.
+	Replay() iter.Seq[*kv.Event]
 	// C carries the live events; it is closed when the subscription ends.
 	C() <-chan *kv.Event
 	// Err says why the subscription ended (kv.ErrSlowConsumer,
@@ -137,23 +138,27 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 	wg.Go(func() { h.ping(ctx, cancel, c) })
 
 	f := feed{h: h, c: c, cc: cc, sub: sub, pos: sub.From() - 1}
-	replay := sub.Replay()
-	for len(replay) > 0 {
-		if ctx.Err() != nil {
-			if h.base.Err() != nil {
-				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
+	burst := 0 // events of the replay corked
+	for ev := range sub.Replay() {
+		if burst == 0 {
+			if ctx.Err() != nil {
+				if h.base.Err() != nil {
+					h.closeFeed(c, kv.ErrFeedClosed, f.pos)
+				}
+				return
 			}
-			return
+			cc.cork()
 		}
-		n := min(len(replay), maxBurst)
-		cc.cork()
-		for _, ev := range replay[:n] {
-			f.add(ev)
+		f.add(ev)
+		if burst++; burst == maxBurst {
+			if !f.flush() {
+				return
+			}
+			burst = 0
 		}
-		if !f.flush() {
-			return
-		}
-		replay = replay[n:]
+	}
+	if burst > 0 && !f.flush() {
+		return
 	}
 
 	progress := time.NewTimer(h.jitter())
