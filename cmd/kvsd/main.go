@@ -202,6 +202,10 @@ func (c *config) checkSecurity() error {
 	return nil
 }
 
+// deadlineTick is how late a connection's read or write deadline may fire
+// (see sweepListener).
+const deadlineTick = 100 * time.Millisecond
+
 // run serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
@@ -295,6 +299,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		store.Close()
 		return err
 	}
+	ln = newSweepListener(ln, deadlineTick)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
