@@ -56,7 +56,9 @@ type Subscription struct {
 
 // Replay yields the retained events that the subscription asked for, in
 // revision order. Deliver them before anything received from C: every
-// event on C has a higher revision. Each event yielded is a new one.
+// event on C has a higher revision. Each event yielded is a new one. The
+// subscription holds the history's bytes they need until Replay has
+// yielded them all; after that, Replay yields nothing.
 func (s *Subscription) Replay() iter.Seq[*kv.Event] { return s.replay.events() }
 
 // C returns the channel of live events. Only the hub closes it: when the

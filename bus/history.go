@@ -34,17 +34,22 @@ type record struct {
 	off    int
 	end    int
 	keyLen int
-	op     kv.Op
+	// spare is the unused end of the block, counted with the block's last
+	// record so that the bytes bound holds what the blocks take.
+	spare int
+	op    kv.Op
 }
 
 // recordOverhead is about what a record takes beside its bytes.
-const recordOverhead = 48
+const recordOverhead = 56
 
-func (r *record) size() int64 { return int64(r.end-r.off) + recordOverhead }
+func (r *record) size() int64 { return int64(r.end-r.off+r.spare) + recordOverhead }
 
+// newHistory returns a history of at most changes changes and about
+// maxBytes bytes.
 func newHistory(changes int, maxBytes int64) history {
 	return history{
-		ring:      make([]record, changes),
+		ring:      make([]record, min(int64(changes), maxBytes/recordOverhead+1)),
 		blockSize: int(min(max(maxBytes/16, 4<<10), 1<<20)),
 	}
 }
@@ -56,57 +61,68 @@ func (h *history) at(i int) *record { return &h.ring[(h.head+i)%len(h.ring)] }
 // returns its payload: encode's encoding of it, or its value when encode
 // is nil. The payload's bytes are never written again.
 func (h *history) add(c *kv.Change, encode func([]byte, *kv.Change) []byte) []byte {
+	if h.n == len(h.ring) {
+		panic("bus: history add without room")
+	}
 	need := len(c.Key) + len(c.Value)
 	if encode != nil {
-		need += 64 // about what the encoding adds to the key and value
+		need += len(c.Key) + 64 // the encoding quotes the key again
 	}
-	for {
-		blk := h.fill(need)
-		off := len(blk)
-		b := append(blk, c.Key...)
-		if encode != nil {
-			b = encode(b, c)
-		} else {
-			b = append(b, c.Value...)
-		}
-		if len(b) > cap(blk) {
-			// The guess was short and append moved the bytes: encode
-			// again into a block that has room.
-			need = len(b) - off
-			h.seal()
-			continue
-		}
-		h.blocks[len(h.blocks)-1] = b
-		r := record{rev: c.Revision, block: h.first + int64(len(h.blocks)) - 1, off: off, end: len(b), keyLen: len(c.Key), op: c.Op}
-		*h.at(h.n) = r
-		h.n++
-		h.bytes += r.size()
-		return b[off+r.keyLen : r.end : r.end]
+	blk := h.fill(need)
+	off := len(blk)
+	b := append(blk[off:off:cap(blk)], c.Key...)
+	if encode != nil {
+		b = encode(b, c)
+	} else {
+		b = append(b, c.Value...)
 	}
+	if len(b) <= cap(blk)-off {
+		h.blocks[len(h.blocks)-1] = blk[:off+len(b)]
+	} else {
+		// The guess was short and append moved the change to a new
+		// array: it becomes the block being filled.
+		h.push(b)
+		off = 0
+	}
+	r := record{rev: c.Revision, block: h.first + int64(len(h.blocks)) - 1, off: off, end: off + len(b), keyLen: len(c.Key), op: c.Op}
+	*h.at(h.n) = r
+	h.n++
+	h.bytes += r.size()
+	return b[r.keyLen:len(b):len(b)]
 }
 
-// fill returns the block being filled, with room for need more bytes.
+// fill returns the block being filled, with room for need more bytes. A
+// change of more than a quarter of a block gets a block of its own size,
+// so that no block is left mostly empty.
 func (h *history) fill(need int) []byte {
 	if len(h.blocks) > 0 {
 		if blk := h.blocks[len(h.blocks)-1]; cap(blk)-len(blk) >= need {
 			return blk
 		}
-		h.seal()
 	}
-	h.blocks = append(h.blocks, make([]byte, 0, max(h.blockSize, need)))
+	size := h.blockSize
+	if need > size/4 {
+		size = need
+	}
+	h.push(make([]byte, 0, size))
 	return h.blocks[len(h.blocks)-1]
 }
 
-// seal ends the block being filled: the next change starts a new one. A
-// block that no record uses is dropped.
-func (h *history) seal() {
-	last := len(h.blocks) - 1
-	if h.n == 0 || h.at(h.n-1).block < h.first+int64(last) {
-		h.blocks[last] = nil
-		h.blocks = h.blocks[:last]
-		return
+// push makes b the block being filled. The block filled until then is
+// dropped if no record uses it; otherwise its unused end is counted with
+// its last record, so that the bytes bound holds what the blocks take.
+func (h *history) push(b []byte) {
+	if last := len(h.blocks) - 1; last >= 0 {
+		if h.n == 0 || h.at(h.n-1).block < h.first+int64(last) {
+			h.blocks[last] = nil
+			h.blocks = h.blocks[:last]
+		} else {
+			spare := cap(h.blocks[last]) - len(h.blocks[last])
+			h.at(h.n - 1).spare += spare
+			h.bytes += int64(spare)
+		}
 	}
-	h.blocks[last] = slices.Clip(h.blocks[last])
+	h.blocks = append(h.blocks, b)
 }
 
 // dropOldest forgets the oldest change, and the blocks that no record uses
@@ -156,7 +172,8 @@ type replay struct {
 	encoded bool // payloads are Event.Data, not Change.Value
 }
 
-// events yields the replayed changes as events, each its own.
+// events yields the replayed changes as events, each its own, and lets go
+// of the replay once it has yielded them all.
 func (rp *replay) events() iter.Seq[*kv.Event] {
 	return func(yield func(*kv.Event) bool) {
 		for i := range rp.records {
@@ -177,5 +194,6 @@ func (rp *replay) events() iter.Seq[*kv.Event] {
 				return
 			}
 		}
+		*rp = replay{}
 	}
 }
