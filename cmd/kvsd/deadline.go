@@ -17,19 +17,23 @@ import (
 // thus fires up to a tick late, never early. A deadline already in the
 // past (net/http's way to interrupt a read at once) goes to the
 // connection at once.
+//
+// Times are kept as durations since the listener started, on the
+// monotonic clock, so that a change of the wall clock moves no deadline.
 type sweepListener struct {
 	net.Listener
-	tick time.Duration
-	now  atomic.Int64 // unix nanoseconds at the last tick
+	tick  time.Duration
+	start time.Time
+	now   atomic.Int64 // time.Duration since start, at the last tick
 
+	// mu guards conns and closed. Lock order: mu, then a sweepConn's mu.
 	mu     sync.Mutex
 	conns  map[*sweepConn]struct{}
 	closed bool
 }
 
 func newSweepListener(ln net.Listener, tick time.Duration) *sweepListener {
-	l := &sweepListener{Listener: ln, tick: tick, conns: make(map[*sweepConn]struct{})}
-	l.now.Store(time.Now().UnixNano())
+	l := &sweepListener{Listener: ln, tick: tick, start: time.Now(), conns: make(map[*sweepConn]struct{})}
 	go l.sweep()
 	return l
 }
@@ -45,13 +49,18 @@ func (l *sweepListener) Accept() (net.Conn, error) {
 	}
 	sc := &sweepConn{TCPConn: tc, l: l}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		// The sweeper may be gone: the connection would have no deadlines.
+		c.Close()
+		return nil, net.ErrClosed
+	}
 	l.conns[sc] = struct{}{}
-	l.mu.Unlock()
 	return sc, nil
 }
 
 // Close stops accepting. The sweeper goes on until the last connection
-// is closed.
+// is closed, so that a graceful shutdown keeps its deadlines.
 func (l *sweepListener) Close() error {
 	l.mu.Lock()
 	l.closed = true
@@ -62,11 +71,12 @@ func (l *sweepListener) Close() error {
 func (l *sweepListener) sweep() {
 	t := time.NewTicker(l.tick)
 	defer t.Stop()
-	for now := range t.C {
-		l.now.Store(now.UnixNano())
+	for range t.C {
+		now := time.Since(l.start)
+		l.now.Store(int64(now))
 		l.mu.Lock()
 		for c := range l.conns {
-			c.expire(now.UnixNano())
+			c.expire(now)
 		}
 		done := l.closed && len(l.conns) == 0
 		l.mu.Unlock()
@@ -87,8 +97,9 @@ type sweepConn struct {
 
 // deadline is one direction's deadline.
 type deadline struct {
-	at  int64 // unix nanoseconds, 0 for none
-	set bool  // the connection has it (a deadline that has passed)
+	on  bool          // there is one
+	at  time.Duration // since the listener started
+	set bool          // the connection has it (a deadline that has passed)
 }
 
 func (c *sweepConn) SetDeadline(t time.Time) error {
@@ -101,23 +112,23 @@ func (c *sweepConn) SetDeadline(t time.Time) error {
 func (c *sweepConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.read.move(t, c.l.now.Load(), c.TCPConn.SetReadDeadline)
+	return c.read.move(t, c.l, c.TCPConn.SetReadDeadline)
 }
 
 func (c *sweepConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.write.move(t, c.l.now.Load(), c.TCPConn.SetWriteDeadline)
+	return c.write.move(t, c.l, c.TCPConn.SetWriteDeadline)
 }
 
 // move notes t as the deadline; set gives one to the connection.
-func (d *deadline) move(t time.Time, now int64, set func(time.Time) error) error {
-	d.at = 0
-	if !t.IsZero() {
-		d.at = t.UnixNano()
+func (d *deadline) move(t time.Time, l *sweepListener, set func(time.Time) error) error {
+	d.on = !t.IsZero()
+	if d.on {
+		d.at = t.Sub(l.start)
 	}
 	switch {
-	case d.at != 0 && d.at <= now:
+	case d.on && d.at <= time.Duration(l.now.Load()):
 		d.set = true
 		return set(t)
 	case d.set:
@@ -128,19 +139,22 @@ func (d *deadline) move(t time.Time, now int64, set func(time.Time) error) error
 }
 
 // expire gives the connection the deadlines that passed by now.
-func (c *sweepConn) expire(now int64) {
+func (c *sweepConn) expire(now time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.read.expire(now, c.TCPConn.SetReadDeadline)
 	c.write.expire(now, c.TCPConn.SetWriteDeadline)
 }
 
-func (d *deadline) expire(now int64, set func(time.Time) error) {
-	if d.at != 0 && d.at <= now && !d.set {
+func (d *deadline) expire(now time.Duration, set func(time.Time) error) {
+	if d.on && d.at <= now && !d.set {
 		d.set = true
-		set(time.Unix(0, d.at))
+		set(aLongTimeAgo)
 	}
 }
+
+// aLongTimeAgo is a deadline that has passed, whatever the clocks say.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *sweepConn) Close() error {
 	c.l.mu.Lock()

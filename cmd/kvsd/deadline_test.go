@@ -10,14 +10,14 @@ import (
 )
 
 // sweepPair returns the server side of a connection accepted by a
-// sweepListener with a 10 ms tick, and the client side.
-func sweepPair(t *testing.T) (*sweepListener, net.Conn, net.Conn) {
+// sweepListener with the given tick, and the client side.
+func sweepPair(t *testing.T, tick time.Duration) (*sweepListener, net.Conn, net.Conn) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newSweepListener(inner, 10*time.Millisecond)
+	l := newSweepListener(inner, tick)
 	t.Cleanup(func() { l.Close() })
 	client, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -60,7 +60,7 @@ func wait(t *testing.T, done <-chan error) error {
 // once it passes, never before; moving it later or clearing it keeps the
 // read waiting for data.
 func TestSweepReadDeadline(t *testing.T) {
-	_, server, client := sweepPair(t)
+	_, server, client := sweepPair(t, 10*time.Millisecond)
 
 	began := time.Now()
 	server.SetReadDeadline(began.Add(50 * time.Millisecond))
@@ -87,10 +87,11 @@ func TestSweepReadDeadline(t *testing.T) {
 }
 
 // TestSweepPastDeadline: a deadline already past (net/http's way to
-// interrupt its background read) fails a pending read at once, and
-// clearing it makes the connection readable again.
+// interrupt its background read) fails a pending read at once, not at the
+// next tick (an hour away here), and clearing it makes the connection
+// readable again.
 func TestSweepPastDeadline(t *testing.T) {
-	_, server, client := sweepPair(t)
+	_, server, client := sweepPair(t, time.Hour)
 	server.SetReadDeadline(time.Now().Add(time.Hour))
 	done := readResult(server)
 	time.Sleep(20 * time.Millisecond)
@@ -110,7 +111,7 @@ func TestSweepPastDeadline(t *testing.T) {
 // TestSweepWriteDeadline: a write blocked by a peer that does not read
 // fails once its deadline passes.
 func TestSweepWriteDeadline(t *testing.T) {
-	_, server, _ := sweepPair(t)
+	_, server, _ := sweepPair(t, 10*time.Millisecond)
 	server.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	done := make(chan error, 1)
 	go func() {
@@ -127,10 +128,11 @@ func TestSweepWriteDeadline(t *testing.T) {
 	}
 }
 
-// TestSweepForgetsClosed: a closed connection leaves the sweeper's set, and
-// closing the listener leaves open connections their deadlines.
+// TestSweepForgetsClosed: a closed connection leaves the sweeper's set,
+// closing the listener leaves open connections their deadlines, and a
+// connection accepted after Close is refused.
 func TestSweepForgetsClosed(t *testing.T) {
-	l, server, client := sweepPair(t)
+	l, server, client := sweepPair(t, 10*time.Millisecond)
 	l.Close()
 	server.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	if err := wait(t, readResult(server)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -147,3 +149,41 @@ func TestSweepForgetsClosed(t *testing.T) {
 		t.Fatalf("%d connections left in the sweeper after their Close", n)
 	}
 }
+
+// TestSweepAcceptAfterClose: a connection the inner listener hands over
+// after Close (accepted just before it) is closed rather than served
+// without deadlines.
+func TestSweepAcceptAfterClose(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	accepted, err := inner.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newSweepListener(&heldListener{Listener: inner, c: accepted}, 10*time.Millisecond)
+	l.Close()
+	if c, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: got %v, %v; want net.ErrClosed", c, err)
+	}
+	client.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang guard
+	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client of the refused connection: got %v, want EOF", err)
+	}
+}
+
+// heldListener hands out c, a connection it accepted earlier.
+type heldListener struct {
+	net.Listener
+	c net.Conn
+}
+
+func (l *heldListener) Accept() (net.Conn, error) { return l.c, nil }
+func (l *heldListener) Close() error              { return nil }

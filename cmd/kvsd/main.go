@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -251,7 +252,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if cfg.fsync == "never" {
 			log.Warn("-fsync never: a machine crash or power loss can lose acknowledged writes")
 		} else if n, ok := procForSync(getenv); ok {
-			log.Info("one more P for the committer's fdatasync", "GOMAXPROCS", n)
+			log.Info("one more P for the committer's fdatasync", "gomaxprocs", n)
 		}
 		// The feed's history starts after the snapshot: kv.New publishes
 		// the changes logged after it.
@@ -367,14 +368,15 @@ func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, e
 	return s, nil
 }
 
-// procForSync raises GOMAXPROCS by one, unless the environment sets it. The
+// procForSync raises GOMAXPROCS by one, unless the environment sets it (to
+// a value the runtime takes: a positive number). The
 // file log's committer spends much of its time in fdatasync, and a thread
 // in a system call keeps its P until the runtime's monitor takes it back,
 // one or two of its ticks (of 20 µs or more) later: until then, one CPU's
 // worth of goroutines waits. The extra P lets them run on the CPU the
 // waiting thread does not use. It reports the new GOMAXPROCS.
 func procForSync(getenv func(string) string) (int, bool) {
-	if getenv("GOMAXPROCS") != "" {
+	if n, err := strconv.Atoi(getenv("GOMAXPROCS")); err == nil && n > 0 {
 		return 0, false
 	}
 	n := runtime.GOMAXPROCS(0) + 1
