@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvsdb/kvs/kv"
@@ -294,6 +295,55 @@ func TestConcurrentCreateIfAbsent(t *testing.T) {
 	wg.Wait()
 	if wins.Load() != 1 || conflicts.Load() != 31 {
 		t.Fatalf("got %d wins and %d conflicts, want 1 and 31", wins.Load(), conflicts.Load())
+	}
+}
+
+// gateLog is a memory log whose first Append waits for open to be closed,
+// so that the changes submitted meanwhile queue up as one batch.
+type gateLog struct {
+	entered, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gateLog) Append([]kv.Change) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.open
+	})
+	return nil
+}
+
+func (g *gateLog) Close() error { return nil }
+
+// TestCreateIfAbsentInOneBatch: writers that create one key with
+// IfRevision 0 and are committed in one batch see each other's change:
+// exactly one wins.
+func TestCreateIfAbsentInOneBatch(t *testing.T) {
+	g := &gateLog{entered: make(chan struct{}), open: make(chan struct{})}
+	s := newStore(t, kv.Options{Log: g})
+	go s.Set(t.Context(), "other", []byte(`1`)) // the committer, held in Append
+	<-g.entered
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.Submit(t.Context(), kv.Change{Op: kv.OpSet, Key: "lock", Value: []byte(`1`), Cond: true})
+			errs <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // for them to queue; if some do not, they commit later, with the same outcome
+	close(g.open)
+	wins := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			wins++
+		case !errors.Is(err, kv.ErrConflict):
+			t.Fatal(err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of %d create-if-absent sets of one key won, want 1", wins, n)
 	}
 }
 
