@@ -26,7 +26,7 @@ import (
 // The browser tests drive the console in headless Chromium (Debian's
 // chromium package) over the DevTools protocol, with chromedp: a test-only
 // dependency, so that the whole suite stays `go test` with nothing but Go
-// and the browser (see README, Design).
+// and the browser (see docs/design.md).
 
 // consoleBackend returns the kvsd arguments for the console test, and
 // whether a restart keeps the data. With a durable backend the test checks

@@ -568,7 +568,7 @@ func TestKafkaFlagsFromEnvironment(t *testing.T) {
 
 // TestKafkaBench runs kvsbench set against kvsd with the Kafka backend
 // (kfake): 64 connections for 1s here, as a smoke test of the means. On a
-// quiet machine, for the README's numbers:
+// quiet machine, for docs/benchmarks.md:
 //
 //	KVS_KAFKA_BENCH=10s go test ./cmd/kvsd -run TestKafkaBench -v
 func TestKafkaBench(t *testing.T) {
