@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -183,7 +184,19 @@ func (c *Client) List(ctx context.Context, prefix string, opts *ReadOptions) (*L
 // Revision returns the server's current revision: every change up to it
 // has been applied, and a watch from Revision + 1 misses none after it.
 func (c *Client) Revision(ctx context.Context, opts *ReadOptions) (int64, error) {
-	a, err := c.do(ctx, request{op: "revision", method: http.MethodHead, path: wire.PathList, query: opts.query()})
+	req := request{op: "revision", method: http.MethodHead, path: wire.PathList, query: opts.query()}
+	a, err := c.do(ctx, req)
+	var e *Error
+	if errors.As(err, &e) {
+		// A HEAD answer has no body: ask again for the server's message.
+		req.method = http.MethodGet
+		if _, err2 := c.do(ctx, req); err2 != nil {
+			var e2 *Error
+			if errors.As(err2, &e2) && e2.Status == e.Status {
+				err = e2
+			}
+		}
+	}
 	if err != nil {
 		return 0, err
 	}

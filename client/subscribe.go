@@ -127,8 +127,9 @@ var errClosed = errors.New("client: subscription closed")
 // when the subscription ends: the context's error when it was done, a
 // *CloseError when the server closed the feed (Resume then says where to
 // resume: wire.CloseSlowConsumer, wire.CloseGoingAway), a *CompactedError
-// (ErrCompacted) on a 4410 close, an *UnreachableError when the connection
-// was lost, and a *ProtocolError for a message that is not an event. The
+// (ErrCompacted) on a 4410 close, an *UnreachableError (Op "read") when
+// the connection was lost, and a *ProtocolError for a message that is not
+// an event. The
 // Event's Value is its own: it stays valid after the next call.
 func (s *Subscription) Next() (Event, error) {
 	for {
@@ -172,7 +173,7 @@ func (s *Subscription) readError(err error) error {
 	if p := s.idle.Load(); p != nil {
 		err = *p
 	}
-	return &UnreachableError{Op: "subscribe", Addr: s.c.addr, Err: err}
+	return &UnreachableError{Op: "read", Addr: s.c.addr, Err: err}
 }
 
 // Close ends the subscription; a Next in progress returns. It does not

@@ -292,6 +292,7 @@ func TestCommands(t *testing.T) {
 		{"set_rejected_key", []string{"-server-address", "ADDR", "set", "-key", "a\x01b", "-value", "x"}, 2},
 		{"set_too_large", []string{"-server-address", "ADDR", "set", "-key", "big", "-value", big}, 2},
 		{"get_after", []string{"-server-address", "ADDR", "get", "-all"}, 0},
+		{"health", []string{"-server-address", "ADDR", "health"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,6 +425,8 @@ func TestServerErrors(t *testing.T) {
 	silent := ln.Addr().String()
 	unauthorized := fakeServer(t, jsonAnswer(401, `{"error":"missing or wrong bearer token"}`))
 	failing := fakeServer(t, jsonAnswer(503, `{"error":"log unavailable"}`))
+	// What kvsd's /readyz answers while it cannot reach Kafka.
+	notReady := fakeServer(t, jsonAnswer(503, `{"error":"not ready: kafka: dial tcp 10.0.0.9:9092: i/o timeout"}`))
 	notKVS := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintln(w, "<html>hello</html>")
@@ -453,6 +456,11 @@ func TestServerErrors(t *testing.T) {
 		{"not_kvs_get_all", notKVS, []string{"get", "-all"}},
 		{"not_kvs_set", notKVS, []string{"set", "-key", "a", "-value", "b"}},
 		{"not_kvs_404", notFound, []string{"get", "-key", "a"}},
+		{"down_health", down, []string{"health"}},
+		{"timeout_health", silent, []string{"-timeout", "300ms", "health"}},
+		{"unauthorized_health", unauthorized, []string{"health"}},
+		{"unavailable_health", notReady, []string{"health"}},
+		{"not_kvs_health", notFound, []string{"health"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,9 +490,9 @@ func TestEnvironment(t *testing.T) {
 		switch r.URL.Path {
 		case "/get":
 			fmt.Fprintln(w, `{"Key":"a","Value":"from the fake","Revision":1,"CreateRevision":1,"Version":1}`)
-		case "/getall":
+		case "/list":
 			w.Header().Set("Kvs-Revision", "1")
-			fmt.Fprintln(w, `{}`)
+			fmt.Fprintln(w, `{"Revision":1,"Entries":[]}`)
 		default:
 			w.WriteHeader(401)
 			fmt.Fprintln(w, `{"error":"unauthorized"}`)
@@ -504,7 +512,7 @@ func TestEnvironment(t *testing.T) {
 			[]string{"-server-address", addr, "-token", "right", "get", "-key", "a"}, 0, []string{"POST /get Bearer right"}},
 		{"http:// URL", nil, []string{"-server-address", "http://" + addr + "/", "get", "-key", "a"}, 0, []string{"POST /get "}},
 		{"token on the watch", []string{"KVS_TOKEN=w"}, []string{"-server-address", addr, "watch"}, 3,
-			[]string{"HEAD /getall Bearer w", "GET /subscribe Bearer w"}},
+			[]string{"HEAD /list Bearer w", "GET /subscribe Bearer w"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
