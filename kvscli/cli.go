@@ -54,12 +54,9 @@ type cli struct {
 	interruptCode atomic.Int32
 }
 
-// run runs kvscli with args (without the program name) and returns the exit
-// code. getenv reads the environment (KVS_ADDRESS, KVS_TOKEN).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return newCLI(getenv, stdout, stderr).run(ctx, args)
-}
-
+// newCLI returns an invocation of kvscli that reads the environment
+// (KVS_ADDRESS, KVS_TOKEN, KVS_CACERT) with getenv. Its run runs kvscli
+// with the arguments (without the program name) and returns the exit code.
 func newCLI(getenv func(string) string, stdout, stderr io.Writer) *cli {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
 	c.interruptCode.Store(exitServer)
