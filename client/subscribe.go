@@ -127,9 +127,10 @@ var errClosed = errors.New("client: subscription closed")
 // when the subscription ends: the context's error when it was done, a
 // *CloseError when the server closed the feed (Resume then says where to
 // resume: wire.CloseSlowConsumer, wire.CloseGoingAway), a *CompactedError
-// (ErrCompacted) on a 4410 close, an *UnreachableError (Op "read") when
-// the connection was lost, and a *ProtocolError for a message that is not
-// an event. The
+// (ErrCompacted) on a 4410 close, and an *UnreachableError (Op "read")
+// when the connection was lost. A message that is not an event is a
+// *ProtocolError (Status 101); the subscription goes on if Next is called
+// again. The
 // Event's Value is its own: it stays valid after the next call.
 func (s *Subscription) Next() (Event, error) {
 	for {
@@ -146,7 +147,6 @@ func (s *Subscription) Next() (Event, error) {
 		var ev Event
 		// A progress event at 0 comes from a store with no change yet.
 		if err := decodeEvent(s.buf, &ev); err != nil || ev.Type == "" || ev.Revision < 0 || ev.Revision == 0 && ev.Type != wire.EventProgress {
-			s.conn.CloseNow()
 			return Event{}, &ProtocolError{Op: "subscribe", Status: http.StatusSwitchingProtocols, Body: start(s.buf)}
 		}
 		if cap(s.buf) > 1<<20 {
