@@ -113,4 +113,3 @@ func TestVerdictAdd(t *testing.T) {
 		t.Errorf("got %+v, want %+v", sum, want)
 	}
 }
-

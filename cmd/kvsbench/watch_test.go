@@ -329,4 +329,3 @@ func TestAckLog(t *testing.T) {
 		t.Errorf("get(3): got ok for a revision never acknowledged")
 	}
 }
-
