@@ -380,3 +380,11 @@ func TestListThenWatch(t *testing.T) {
 		}
 	}
 }
+
+// newHTTPServer serves h on 127.0.0.1 for the test and returns its URL.
+func newHTTPServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
