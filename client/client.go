@@ -252,6 +252,9 @@ func (c *Client) do(ctx context.Context, req request) (answer, error) {
 	if err != nil {
 		return answer{}, fmt.Errorf("client: %s: %w", req.op, err)
 	}
+	if c.hc.Jar != nil {
+		hdr = hdr.Clone() // the jar adds its cookies to the request's header
+	}
 	hreq.Header = hdr
 	resp, err := c.hc.Do(hreq)
 	var a answer

@@ -66,6 +66,7 @@ type Subscription struct {
 	ctx    context.Context
 	stop   func() bool // stops closing conn when ctx is done
 	buf    []byte      // the message being read
+	ev     Event       // the event being decoded
 	next   int64       // the revision after the last event, for a 4410
 	closed atomic.Bool // by Close
 	// idle, when set, is why the connection was closed: no message in
@@ -144,9 +145,11 @@ func (s *Subscription) Next() (Event, error) {
 		if typ != websocket.MessageText {
 			continue
 		}
-		var ev Event
+		// Decoded into s.ev, which does not escape for each event.
+		ev := &s.ev
+		*ev = Event{}
 		// A progress event at 0 comes from a store with no change yet.
-		if err := decodeEvent(s.buf, &ev); err != nil || ev.Type == "" || ev.Revision < 0 || ev.Revision == 0 && ev.Type != wire.EventProgress {
+		if err := decodeEvent(s.buf, ev); err != nil || ev.Type == "" || ev.Revision < 0 || ev.Revision == 0 && ev.Type != wire.EventProgress {
 			return Event{}, &ProtocolError{Op: "subscribe", Status: http.StatusSwitchingProtocols, Body: start(s.buf)}
 		}
 		if cap(s.buf) > 1<<20 {
@@ -155,7 +158,7 @@ func (s *Subscription) Next() (Event, error) {
 		if ev.Type != wire.EventProgress || ev.Revision >= s.next {
 			s.next = ev.Revision + 1
 		}
-		return ev, nil
+		return *ev, nil
 	}
 }
 
