@@ -255,6 +255,53 @@ func (s *scanner) member(first bool) (name []byte, more, ok bool) {
 	return name, true, true
 }
 
+// object reads the members of the object at the scanner. For a member
+// named exactly like one of fields it calls field, which reads the value;
+// it skips the value of a member that matches none of them in any letter
+// case, as encoding/json ignores it, and gives up on one that differs from
+// a field only in case (encoding/json would take it for that field).
+func (s *scanner) object(fields []string, field func(name []byte) bool) bool {
+	if !s.openObject() {
+		return false
+	}
+	for first := true; ; first = false {
+		name, more, ok := s.member(first)
+		switch {
+		case !ok:
+			return false
+		case !more:
+			return true
+		case known(name, fields):
+			ok = field(name)
+		case unknown(name, fields...):
+			_, ok = s.value()
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// known reports whether name is one of fields, exactly.
+func known(name []byte, fields []string) bool {
+	for _, f := range fields {
+		if string(name) == f {
+			return true
+		}
+	}
+	return false
+}
+
+// The fields of the decoded types, for object.
+var (
+	entryFields       = []string{"Key", "Value", "Revision", "CreateRevision", "Version"}
+	writeResultFields = []string{"Key", "Revision"}
+	listFields        = []string{"Revision", "Entries"}
+	eventFields       = []string{"Type", "Key", "Value", "Revision", "More", "Reason"}
+)
+
 // unknown reports whether encoding/json would ignore a member called name
 // in a struct with the given field names: it matches none of them, in any
 // letter case. The scanner must skip such a member's value, and give up
@@ -310,44 +357,25 @@ func (s *scanner) bool() (bool, bool) {
 // entry decodes an Entry object at the scanner. With owned set, Value may
 // point into s.data, which the caller gives up; else it is copied.
 func (s *scanner) entry(e *Entry, owned bool) bool {
-	if !s.openObject() {
-		return false
-	}
-	for first := true; ; first = false {
-		name, more, ok := s.member(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return s.object(entryFields, func(name []byte) (ok bool) {
 		switch string(name) {
 		case "Key":
 			e.Key, ok = s.string()
 		case "Value":
 			var v []byte
-			if v, ok = s.value(); ok {
-				if !owned {
-					v = bytes.Clone(v)
-				}
-				e.Value = v
+			if v, ok = s.value(); ok && !owned {
+				v = bytes.Clone(v)
 			}
+			e.Value = v
 		case "Revision":
 			e.Revision, ok = s.int()
 		case "CreateRevision":
 			e.CreateRevision, ok = s.int()
 		case "Version":
 			e.Version, ok = s.int()
-		default:
-			if !unknown(name, "Key", "Value", "Revision", "CreateRevision", "Version") {
-				return false
-			}
-			_, ok = s.value()
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 // decodeEntry decodes an answer of /get. Value is a copy: data may be
@@ -372,32 +400,15 @@ func decodeWriteResult(data []byte, r *wire.WriteResult) error {
 }
 
 func (s *scanner) writeResult(r *wire.WriteResult) bool {
-	if !s.openObject() {
-		return false
-	}
-	for first := true; ; first = false {
-		name, more, ok := s.member(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return s.object(writeResultFields, func(name []byte) (ok bool) {
 		switch string(name) {
 		case "Key":
 			r.Key, ok = s.string()
 		case "Revision":
 			r.Revision, ok = s.int()
-		default:
-			if !unknown(name, "Key", "Revision") {
-				return false
-			}
-			_, ok = s.value()
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 // decodeList decodes an answer of /list. data is the caller's to give up:
@@ -412,32 +423,15 @@ func decodeList(data []byte, l *List) error {
 }
 
 func (s *scanner) list(l *List) bool {
-	if !s.openObject() {
-		return false
-	}
-	for first := true; ; first = false {
-		name, more, ok := s.member(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return s.object(listFields, func(name []byte) (ok bool) {
 		switch string(name) {
 		case "Revision":
 			l.Revision, ok = s.int()
 		case "Entries":
 			ok = s.entries(l)
-		default:
-			if !unknown(name, "Revision", "Entries") {
-				return false
-			}
-			_, ok = s.value()
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 func (s *scanner) entries(l *List) bool {
@@ -483,17 +477,7 @@ func decodeEvent(data []byte, ev *Event) error {
 }
 
 func (s *scanner) event(ev *Event) bool {
-	if !s.openObject() {
-		return false
-	}
-	for first := true; ; first = false {
-		name, more, ok := s.member(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
+	return s.object(eventFields, func(name []byte) (ok bool) {
 		switch string(name) {
 		case "Type":
 			start := s.i
@@ -524,14 +508,7 @@ func (s *scanner) event(ev *Event) bool {
 			ev.More, ok = s.bool()
 		case "Reason":
 			ev.Reason, ok = s.string()
-		default:
-			if !unknown(name, "Type", "Key", "Value", "Revision", "More", "Reason") {
-				return false
-			}
-			_, ok = s.value()
 		}
-		if !ok {
-			return false
-		}
-	}
+		return ok
+	})
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -22,18 +21,6 @@ import (
 	"github.com/kvsdb/kvs/internal/kvstest"
 	"github.com/kvsdb/kvs/wire"
 )
-
-// freeAddr returns a 127.0.0.1 address that nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // waitUntil polls cond every 10ms until it holds, failing the test after
 // a minute (a hang guard).
@@ -212,7 +199,7 @@ func restart(t *testing.T, srv *kvstest.Server, i int) *kvstest.Server {
 // the final listing.
 func TestWatchAcrossRestarts(t *testing.T) {
 	t.Parallel()
-	srv := kvstest.Start(t, "-backend", "file", "-data", t.TempDir(), "-addr", freeAddr(t))
+	srv := kvstest.Start(t, "-backend", "file", "-data", t.TempDir(), "-addr", kvstest.FreeAddr(t))
 	c := newClient(t, srv.Addr, client.Options{Timeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -421,7 +408,7 @@ func TestTokenAndTLS(t *testing.T) {
 // clean.
 func TestMirrorMatchesList(t *testing.T) {
 	t.Parallel()
-	srv := kvstest.Start(t, "-backend", "file", "-data", t.TempDir(), "-addr", freeAddr(t))
+	srv := kvstest.Start(t, "-backend", "file", "-data", t.TempDir(), "-addr", kvstest.FreeAddr(t))
 	c := newClient(t, srv.Addr, client.Options{Timeout: 5 * time.Second})
 	for i := range 30 {
 		if _, err := c.Set(t.Context(), "m/"+strconv.Itoa(i), json.RawMessage(strconv.Itoa(i)), nil); err != nil {

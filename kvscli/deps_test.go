@@ -2,39 +2,36 @@ package main_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
-// TestClientOnly checks that kvscli is built on the client package alone:
-// it links neither the server's packages (kv, bus, httpapi) nor
-// net/http/pprof, and its binary's modules are this one and
+// TestClientOnly checks that kvscli and kvsbench are built on the client
+// package: they link neither the server's packages (kv, bus, httpapi) nor
+// net/http/pprof, and kvscli's binary links no module but this one and
 // coder/websocket.
 func TestClientOnly(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	for _, bad := range []string{"github.com/kvsdb/kvs/kv", "github.com/kvsdb/kvs/bus", "github.com/kvsdb/kvs/httpapi", "net/http/pprof"} {
-		for _, d := range deps {
-			if d == bad {
-				t.Errorf("kvscli depends on %s", bad)
+	for _, pkg := range []string{".", "../cmd/kvsbench"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		for _, bad := range []string{"github.com/kvsdb/kvs/kv", "github.com/kvsdb/kvs/bus", "github.com/kvsdb/kvs/httpapi", "net/http/pprof"} {
+			if slices.Contains(deps, bad) {
+				t.Errorf("%s depends on %s", pkg, bad)
 			}
 		}
-	}
-	found := false
-	for _, d := range deps {
-		found = found || d == "github.com/kvsdb/kvs/client"
-	}
-	if !found {
-		t.Errorf("kvscli does not depend on github.com/kvsdb/kvs/client")
+		if !slices.Contains(deps, "github.com/kvsdb/kvs/client") {
+			t.Errorf("%s does not depend on github.com/kvsdb/kvs/client", pkg)
+		}
 	}
 
-	out, err = exec.Command("go", "version", "-m", kvstest.Binary(t, "kvscli")).Output()
+	out, err := exec.Command("go", "version", "-m", kvstest.Binary(t, "kvscli")).Output()
 	if err != nil {
 		t.Fatalf("go version -m: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,13 +81,7 @@ func startCLI(t *testing.T, env []string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		p.stderr.Write(b)
-		p.mu.Unlock()
-		p.signal()
-		return len(b), nil
-	})
+	p.cmd.Stderr = p.stderrWriter()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +106,17 @@ func startCLI(t *testing.T, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// stderrWriter returns a writer that collects p's stderr.
+func (p *proc) stderrWriter() io.Writer {
+	return writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		p.stderr.Write(b)
+		p.mu.Unlock()
+		p.signal()
+		return len(b), nil
+	})
 }
 
 type writerFunc func([]byte) (int, error)
@@ -363,18 +369,6 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address that nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // fakeServer answers every request with handler, on 127.0.0.1.
 func fakeServer(t *testing.T, handler http.HandlerFunc) string {
 	t.Helper()
@@ -395,7 +389,7 @@ func jsonAnswer(code int, body string) http.HandlerFunc {
 // refused, failed, not a kvsd) and their messages, for each command.
 func TestServerErrors(t *testing.T) {
 	t.Parallel()
-	down := freeAddr(t)
+	down := kvstest.FreeAddr(t)
 	// A server that accepts connections and never answers.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -498,7 +492,7 @@ func TestEnvironment(t *testing.T) {
 			fmt.Fprintln(w, `{"error":"unauthorized"}`)
 		}
 	})
-	down := freeAddr(t)
+	down := kvstest.FreeAddr(t)
 	tests := []struct {
 		name     string
 		env      []string

@@ -276,13 +276,7 @@ func startBlocked(t *testing.T, args ...string) (*proc, *os.File) {
 	}
 	t.Cleanup(func() { r.Close() })
 	p.cmd.Stdout = wr
-	p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		p.stderr.Write(b)
-		p.mu.Unlock()
-		p.signal()
-		return len(b), nil
-	})
+	p.cmd.Stderr = p.stderrWriter()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
