@@ -206,4 +206,3 @@ func writeAt(ctx context.Context, store *kv.Store, rate, n int) int {
 	}
 	return done
 }
-
