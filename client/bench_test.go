@@ -116,6 +116,7 @@ func BenchmarkWatchReplay(b *testing.B) {
 	c := newClient(b, srv.Addr, client.Options{})
 	b.ReportAllocs()
 	var total time.Duration
+	cpu := cpuTime()
 	for b.Loop() {
 		start := time.Now()
 		got := 0
@@ -130,6 +131,7 @@ func BenchmarkWatchReplay(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(n*b.N), "cpu-ns/event")
 }
 
 // BenchmarkWatchLive checks that a watch keeps up with changes made at a
@@ -138,7 +140,8 @@ func BenchmarkWatchReplay(b *testing.B) {
 // without being closed as a slow consumer (4408). It reports the rate
 // achieved, the slow-consumer closes (0 is the target), and the most the
 // watch was behind the store, in changes, sampled every millisecond
-// (max-lag; 1000 is 10 ms at this rate).
+// (max-lag; 1000 is 10 ms at this rate), and the CPU time of the process
+// (writer, server and watch) per change.
 //
 //	go test -run XXX -bench BenchmarkWatchLive -benchtime 3x -count 5 ./client
 func BenchmarkWatchLive(b *testing.B) {
@@ -149,6 +152,7 @@ func BenchmarkWatchLive(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	var closes, maxLag, achieved float64
+	cpu := cpuTime()
 	for b.Loop() {
 		from := srv.Store.Rev() + 1
 		var slow, last atomic.Int64
@@ -216,6 +220,7 @@ func BenchmarkWatchLive(b *testing.B) {
 	b.ReportMetric(achieved/float64(b.N), "changes/s")
 	b.ReportMetric(closes/float64(b.N), "4408/op")
 	b.ReportMetric(maxLag, "max-lag")
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(n*b.N), "cpu-ns/event")
 }
 
 // writeAt applies n sets to store at rate per second, in batches of a
