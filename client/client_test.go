@@ -173,6 +173,12 @@ func TestCalls(t *testing.T) {
 	if l, err := c.List(ctx, "zz", nil); err != nil || l.Entries == nil || len(l.Entries) != 0 {
 		t.Fatalf("list zz: %+v, %v", l, err)
 	}
+	if l, err := c.List(ctx, "c", &client.ReadOptions{Local: true}); err != nil || len(l.Entries) != 1 {
+		t.Fatalf("local list: %+v, %v", l, err)
+	}
+	if rev, err := c.Revision(ctx, &client.ReadOptions{Local: true}); err != nil || rev != 5 {
+		t.Fatalf("local revision: %d, %v", rev, err)
+	}
 	if rev, err := c.Revision(ctx, nil); err != nil || rev != 5 {
 		t.Fatalf("revision: %d, %v", rev, err)
 	}

@@ -1,6 +1,7 @@
 // Package wire defines the kvs protocol as it appears on the wire: the JSON
 // bodies of the HTTP API and the events of the change feed, the header and
-// parameter names, the WebSocket close codes and the close reasons. kvsd
+// parameter names, the WebSocket close codes and the close reasons, and the
+// JSON string encoding both sides use (AppendString). kvsd
 // (package httpapi), the Go client (package client), kvscli and kvsbench all
 // speak through it. It imports only the standard library, so that a client
 // program does not link the server.
