@@ -1,5 +1,5 @@
 // Package httpapi serves the kvs HTTP API: /get, /set, /delete, /list, /getall,
-// the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
+// /snapshot (backups), the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
 // /metrics in the Prometheus text format, and a web console at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
@@ -95,6 +95,10 @@ type Options struct {
 	// pong. Zero means 10s.
 	WriteTimeout time.Duration
 
+	// MaxSnapshots limits the backups (GET /snapshot) streamed at once;
+	// one more gets 429 with Retry-After. Zero means DefaultMaxSnapshots.
+	MaxSnapshots int
+
 	// DisableUI turns off the web console, GET / and its files under
 	// /ui/: they answer 404. False serves it.
 	DisableUI bool
@@ -115,6 +119,8 @@ type Handler struct {
 	metrics      metrics
 	logStats     func() kv.LogStats
 	extraMetrics func() []Sample
+
+	snapshots chan struct{} // a token per backup being streamed
 
 	feed             Feed
 	origins          []string
@@ -151,6 +157,7 @@ func New(opts Options) *Handler {
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
 
+		snapshots:        make(chan struct{}, cmp.Or(max(opts.MaxSnapshots, 0), DefaultMaxSnapshots)),
 		feed:             opts.Feed,
 		origins:          opts.OriginPatterns,
 		maxSubs:          cmp.Or(opts.MaxSubscribers, DefaultMaxSubscribers),
@@ -181,6 +188,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("POST /getall", h.getall)
 	h.mux.HandleFunc("GET /list", h.list)
 	h.mux.HandleFunc("POST /list", h.list)
+	h.mux.HandleFunc("GET /snapshot", h.snapshot)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
