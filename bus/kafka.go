@@ -110,6 +110,10 @@ type Kafka struct {
 	// Owned by the fetch loop.
 	sawGap bool
 	seen   map[string]struct{} // keys delivered while replaying
+	// base is what a record's revision adds to its offset + 1: 0, or for
+	// a topic seeded from a backup (see Seed) its seed record's revision
+	// - 1.
+	base int64
 
 	// mu guards the state below, which Err reports.
 	mu        sync.Mutex
@@ -119,6 +123,7 @@ type Kafka struct {
 	startHWM  int64 // high-water mark when the log started
 	hwm       int64 // the latest high-water mark a fetch reported
 	caughtUp  bool
+	seedEnd   int64 // the offset after the records of a seed, 0 if none
 	fetchErr  error
 	lost      error
 
@@ -217,6 +222,9 @@ func (k *Kafka) Err() error {
 		return fmt.Errorf("bus: kafka: cannot read topic %s: %v", k.opts.Topic, k.fetchErr)
 	case !k.connected:
 		return fmt.Errorf("bus: kafka: connecting to %v", k.opts.Brokers)
+	case !k.caughtUp && k.next < k.seedEnd:
+		return fmt.Errorf("bus: kafka: topic %s is being seeded from a backup: at offset %d of %d "+
+			"(if the kvsd seeding it stopped, seed another topic)", k.opts.Topic, k.next, k.seedEnd)
 	case !k.caughtUp:
 		return fmt.Errorf("bus: kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
 	}
@@ -475,29 +483,8 @@ func (k *Kafka) produce(batch []*proposal, recs []kafka.Record) {
 func (k *Kafka) connect() error {
 	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
 	defer cancel()
-	rf := k.opts.ReplicationFactor
-	if rf <= 0 {
-		rf = -1
-	}
-	res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic:             k.opts.Topic,
-		NumPartitions:     1,
-		ReplicationFactor: rf,
-		ConfigEntries: []kafka.ConfigEntry{
-			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
-			// Leave records alone for an hour before compacting them, so
-			// that a restore record always lands first (see kv.Record).
-			{ConfigName: "min.compaction.lag.ms", ConfigValue: "3600000"},
-			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(k.opts.MaxBatchBytes + 64<<10)},
-		},
-	}}})
-	if err != nil {
-		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
-	}
-	if err := res.Errors[k.opts.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
-	} else if err == nil {
-		k.log.Info("kafka: created topic", "topic", k.opts.Topic, "replication_factor", k.opts.ReplicationFactor)
+	if err := k.createTopic(ctx); err != nil {
+		return err
 	}
 	first, err := k.offset(ctx, kafka.FirstOffset)
 	if err != nil {
@@ -528,6 +515,35 @@ func (k *Kafka) connect() error {
 		return k.lost
 	}
 	k.connected, k.fetchErr = true, nil
+	return nil
+}
+
+// createTopic creates the topic if it is missing.
+func (k *Kafka) createTopic(ctx context.Context) error {
+	rf := k.opts.ReplicationFactor
+	if rf <= 0 {
+		rf = -1
+	}
+	res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic:             k.opts.Topic,
+		NumPartitions:     1,
+		ReplicationFactor: rf,
+		ConfigEntries: []kafka.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+			// Leave records alone for an hour before compacting them, so
+			// that a restore record always lands first (see kv.Record).
+			{ConfigName: "min.compaction.lag.ms", ConfigValue: "3600000"},
+			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(k.opts.MaxBatchBytes + 64<<10)},
+		},
+	}}})
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	}
+	if err := res.Errors[k.opts.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	} else if err == nil {
+		k.log.Info("kafka: created topic", "topic", k.opts.Topic, "replication_factor", k.opts.ReplicationFactor)
+	}
 	return nil
 }
 
@@ -645,10 +661,16 @@ func (k *Kafka) fetchLoop() {
 				recs = k.flushApply(recs)
 				k.noteGap(next, m.Offset)
 				if k.opts.OnGap != nil {
-					k.opts.OnGap(m.Offset)
+					k.opts.OnGap(m.Offset + k.base)
 				}
 			}
 			next = m.Offset + 1
+			if rev, n, ok := seedRecord(m); ok {
+				recs = k.flushApply(recs)
+				k.seeded(m.Offset, rev, n)
+				k.advance(next)
+				continue
+			}
 			r, err := k.decode(m)
 			if err != nil {
 				k.log.Warn("kafka: skipping a record", "offset", m.Offset, "err", err)
@@ -656,11 +678,14 @@ func (k *Kafka) fetchLoop() {
 				k.advance(next)
 				continue
 			}
-			r.Revision = m.Offset + 1
+			r.Revision = m.Offset + 1 + k.base
 			k.mu.Lock()
-			replaying := !k.caughtUp
+			replaying, seed := !k.caughtUp, m.Offset < k.seedEnd
 			k.mu.Unlock()
-			if replaying {
+			if seed && r.IsRestore && r.Restores == 0 {
+				// A key's entry from the backup: taken as it is.
+				r.Isolated = true
+			} else if replaying {
 				if _, ok := k.seen[r.Key]; !ok {
 					r.Isolated = k.sawGap
 					k.seen[r.Key] = struct{}{}
@@ -711,6 +736,31 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	}
 	clear(recs)
 	return recs[:0]
+}
+
+// seeded takes the seed record at offset, of revision rev, followed by n
+// records of a backup (see Seed): the revisions count on from rev, the
+// change feed starts after the seed, and writes wait until it is applied.
+func (k *Kafka) seeded(offset, rev, n int64) {
+	if offset != 0 {
+		k.log.Warn("kafka: skipping a seed record that is not the topic's first", "offset", offset)
+		return
+	}
+	k.base = rev - 1
+	k.mu.Lock()
+	k.seedEnd = offset + 1 + n
+	if k.seedEnd > k.startHWM {
+		k.startHWM = k.seedEnd
+		if k.caughtUp {
+			k.caughtUp = false
+			k.seen = make(map[string]struct{})
+		}
+	}
+	k.mu.Unlock()
+	k.log.Info("kafka: the topic was seeded from a backup", "topic", k.opts.Topic, "rev", rev, "records", n)
+	if k.opts.OnGap != nil {
+		k.opts.OnGap(rev + n)
+	}
 }
 
 // noteGap records that the offsets from..to-1 are missing from the topic.
