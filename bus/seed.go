@@ -134,7 +134,11 @@ func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter
 		return 0, err
 	}
 	if n != count {
-		return 0, fmt.Errorf("bus: kafka: seeding %s: the backup has %d entries, not %d: delete the topic, or seed another one", topic, n, count)
+		have := strconv.FormatInt(n, 10)
+		if n > count {
+			have = "more"
+		}
+		return 0, fmt.Errorf("bus: kafka: seeding %s: the backup has %s entries, not the %d it announced: delete the topic, or seed another one", topic, have, count)
 	}
 	return rev + count, nil
 }

@@ -57,6 +57,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	ui              bool
 	kafka           kafkaConfig
+	restore         restoreConfig
 
 	token             string
 	tokenFile         string
@@ -101,6 +102,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
 	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
 	c.kafka.flags(fs)
+	c.restore.flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
 		fs.PrintDefaults()
@@ -153,6 +155,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
 	case c.shards <= 0 || c.shards > 1<<16:
 		return c, fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
+	}
+	if err := c.restore.check(); err != nil {
+		return c, err
 	}
 	if c.backend == "kafka" {
 		return c, c.kafka.check()
@@ -240,6 +245,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		extra    func() []httpapi.Sample
 		began    = time.Now()
 	)
+	if cfg.restore.file != "" {
+		rl, rev, err := restore(ctx, &cfg, log)
+		if err != nil {
+			return err
+		}
+		if rl != nil { // the memory backend
+			klog = rl
+			hub.StartAfter(rev)
+		}
+	}
 	if cfg.backend == "file" {
 		fl, err = kv.Open(cfg.data, kv.FileOptions{
 			NoSync:        cfg.fsync == "never",
