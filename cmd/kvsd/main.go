@@ -64,6 +64,7 @@ type config struct {
 	tlsCert, tlsKey   string
 	allowedOrigins    []string
 	maxSubscribers    int
+	maxSnapshots      int
 	maxBodyBytes      int
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -96,6 +97,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var origins string
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
+	fs.IntVar(&c.maxSnapshots, "max-snapshots", httpapi.DefaultMaxSnapshots, "backups (GET /snapshot) streamed at once at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
@@ -198,6 +200,8 @@ func (c *config) checkSecurity() error {
 	switch {
 	case c.maxSubscribers <= 0:
 		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
+	case c.maxSnapshots <= 0:
+		return fmt.Errorf("-max-snapshots %d: must be positive", c.maxSnapshots)
 	case c.maxBodyBytes < 0:
 		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
 	case c.readHeaderTimeout <= 0:
@@ -307,6 +311,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ExtraMetrics:   extra,
 		OriginPatterns: cfg.allowedOrigins,
 		MaxSubscribers: cfg.maxSubscribers,
+		MaxSnapshots:   cfg.maxSnapshots,
 		DisableUI:      !cfg.ui,
 	})
 
