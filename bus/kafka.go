@@ -85,7 +85,9 @@ type KafkaOptions struct {
 // Kafka is a kv.Replicated log kept in one partition of a Kafka topic that
 // several kvsd instances share. Each instance proposes its changes by
 // producing them (acks=all), and applies every record of the partition in
-// offset order, from the first: a record's revision is its offset + 1.
+// offset order, from the first: a record's revision is its offset + 1, or
+// in a topic seeded from a backup (see Seed) its offset + the revision of
+// the seed record.
 //
 // Kafka is safe for concurrent use. Err reports why the log cannot serve
 // current data: connecting, replaying, a broker that cannot be reached, or

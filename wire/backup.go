@@ -15,11 +15,6 @@ import (
 	"unicode/utf8"
 )
 
-// PathSnapshot is the route of backups: GET answers a backup of the whole
-// store (see BackupWriter), with the RevisionHeader; HEAD the current
-// revision alone.
-const PathSnapshot = "/snapshot"
-
 // BackupVersion is the version of the backup format that BackupWriter
 // writes and BackupReader reads. Version 1 is the snapshot file of a kvsd
 // data directory, whose framing this format shares.

@@ -3,8 +3,10 @@
 // parameter names, the WebSocket close codes and the close reasons, and the
 // JSON string encoding both sides use (AppendString). kvsd
 // (package httpapi), the Go client (package client), kvscli and kvsbench all
-// speak through it. It imports only the standard library, so that a client
-// program does not link the server.
+// speak through it. It also defines the format of backups (GET /snapshot):
+// BackupWriter writes one, BackupReader reads and checks one. It imports
+// only the standard library, so that a client program does not link the
+// server.
 //
 // Field names are the JSON member names. The server matches member and
 // parameter names case-insensitively and ignores unknown members; it writes
@@ -28,6 +30,7 @@ const (
 	PathSubscribe = "/subscribe" // the change feed over WebSocket: Events
 	PathHealthz   = "/healthz"   // 200 while the process serves
 	PathReadyz    = "/readyz"    // 200 when it serves current data, else 503 with an Error
+	PathSnapshot  = "/snapshot"  // GET: a backup of the whole store (BackupWriter's format); HEAD: the revision alone
 )
 
 // RevisionHeader is the response header that gives the revision a listing
