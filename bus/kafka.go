@@ -667,10 +667,13 @@ func (k *Kafka) fetchLoop() {
 				}
 			}
 			next = m.Offset + 1
-			if rev, n, ok := seedRecord(m); ok {
-				recs = k.flushApply(recs)
-				k.seeded(m.Offset, rev, n)
-				k.advance(next)
+			if rev, n, ok := seedRecord(m); ok && m.Offset == 0 {
+				k.seeded(rev, n)
+				// The store takes the seed record as the restore of the
+				// absence of a key that cannot exist: it changes nothing,
+				// and the store's revision is the seed's until the next
+				// record, also when the backup was empty.
+				recs = append(recs, kv.Record{Change: kv.Change{Op: kv.OpDelete, Key: seedKey, Revision: rev}, IsRestore: true})
 				continue
 			}
 			r, err := k.decode(m)
@@ -740,17 +743,15 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	return recs[:0]
 }
 
-// seeded takes the seed record at offset, of revision rev, followed by n
-// records of a backup (see Seed): the revisions count on from rev, the
-// change feed starts after the seed, and writes wait until it is applied.
-func (k *Kafka) seeded(offset, rev, n int64) {
-	if offset != 0 {
-		k.log.Warn("kafka: skipping a seed record that is not the topic's first", "offset", offset)
-		return
-	}
+// seeded takes the seed record, the topic's first, of revision rev and
+// followed by n records of a backup (see Seed): the revisions count on
+// from rev, the change feed starts after the seed, and writes wait until
+// it is applied. (A seed record at another offset is skipped like any
+// record with an invalid key.)
+func (k *Kafka) seeded(rev, n int64) {
 	k.base = rev - 1
 	k.mu.Lock()
-	k.seedEnd = offset + 1 + n
+	k.seedEnd = 1 + n
 	if k.seedEnd > k.startHWM {
 		k.startHWM = k.seedEnd
 		if k.caughtUp {

@@ -209,3 +209,33 @@ func fetchAll(t *testing.T, c *kfake.Cluster, topic string) []kafka.Record {
 		}
 	}
 }
+
+// TestKafkaSeedEmpty seeds a topic from the backup of an empty store: the
+// replicas start at the seed's revision all the same.
+func TestKafkaSeedEmpty(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-seeded-empty"
+	rev, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic}, 500, 0, entriesOf(nil))
+	if err != nil || rev != 500 {
+		t.Fatalf("Seed: %d, %v; want 500", rev, err)
+	}
+	r := newReplica(t, c, topic)
+	if got := r.s.Rev(); got != 500 {
+		t.Fatalf("revision: got %d, want 500", got)
+	}
+	var ce *kv.CompactedError
+	if _, err := r.hub.Subscribe(Filter{}, 500); !errors.As(err, &ce) {
+		t.Fatalf("subscribe from 500: got %v, want a *kv.CompactedError", err)
+	}
+	sub, err := r.hub.Subscribe(Filter{}, 501)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if got := set(t, r, "a", `1`); got != 501 {
+		t.Fatalf("the first write: revision %d, want 501", got)
+	}
+	if ev := <-sub.C(); ev.Revision != 501 {
+		t.Fatalf("the first event at %d, want 501", ev.Revision)
+	}
+}
