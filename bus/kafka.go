@@ -73,6 +73,10 @@ type KafkaOptions struct {
 	// FetchWait is the longest a fetch waits at the broker for new
 	// records. Zero means 250ms.
 	FetchWait time.Duration
+	// ReadTimeout bounds ReadBarrier: the broker's answer and the wait
+	// until this instance has applied the records it reported. Zero means
+	// 5s.
+	ReadTimeout time.Duration
 	// OnGap is called, from the goroutine that applies records, when
 	// records before the next one were removed from the topic (by
 	// compaction): rev is the revision of the last missing one. The change
@@ -106,12 +110,14 @@ type Kafka struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	ri        *readIndex // ReadBarrier's batches
 
 	// Owned by the fetch loop.
 	sawGap bool
 	seen   map[string]struct{} // keys delivered while replaying
 
-	// mu guards the state below, which Err reports.
+	// mu guards the state below, which Err reports. It is taken before
+	// ri's lock, never after.
 	mu        sync.Mutex
 	connected bool  // the topic exists and its offsets are known
 	started   bool  // offsets were listed once
@@ -165,6 +171,9 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	if opts.FetchWait <= 0 {
 		opts.FetchWait = 250 * time.Millisecond
 	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 5 * time.Second
+	}
 	var id [8]byte
 	rand.Read(id[:])
 	k := &Kafka{
@@ -186,6 +195,7 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
+	k.ri = newReadIndex(func(ctx context.Context) (int64, error) { return k.offset(ctx, kafka.LastOffset) }, opts.ReadTimeout)
 	return k, nil
 }
 
@@ -195,10 +205,31 @@ func (k *Kafka) Origin() string { return k.origin }
 // Start starts connecting, replaying and producing. kv.New calls it.
 func (k *Kafka) Start(apply func([]kv.Record) []kv.Restore) {
 	k.apply = apply
-	k.wg.Add(3)
+	k.wg.Add(4)
 	go k.produceLoop()
 	go k.fetchLoop()
 	go k.restoreLoop()
+	go func() {
+		defer k.wg.Done()
+		k.ri.loop(k.ctx)
+	}()
+}
+
+// ReadBarrier returns once this instance has applied every record that the
+// topic held when the call began, so that a read made afterwards sees every
+// write acknowledged before the call, by any instance: it asks the broker
+// for the partition's high-water mark (every acknowledged record lies
+// below it) and waits until this instance has applied every offset below
+// that. Concurrent calls share one request to the broker; a call never
+// uses the answer to a request sent before it began. It gives up with an
+// error after KafkaOptions.ReadTimeout, when ctx is done, or at once when
+// the log lost data or is closed.
+func (k *Kafka) ReadBarrier(ctx context.Context) error { return k.ri.wait(ctx) }
+
+// ReadBarrierStats returns how many ReadBarrier calls were made and how
+// many requests to the broker they shared.
+func (k *Kafka) ReadBarrierStats() (reads, requests int64) {
+	return k.ri.reads.Load(), k.ri.requests.Load()
 }
 
 // Append is not used: a Store proposes changes to a kv.Replicated log.
@@ -560,6 +591,7 @@ func (k *Kafka) loseLocked(err error) {
 		return
 	}
 	k.lost = err
+	k.ri.fail(err)
 	k.log.Error("kafka: THE BROKER LOST DATA: this instance stops applying changes and refuses writes; "+
 		"restart it once the topic is repaired (it replays the topic from its start)", "topic", k.opts.Topic, "err", err)
 }
@@ -731,6 +763,7 @@ func (k *Kafka) noteGap(from, to int64) {
 
 // advance records that every offset before next was applied.
 func (k *Kafka) advance(next int64) {
+	defer k.ri.advance(next)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fetchErr != nil {

@@ -51,6 +51,14 @@ type Options struct {
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
+	// ReadBarrier, when set, is called before each read that did not ask
+	// for consistency=local (see ConsistencyParam): it returns once the
+	// store holds every write acknowledged, by any instance, before it was
+	// called, or an error (answered 503). A store shared through Kafka
+	// needs it for linearizable reads (bus.Kafka.ReadBarrier). Nil means
+	// the store is linearizable on its own, as the memory and file
+	// backends are.
+	ReadBarrier func(ctx context.Context) error
 	// Logger receives server errors. Nil means discard.
 	Logger *slog.Logger
 
@@ -106,6 +114,7 @@ type Handler struct {
 	maxValue int
 	maxBody  int
 	ready    func() error
+	barrier  func(context.Context) error // nil: reads need none
 	log      *slog.Logger
 	mux      *http.ServeMux
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
@@ -144,6 +153,7 @@ func New(opts Options) *Handler {
 		maxValue: opts.MaxValueBytes,
 		maxBody:  opts.MaxBodyBytes,
 		ready:    opts.Ready,
+		barrier:  opts.ReadBarrier,
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
@@ -378,6 +388,9 @@ func (h *Handler) putBuf(bp *[]byte) {
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	req, err := h.readRequest(r, w, false)
+	if err == nil {
+		err = h.readBarrier(r)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -440,6 +453,10 @@ func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 			h.writeError(w, r, badRequest("bad prefix: "+err.Error()))
 			return
 		}
+	}
+	if err := h.readBarrier(r); err != nil {
+		h.writeError(w, r, err)
+		return
 	}
 	hdr := w.Header()
 	if r.Method == http.MethodHead {

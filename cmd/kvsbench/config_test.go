@@ -20,7 +20,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults for set", []string{"set"}, nil, func(t *testing.T, c config) {
 			want := config{mode: "set", base: "http://127.0.0.1:23333", connections: 64, duration: 10 * time.Second,
-				keys: 10000, valueSize: 16, readRatio: 0.9, timeout: 10 * time.Second, progress: time.Second,
+				keys: 10000, valueSize: 16, readRatio: 0.9, getPath: "/get", timeout: 10 * time.Second, progress: time.Second,
 				subscribers: 100, drain: 5 * time.Second, sweepP99: 50 * time.Millisecond}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v, want %+v", c, want)
@@ -29,6 +29,11 @@ func TestParseConfig(t *testing.T) {
 		{"flags before and after the mode", []string{"-c", "8", "get", "-keys", "50", "-json"}, nil, func(t *testing.T, c config) {
 			if c.mode != "get" || c.connections != 8 || c.keys != 50 || !c.json {
 				t.Errorf("got mode %q, connections %d, keys %d, json %v", c.mode, c.connections, c.keys, c.json)
+			}
+		}},
+		{"local gets", []string{"get", "-consistency", "local"}, nil, func(t *testing.T, c config) {
+			if c.getPath != "/get?consistency=local" {
+				t.Errorf("get path: got %q, want /get?consistency=local", c.getPath)
 			}
 		}},
 		{"get preloads the key space", []string{"get", "-keys", "50"}, nil, func(t *testing.T, c config) {
@@ -127,6 +132,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"read ratio", []string{"mixed", "-read-ratio", "1.5"}, "-read-ratio"},
 		{"sweep outside watch", []string{"set", "-sweep", "1,2"}, "-sweep is for watch"},
 		{"bad sweep", []string{"watch", "-sweep", "1,x"}, "-sweep"},
+		{"bad consistency", []string{"get", "-consistency", "stale"}, "-consistency"},
 		{"key size too small", []string{"set", "-keys", "100000", "-key-size", "4"}, "-key-size 4: too small"},
 		{"quote in the prefix", []string{"set", "-key-prefix", `a"b`}, "-key-prefix"},
 		{"key too long", []string{"set", "-key-size", "2000"}, "1024"},

@@ -297,7 +297,7 @@ func (w *worker) do(ctx context.Context, op, key int) (int64, error) {
 	cfg := &w.b.cfg
 	body := append(w.body[:0], `{"Key":"`...)
 	body = appendKey(body, cfg.prefix, key, w.b.width)
-	path := "/get"
+	path := cfg.getPath
 	if op == opSet {
 		path = "/set"
 		body = append(body, `","Value":"`...)

@@ -236,6 +236,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fl       *kv.FileLog
 		klog     kv.Log // nil: the memory log
 		ready    func() error
+		barrier  func(context.Context) error // nil: reads are linearizable as they are
 		logStats func() kv.LogStats
 		extra    func() []httpapi.Sample
 		began    = time.Now()
@@ -264,13 +265,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return err
 		}
-		klog, ready = kl, kl.Err
+		klog, ready, barrier = kl, kl.Err, kl.ReadBarrier
 		extra = func() []httpapi.Sample {
 			next, hwm := kl.Lag()
+			reads, requests := kl.ReadBarrierStats()
 			return []httpapi.Sample{
 				{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
 				{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
 				{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
+				{Name: "kvs_kafka_read_barriers_total", Help: "Linearizable reads that asked the broker for the topic's end offset.", Type: "counter", Value: float64(reads)},
+				{Name: "kvs_kafka_read_barrier_requests_total", Help: "End offset requests to the broker that those reads shared.", Type: "counter", Value: float64(requests)},
 			}
 		}
 	}
@@ -285,6 +289,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
 		Ready:          ready,
+		ReadBarrier:    barrier,
 		Logger:         log,
 		Token:          cfg.token,
 		Pprof:          cfg.pprof,
