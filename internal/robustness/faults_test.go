@@ -100,11 +100,11 @@ func constantDelay(d time.Duration) fault {
 	}
 }
 
-// stopReading makes the slow subscriber stop reading for 1-3s at random
+// stopReading makes the slow subscriber stop reading for 2-4s at random
 // moments.
 func stopReading(ctx context.Context, env *faultEnv) {
 	for pause(ctx, between(env.rng, 200*time.Millisecond, time.Second)) {
-		d := between(env.rng, time.Second, 3*time.Second)
+		d := between(env.rng, 2*time.Second, 4*time.Second)
 		select {
 		case env.slow.pause <- d:
 			env.injected["subscriber stops reading"]++

@@ -33,10 +33,12 @@ type scenario struct {
 	// watchers per node, of every key; each roams to another node when
 	// its connection ends. One more watches the quiet key.
 	watchers int
-	// slow adds a subscriber that stops reading (see stopReading).
+	// slow adds a subscriber that stops reading (see stopReading). In
+	// short mode the traffic then goes on until kvsd has closed it for
+	// being slow at least once, and the run waits for a progress event
+	// to the quiet watcher (7.5-10s after its last change), so that the
+	// run checks both.
 	slow bool
-	// short is the traffic's duration in short mode (default 5s).
-	short time.Duration
 	// inject changes what the first watcher records (checker self-tests).
 	inject func(items []watchItem, it watchItem) []watchItem
 }
@@ -65,13 +67,11 @@ var scenarios = []scenario{
 	},
 	{
 		// Large values fill the stopped subscriber's socket soon; a small
-		// buffer then closes it with 4408. 11s: the quiet watcher sees
-		// progress events (one after 7.5-10s without a change).
+		// buffer then closes it with 4408.
 		name: "file/slow-subscriber", backend: "file", nodes: 1, watchers: 1, slow: true,
 		args:    []string{"-subscriber-buffer", "32"},
-		traffic: trafficConfig{clients: 4, keys: 5, pad: 16000},
+		traffic: trafficConfig{clients: 4, keys: 5, pad: 32000},
 		fault:   stopReading,
-		short:   11 * time.Second,
 	},
 }
 
@@ -94,7 +94,7 @@ func TestRobustness(t *testing.T) {
 	long := soak(t)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			d := orDefault(sc.short, 4*time.Second)
+			d := 4 * time.Second
 			if long > 0 {
 				d = long / time.Duration(len(scenarios))
 			} else {
@@ -117,13 +117,6 @@ func TestRobustness(t *testing.T) {
 	}
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
 // result is what a scenario found.
 type result struct {
 	problems []string
@@ -138,6 +131,7 @@ const roundMax = 20 * time.Second
 // runScenario runs sc for about d of traffic and returns what the checks
 // found. It fails the test only when the run itself cannot go on.
 func runScenario(t *testing.T, sc scenario, d time.Duration) result {
+	short := os.Getenv("KVS_ROBUSTNESS") == ""
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -200,7 +194,14 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 			h.keys = append(h.keys, keyName(h.name, i))
 		}
 		histories = append(histories, h)
-		ctx, cancel := context.WithTimeout(context.Background(), min(time.Until(end), roundMax))
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			pause(ctx, min(time.Until(end), roundMax))
+			for sc.slow && short && env.slow.closes(4408) == 0 && time.Since(end) < 30*time.Second {
+				pause(ctx, 50*time.Millisecond)
+			}
+			cancel()
+		}()
 		var cwg sync.WaitGroup
 		for i := range sc.traffic.clients {
 			cl := newClient(i, h, sc.traffic)
@@ -246,6 +247,9 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 	}
 	if err := qw.waitFor(wait, quietRev); err != nil {
 		probs.add("%v", err)
+	}
+	for sc.slow && short && qw.progressEvents() == 0 && wait.Err() == nil {
+		pause(wait, 50*time.Millisecond)
 	}
 	stopWatchers()
 	wwg.Wait()

@@ -90,6 +90,32 @@ func (w *watcher) received() []watchItem {
 	return append([]watchItem(nil), w.items...)
 }
 
+// closes returns how many of its connections were closed with code.
+func (w *watcher) closes(code int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, it := range w.items {
+		if it.Kind == "closed" && it.Code == code {
+			n++
+		}
+	}
+	return n
+}
+
+// progressEvents returns how many progress events it received.
+func (w *watcher) progressEvents() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, it := range w.items {
+		if it.Kind == "progress" {
+			n++
+		}
+	}
+	return n
+}
+
 // run watches until ctx is done.
 func (w *watcher) run(ctx context.Context) {
 	dialer := &net.Dialer{Timeout: time.Second}
