@@ -3,9 +3,7 @@ package main_test
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -19,20 +17,7 @@ import (
 // (?consistency=local), or nil if it is missing.
 func (c *client) getLocal(key string) *httpapi.Entry {
 	c.t.Helper()
-	code, ans, err := c.post("/get?consistency=local", httpapi.WriteRequest{Key: key})
-	switch {
-	case err != nil:
-		c.t.Fatalf("local get %s: %v", key, err)
-	case code == http.StatusNotFound:
-		return nil
-	case code != http.StatusOK:
-		c.t.Fatalf("local get %s: %d %s", key, code, ans)
-	}
-	var e httpapi.Entry
-	if err := json.Unmarshal(ans, &e); err != nil {
-		c.t.Fatal(err)
-	}
-	return &e
+	return c.getFrom("/get?consistency=local", key)
 }
 
 // TestKafkaLinearizableReads: a set acknowledged by instance A is seen by
