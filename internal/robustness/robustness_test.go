@@ -266,6 +266,7 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 	}
 	unknown := 0
 	began := time.Now()
+	var slowest time.Duration
 	for _, h := range append(histories, quiet) {
 		ops := h.operations()
 		res.ops += len(ops)
@@ -274,18 +275,20 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 				unknown++
 			}
 		}
+		b := time.Now()
 		if err := checkHistory(h, feed, 2*time.Minute); err != nil {
 			res.problems = append(res.problems, err.Error())
 		}
+		slowest = max(slowest, time.Since(b))
 	}
 	starts := 0
 	for _, n := range c.nodes {
 		starts += n.starts - 1
 	}
 	t.Logf("%d operations in %d rounds (%d without an answer), %d changes in the feed; faults: %v; restarts: %d; "+
-		"watchers: %d events, %d progress events, closes by code %v; checked in %v",
+		"watchers: %d events, %d progress events, closes by code %v; checked in %v (the slowest round %v)",
 		res.ops, len(histories), unknown, len(feed), env.injected, starts,
-		stats.events, stats.progress, stats.byCode, time.Since(began).Round(time.Millisecond))
+		stats.events, stats.progress, stats.byCode, time.Since(began).Round(time.Millisecond), slowest.Round(time.Millisecond))
 	return res
 }
 
