@@ -543,6 +543,7 @@ func TestKafkaFlags(t *testing.T) {
 		{"empty topic", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-topic", ""}, "", "-kafka-topic: must not be empty"},
 		{"negative replication factor", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-replication-factor", "-1"}, "", "-kafka-replication-factor -1"},
 		{"write timeout from the environment", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1"}, "KVS_KAFKA_WRITE_TIMEOUT=0s", "-kafka-write-timeout 0s: must be positive"},
+		{"zero read timeout", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-read-timeout", "0s"}, "", "-kafka-read-timeout 0s: must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
