@@ -96,7 +96,7 @@ func patch(h *history, feed []event) (ops []porcupine.Operation, revs []int64, p
 			in := all[i].Input.(request)
 			if in.Key != k || (ev.Type == "set") != (in.Kind == opSet) || (in.Kind == opSet && in.Value != ev.Value) {
 				problems = append(problems, fmt.Sprintf("the feed has %s %s=%s at revision %d, acknowledged to %s",
-					ev.Type, ev.Key, ev.Value, ev.Rev, describe(h.keys, in, all[i].Output.(response))))
+					ev.Type, ev.Key, short(ev.Value), ev.Rev, describe(h.keys, in, all[i].Output.(response))))
 			}
 			continue
 		}
@@ -105,10 +105,10 @@ func patch(h *history, feed []event) (ops []porcupine.Operation, revs []int64, p
 			i, ok := bySetValue[ev.Value]
 			switch {
 			case !ok || all[i].Input.(request).Key != k:
-				problems = append(problems, fmt.Sprintf("the feed has set %s=%s at revision %d, which no client wrote", ev.Key, ev.Value, ev.Rev))
+				problems = append(problems, fmt.Sprintf("the feed has set %s=%s at revision %d, which no client wrote", ev.Key, short(ev.Value), ev.Rev))
 			case !all[i].Output.(response).Unknown:
 				problems = append(problems, fmt.Sprintf("the feed has set %s=%s at revision %d, answered %s",
-					ev.Key, ev.Value, ev.Rev, describe(h.keys, all[i].Input.(request), all[i].Output.(response))))
+					ev.Key, short(ev.Value), ev.Rev, describe(h.keys, all[i].Input.(request), all[i].Output.(response))))
 			default:
 				resolve(i, ev)
 			}
@@ -143,7 +143,7 @@ func patch(h *history, feed []event) (ops []porcupine.Operation, revs []int64, p
 		ops = append(ops, op)
 	}
 	slices.SortFunc(problems, strings.Compare)
-	return ops, revs, problems
+	return ops, revs, capped(problems, 20)
 }
 
 // checkHistory patches h with the feed and checks it for

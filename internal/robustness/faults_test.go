@@ -17,6 +17,9 @@ type faultEnv struct {
 	c    *cluster
 	rng  *rand.Rand
 	slow *watcher // the subscriber that stops reading, if any
+	// fast is a watcher of every key that always reads: the slow one
+	// catches up with it between its pauses.
+	fast *watcher
 	// injected counts the faults injected, by kind.
 	injected map[string]int
 }
@@ -101,7 +104,9 @@ func constantDelay(d time.Duration) fault {
 }
 
 // stopReading makes the slow subscriber stop reading for 2-4s at random
-// moments.
+// moments, each time after it caught up again (or 10s passed): one that
+// stayed behind for long would fall out of kvsd's history, and get 410,
+// as it should, instead of resuming.
 func stopReading(ctx context.Context, env *faultEnv) {
 	for pause(ctx, between(env.rng, 200*time.Millisecond, time.Second)) {
 		d := between(env.rng, 2*time.Second, 4*time.Second)
@@ -110,6 +115,11 @@ func stopReading(ctx context.Context, env *faultEnv) {
 			env.injected["subscriber stops reading"]++
 		default:
 		}
-		pause(ctx, d)
+		if !pause(ctx, d) {
+			return
+		}
+		wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+		env.slow.waitFor(wait, env.fast.position())
+		cancel()
 	}
 }

@@ -88,7 +88,7 @@ func (e entry) String() string {
 	if e.Rev == 0 {
 		return "absent"
 	}
-	return fmt.Sprintf("%s@%d(c%d,v%d)", e.Value, e.Rev, e.Create, e.Version)
+	return fmt.Sprintf("%s@%d(c%d,v%d)", short(e.Value), e.Rev, e.Create, e.Version)
 }
 
 // state is the model's state.
@@ -227,6 +227,14 @@ func model(keys []string, o *order) porcupine.Model {
 	}
 }
 
+// short returns a value cut to 60 bytes, for messages.
+func short(v string) string {
+	if len(v) <= 60 {
+		return v
+	}
+	return v[:57] + "..."
+}
+
 // describe says what an operation was and what it answered.
 func describe(keys []string, in request, out response) string {
 	var b strings.Builder
@@ -234,7 +242,7 @@ func describe(keys []string, in request, out response) string {
 	case opList:
 		b.WriteString("list")
 	case opSet:
-		fmt.Fprintf(&b, "set(%s, %s)", keys[in.Key], in.Value)
+		fmt.Fprintf(&b, "set(%s, %s)", keys[in.Key], short(in.Value))
 	default:
 		fmt.Fprintf(&b, "%v(%s)", in.Kind, keys[in.Key])
 	}
@@ -251,7 +259,7 @@ func describe(keys []string, in request, out response) string {
 		fmt.Fprintf(&b, "at %d:", out.Rev)
 		for i := range keys {
 			if v := out.List[i]; v != "" {
-				fmt.Fprintf(&b, " %s=%s", keys[i], v)
+				fmt.Fprintf(&b, " %s=%s", keys[i], short(v))
 			}
 		}
 	case out.Code == 200:

@@ -70,7 +70,7 @@ var scenarios = []scenario{
 		// buffer then closes it with 4408.
 		name: "file/slow-subscriber", backend: "file", nodes: 1, watchers: 1, slow: true,
 		args:    []string{"-subscriber-buffer", "32"},
-		traffic: trafficConfig{clients: 4, keys: 5, pad: 32000},
+		traffic: trafficConfig{clients: 4, keys: 5, pad: 16000},
 		fault:   stopReading,
 	},
 }
@@ -155,7 +155,7 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 	ws[0].inject = sc.inject
 	qw := &watcher{name: "quiet watcher", key: "quiet", c: c, clock: clk, roam: true}
 	ws = append(ws, qw)
-	env := &faultEnv{c: c, rng: rng, injected: make(map[string]int)}
+	env := &faultEnv{c: c, rng: rng, fast: ws[0], injected: make(map[string]int)}
 	if sc.slow {
 		env.slow = &watcher{name: "slow watcher", c: c, clock: clk, rcvbuf: 4096, pause: make(chan time.Duration, 1)}
 		ws = append(ws, env.slow)

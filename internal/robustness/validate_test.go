@@ -74,6 +74,7 @@ func validateWatches(ws []*watcher) (feed []event, stats watchStats, problems []
 			}
 		}
 		clean[i] = len(problems) == before
+		problems = append(problems[:before], capped(problems[before:], 10)...)
 	}
 
 	// The reference: of the watchers of every key, one without a problem
@@ -127,13 +128,21 @@ func validateWatches(ws []*watcher) (feed []event, stats watchStats, problems []
 	return feed, stats, problems
 }
 
+// capped returns at most n of problems, and says how many it left out.
+func capped(problems []string, n int) []string {
+	if len(problems) <= n {
+		return problems
+	}
+	return append(problems[:n:n], fmt.Sprintf("... and %d more", len(problems)-n))
+}
+
 // firstDifference describes where got and want first differ, "" if they
 // do not.
 func firstDifference(got, want []watchItem) string {
 	same := func(a, b watchItem) bool {
 		return a.Kind == b.Kind && a.Key == b.Key && a.Value == b.Value && a.Rev == b.Rev
 	}
-	show := func(it watchItem) string { return fmt.Sprintf("%s %s=%s at %d", it.Kind, it.Key, it.Value, it.Rev) }
+	show := func(it watchItem) string { return fmt.Sprintf("%s %s=%s at %d", it.Kind, it.Key, short(it.Value), it.Rev) }
 	for i := range min(len(got), len(want)) {
 		if !same(got[i], want[i]) {
 			return fmt.Sprintf("event %d: got %s, want %s", i, show(got[i]), show(want[i]))

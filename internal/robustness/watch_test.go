@@ -56,6 +56,7 @@ type watcher struct {
 	items []watchItem
 	last  int64 // the revision up to which it has every matching change
 	conns int
+	gap   bool // refused for a gap (410, 4410): it stopped
 }
 
 func (w *watcher) matches(key string) bool {
@@ -70,6 +71,9 @@ func (w *watcher) record(it watchItem) {
 	defer w.mu.Unlock()
 	if it.Kind != "closed" {
 		w.last = max(w.last, it.Rev)
+	}
+	if it.Kind == "closed" && (it.Code == 410 || it.Code == 4410) {
+		w.gap = true
 	}
 	if w.inject != nil {
 		w.items = w.inject(w.items, it)
@@ -123,7 +127,7 @@ func (w *watcher) run(ctx context.Context) {
 		dialer.Control = setRcvbuf(w.rcvbuf)
 	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !w.stopped() {
 		base := w.c.nodes[w.node].url()
 		if base != "" {
 			w.connect(ctx, hc, base)
@@ -204,9 +208,21 @@ func (w *watcher) connect(ctx context.Context, hc *http.Client, base string) {
 	}
 }
 
+// stopped reports whether the watcher stopped: a client that finds its
+// revision gone from the history must list again, and a watcher records it
+// as a gap.
+func (w *watcher) stopped() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gap
+}
+
 // waitFor waits until the watcher has every change up to rev.
 func (w *watcher) waitFor(ctx context.Context, rev int64) error {
 	for w.position() < rev {
+		if w.stopped() {
+			return fmt.Errorf("%s: stopped at revision %d after a gap, want %d", w.name, w.position(), rev)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: at revision %d, want %d: %w", w.name, w.position(), rev, ctx.Err())
