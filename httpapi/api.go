@@ -1,4 +1,4 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /list, /getall,
 // the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
 // /metrics in the Prometheus text format, and a web console at /.
 //
@@ -52,7 +52,7 @@ type Options struct {
 	// nil when it is. Nil means always ready.
 	Ready func() error
 	// ReadBarrier, when set, is called before each read that did not ask
-	// for consistency=local (see ConsistencyParam): it returns once the
+	// for consistency=local (wire.ParamConsistency): it returns once the
 	// store holds every write acknowledged, by any instance, before it was
 	// called, or an error (answered 503). A store shared through Kafka
 	// needs it for linearizable reads (bus.Kafka.ReadBarrier). Nil means
@@ -189,6 +189,8 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("DELETE /delete", h.del)
 	h.mux.HandleFunc("GET /getall", h.getall)
 	h.mux.HandleFunc("POST /getall", h.getall)
+	h.mux.HandleFunc("GET /list", h.list)
+	h.mux.HandleFunc("POST /list", h.list)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)

@@ -5,16 +5,15 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/kvsdb/kvs/wire"
 )
 
-// ConsistencyParam is the query parameter of a read (/get, /getall) that
-// chooses its consistency: "linearizable", the default, or "local", this
-// instance's own state, which in Kafka mode may miss writes acknowledged by
-// other instances (etcd's serializable reads).
-const ConsistencyParam = "consistency"
-
-// localRead reports whether the query string asks for a local read. A
-// consistency other than local or linearizable, or given twice, is a 400.
+// localRead reports whether the query string asks for a local read
+// (wire.ParamConsistency, "consistency": "linearizable", the default, or
+// wire.ConsistencyLocal, this instance's own state, which in Kafka mode may
+// miss writes acknowledged by other instances, like etcd's serializable
+// reads). Any other value, or the parameter given twice, is a 400.
 func localRead(rawQuery string) (bool, error) {
 	local, seen := false, false
 	for rawQuery != "" {
@@ -28,7 +27,7 @@ func localRead(rawQuery string) (bool, error) {
 			}
 			name = n
 		}
-		if !strings.EqualFold(name, ConsistencyParam) {
+		if !strings.EqualFold(name, wire.ParamConsistency) {
 			continue
 		}
 		if seen {
@@ -40,7 +39,7 @@ func localRead(rawQuery string) (bool, error) {
 			return false, badRequest("malformed query string: " + err.Error())
 		}
 		switch {
-		case strings.EqualFold(v, "local"):
+		case strings.EqualFold(v, wire.ConsistencyLocal):
 			local = true
 		case strings.EqualFold(v, "linearizable"):
 		default:

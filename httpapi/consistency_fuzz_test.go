@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/kvsdb/kvs/wire"
 )
 
 // FuzzLocalRead fuzzes the consistency parameter: every query string is
@@ -32,7 +34,7 @@ func FuzzLocalRead(f *testing.F) {
 		}
 		var vals []string
 		for name, vs := range q {
-			if strings.EqualFold(name, ConsistencyParam) {
+			if strings.EqualFold(name, wire.ParamConsistency) {
 				vals = append(vals, vs...)
 			}
 		}

@@ -46,6 +46,12 @@ func TestReadConsistency(t *testing.T) {
 		{"local getall", "GET", "/getall?consistency=local", "", 200, false, `{"k":1}`},
 		{"head getall", "HEAD", "/getall", "", 200, true, ``},
 		{"local head getall", "HEAD", "/getall?consistency=local", "", 200, false, ``},
+		{"list", "GET", "/list?prefix=k", "", 200, true, `"Revision":1`},
+		{"list by body", "POST", "/list", `{"Prefix":"k"}`, 200, true, `"Revision":1`},
+		{"local list", "GET", "/list?prefix=k&consistency=local", "", 200, false, `"Revision":1`},
+		{"head list", "HEAD", "/list", "", 200, true, ``},
+		{"local head list", "HEAD", "/list?consistency=local", "", 200, false, ``},
+		{"bad consistency on a list", "GET", "/list?consistency=x", "", 400, false, `bad consistency`},
 		{"bad consistency", "GET", "/get?key=k&consistency=stale", "", 400, false, `bad consistency \"stale\"`},
 		{"twice", "GET", "/get?key=k&consistency=local&consistency=local", "", 400, false, `given more than once`},
 		{"bad escape", "GET", "/getall?consistency=%zz", "", 400, false, `malformed query`},
@@ -69,6 +75,9 @@ func TestReadConsistency(t *testing.T) {
 	a := do(t, "GET", srv.URL+"/get?key=x", "")
 	if a.code != 503 || !strings.Contains(a.body, "no answer from the broker") || !strings.Contains(a.body, "consistency=local") {
 		t.Errorf("failed barrier: got %d %s, want 503 with the reason and the way out", a.code, a.body)
+	}
+	if a := do(t, "GET", srv.URL+"/list", ""); a.code != 503 {
+		t.Errorf("failed barrier, list: got %d %s, want 503", a.code, a.body)
 	}
 	if a := do(t, "GET", srv.URL+"/getall", ""); a.code != 503 {
 		t.Errorf("failed barrier, getall: got %d %s, want 503", a.code, a.body)

@@ -20,7 +20,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults for set", []string{"set"}, nil, func(t *testing.T, c config) {
 			want := config{mode: "set", base: "http://127.0.0.1:23333", connections: 64, duration: 10 * time.Second,
-				keys: 10000, valueSize: 16, readRatio: 0.9, getPath: "/get", timeout: 10 * time.Second, progress: time.Second,
+				keys: 10000, valueSize: 16, readRatio: 0.9, timeout: 10 * time.Second, progress: time.Second,
 				subscribers: 100, drain: 5 * time.Second, sweepP99: 50 * time.Millisecond}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v, want %+v", c, want)
@@ -32,8 +32,8 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		{"local gets", []string{"get", "-consistency", "local"}, nil, func(t *testing.T, c config) {
-			if c.getPath != "/get?consistency=local" {
-				t.Errorf("get path: got %q, want /get?consistency=local", c.getPath)
+			if !c.local {
+				t.Error("got linearizable gets, want local ones")
 			}
 		}},
 		{"get preloads the key space", []string{"get", "-keys", "50"}, nil, func(t *testing.T, c config) {
@@ -164,18 +164,21 @@ func TestBaseURL(t *testing.T) {
 	}{
 		{"127.0.0.1:23333", "http://127.0.0.1:23333"},
 		{"localhost:1", "http://localhost:1"},
+		{"localhost", "http://localhost:23333"},
 		{"http://127.0.0.1:1/", "http://127.0.0.1:1"},
 		{"https://kvs.example:443/v1/", "https://kvs.example:443/v1"},
 	}
 	for _, tt := range tests {
-		got, err := baseURL(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("baseURL(%q): got %q, %v, want %q", tt.in, got, err, tt.want)
+		c, err := parseConfig([]string{"-server-address", tt.in, "set"}, func(string) string { return "" }, io.Discard)
+		if err != nil || c.base != tt.want {
+			t.Errorf("-server-address %q: got %q, %v, want %q", tt.in, c.base, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"ftp://x:1", "http://", "http://h:1/?q=1"} {
-		if got, err := baseURL(bad); err == nil {
-			t.Errorf("baseURL(%q): got %q, want an error", bad, got)
+		_, err := parseConfig([]string{"-server-address", bad, "set"}, func(string) string { return "" }, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("-server-address %q: got %v, want a usage error", bad, err)
 		}
 	}
 }

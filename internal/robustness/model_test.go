@@ -28,7 +28,7 @@ const (
 	opGet    opKind = iota + 1 // GET /get
 	opSet                      // POST /set, conditional with Cond
 	opDelete                   // POST /delete, conditional with Cond
-	opList                     // GET /getall?prefix= (the round's keys)
+	opList                     // GET /list?prefix= (the round's keys)
 )
 
 func (k opKind) String() string {
@@ -72,8 +72,8 @@ type response struct {
 	// Entry is what a get returned, or the current entry of a 409 (the
 	// zero entry: absent).
 	Entry entry
-	// List is a listing: each key's value, "" for an absent key.
-	List [maxKeys]string
+	// List is a listing: each key's entry (the zero entry: absent).
+	List [maxKeys]entry
 }
 
 // entry is a key's state: Rev 0 means absent.
@@ -154,10 +154,8 @@ func (o *order) step(s state, in request, out response) (bool, state) {
 		if out.Code != 200 || out.Rev < s.Last || out.Rev >= o.after(s.Last) {
 			return false, s
 		}
-		for i := range s.Keys {
-			if s.Keys[i].Value != out.List[i] {
-				return false, s
-			}
+		if s.Keys != out.List {
+			return false, s
 		}
 		s.Floor = max(s.Floor, out.Rev)
 		return true, s
@@ -258,8 +256,8 @@ func describe(keys []string, in request, out response) string {
 	case in.Kind == opList:
 		fmt.Fprintf(&b, "at %d:", out.Rev)
 		for i := range keys {
-			if v := out.List[i]; v != "" {
-				fmt.Fprintf(&b, " %s=%s", keys[i], short(v))
+			if e := out.List[i]; e.Rev != 0 {
+				fmt.Fprintf(&b, " %s=%v", keys[i], e)
 			}
 		}
 	case out.Code == 200:

@@ -31,9 +31,9 @@ func got(e entry) response  { return response{Code: 200, Entry: e} }
 func conflict(e entry) response {
 	return response{Code: 409, Entry: e}
 }
-func listed(rev int64, values ...string) response {
+func listed(rev int64, entries ...entry) response {
 	r := response{Code: 200, Rev: rev}
-	copy(r.List[:], values)
+	copy(r.List[:], entries)
 	return r
 }
 
@@ -71,12 +71,12 @@ func TestModel(t *testing.T) {
 			op(1, 11, 20, get(0), got(x(a, 1, 1, 1))),
 			op(0, 21, 30, cas(0, b, 1), ok(2)),
 			op(1, 31, 40, cas(0, `"c"`, 1), conflict(x(b, 2, 1, 2))),
-			op(0, 41, 50, list(), listed(2, b)),
+			op(0, 41, 50, list(), listed(2, x(b, 2, 1, 2))),
 			op(1, 51, 60, del(0), ok(3)),
 			op(0, 61, 70, get(0), status(404)),
 			op(1, 71, 80, del(0), status(404)),
 			op(0, 81, 90, cas(1, a, 0), ok(4)),
-			op(1, 91, 100, list(), listed(4, "", a)),
+			op(1, 91, 100, list(), listed(4, entry{}, x(a, 4, 4, 1))),
 		}, nil, ""},
 		{"concurrent writes in either order", []porcupine.Operation{
 			op(0, 0, 100, set(0, a), ok(2)),
@@ -100,7 +100,7 @@ func TestModel(t *testing.T) {
 		{"stale listing", []porcupine.Operation{
 			op(0, 0, 10, set(0, a), ok(1)),
 			op(0, 20, 30, set(1, b), ok(2)),
-			op(1, 40, 50, list(), listed(1, a)),
+			op(1, 40, 50, list(), listed(1, x(a, 1, 1, 1))),
 		}, nil, "not linearizable"},
 		{"lost acknowledged write", []porcupine.Operation{
 			op(0, 0, 10, set(0, a), ok(1)),
@@ -117,12 +117,16 @@ func TestModel(t *testing.T) {
 		{"listing that is no snapshot", []porcupine.Operation{
 			op(0, 0, 10, set(0, a), ok(1)),
 			op(0, 0, 10, set(1, a), ok(2)),
-			op(1, 20, 30, list(), listed(2, a)),
+			op(1, 20, 30, list(), listed(2, x(a, 1, 1, 1))),
 		}, nil, "not linearizable"},
 		{"listing revision past a write it lacks", []porcupine.Operation{
 			op(0, 0, 100, set(0, a), ok(1)),
 			op(1, 0, 100, set(1, b), ok(2)),
-			op(2, 20, 30, list(), listed(3, a)),
+			op(2, 20, 30, list(), listed(3, x(a, 1, 1, 1))),
+		}, nil, "not linearizable"},
+		{"listing with a wrong entry", []porcupine.Operation{
+			op(0, 0, 10, set(0, a), ok(1)),
+			op(1, 20, 30, list(), listed(1, x(a, 1, 1, 2))),
 		}, nil, "not linearizable"},
 		{"condition decided wrong", []porcupine.Operation{
 			op(0, 0, 10, set(0, a), ok(1)),

@@ -218,7 +218,7 @@ func (cl *client) httpRequest(ctx context.Context, base string, in request) (*ht
 	case opGet:
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/get?key="+url.QueryEscape(cl.h.keys[in.Key])+consistency, nil)
 	case opList:
-		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/getall?prefix="+url.QueryEscape(cl.h.name+"/")+consistency, nil)
+		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/list?prefix="+url.QueryEscape(cl.h.name+"/")+consistency, nil)
 	}
 	body := map[string]any{"Key": cl.h.keys[in.Key]}
 	path := "/delete"
@@ -277,16 +277,24 @@ func parseAnswer(in request, resp *http.Response, body []byte) (response, error)
 		}
 		out.Entry = e.entry()
 	case opList:
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(body, &m); err != nil {
+		var l struct {
+			Revision int64
+			Entries  []wireEntry
+		}
+		if err := json.Unmarshal(body, &l); err != nil {
 			return out, fmt.Errorf("listing %q: %v", body, err)
 		}
-		rev, err := strconv.ParseInt(resp.Header.Get("Kvs-Revision"), 10, 64)
-		if err != nil {
-			return out, fmt.Errorf("listing without a revision: %v", err)
+		if h := resp.Header.Get("Kvs-Revision"); h != strconv.FormatInt(l.Revision, 10) {
+			return out, fmt.Errorf("listing at revision %d with Kvs-Revision %q", l.Revision, h)
 		}
-		out.Rev = rev
-		return out, listInto(&out, m)
+		out.Rev = l.Revision
+		for _, e := range l.Entries {
+			i, err := keyIndex(e.Key)
+			if err != nil {
+				return out, err
+			}
+			out.List[i] = e.entry()
+		}
 	default:
 		var r struct{ Revision int64 }
 		if err := json.Unmarshal(body, &r); err != nil || r.Revision <= 0 {
@@ -295,18 +303,6 @@ func parseAnswer(in request, resp *http.Response, body []byte) (response, error)
 		out.Rev = r.Revision
 	}
 	return out, nil
-}
-
-// listInto puts a listing's values into out.List, by key index.
-func listInto(out *response, m map[string]json.RawMessage) error {
-	for k, v := range m {
-		i, err := keyIndex(k)
-		if err != nil {
-			return err
-		}
-		out.List[i] = string(v)
-	}
-	return nil
 }
 
 // keyName returns the name of key i of the round with the given name.

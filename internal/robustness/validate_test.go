@@ -142,7 +142,9 @@ func firstDifference(got, want []watchItem) string {
 	same := func(a, b watchItem) bool {
 		return a.Kind == b.Kind && a.Key == b.Key && a.Value == b.Value && a.Rev == b.Rev
 	}
-	show := func(it watchItem) string { return fmt.Sprintf("%s %s=%s at %d", it.Kind, it.Key, short(it.Value), it.Rev) }
+	show := func(it watchItem) string {
+		return fmt.Sprintf("%s %s=%s at %d", it.Kind, it.Key, short(it.Value), it.Rev)
+	}
 	for i := range min(len(got), len(want)) {
 		if !same(got[i], want[i]) {
 			return fmt.Sprintf("event %d: got %s, want %s", i, show(got[i]), show(want[i]))
