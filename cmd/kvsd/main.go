@@ -51,6 +51,8 @@ type config struct {
 	history         int
 	historyBytes    int64
 	subBuffer       int
+	subBytes        int64
+	feedBytes       int64
 	maxValueBytes   int
 	logFormat       string
 	logLevel        slog.Level
@@ -84,6 +86,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.history, "history", 100000, "changes kept in memory for subscribers resuming with ?from=")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "the most memory, in bytes, the changes kept for resuming subscribers may take (the oldest go first)")
 	fs.IntVar(&c.subBuffer, "subscriber-buffer", 1024, "events queued per subscriber: one that falls further behind is closed with 4408 and resumes")
+	fs.Int64Var(&c.subBytes, "subscriber-buffer-bytes", 16<<20, "the most memory, in bytes, the events queued to one subscriber and being written to it may take; one that would take more is closed with 4408 and resumes")
+	fs.Int64Var(&c.feedBytes, "feed-buffer-bytes", 256<<20, "the most memory, in bytes, the events held for all subscribers together may take (an event held for many counts once); the subscriber an event would take past it is closed with 4408")
 	fs.IntVar(&c.maxValueBytes, "max-value-bytes", httpapi.DefaultMaxValueBytes, "largest value accepted, in bytes of compact JSON")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -149,6 +153,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-history-bytes %d: must be positive", c.historyBytes)
 	case c.subBuffer <= 0:
 		return c, fmt.Errorf("-subscriber-buffer %d: must be positive", c.subBuffer)
+	case c.subBytes <= 0:
+		return c, fmt.Errorf("-subscriber-buffer-bytes %d: must be positive", c.subBytes)
+	case c.feedBytes < 2*int64(c.maxValueBytes)+65536:
+		return c, fmt.Errorf("-feed-buffer-bytes %d: must hold the largest event, at least 2 × -max-value-bytes + 65536 = %d", c.feedBytes, 2*int64(c.maxValueBytes)+65536)
 	case c.maxValueBytes <= 0:
 		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
 	case c.shards <= 0 || c.shards > 1<<16:
@@ -231,7 +239,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("the token is short: use at least 16 random characters, e.g. openssl rand -hex 32")
 	}
 
-	hub := bus.New(bus.Options{History: cfg.history, HistoryBytes: cfg.historyBytes, Buffer: cfg.subBuffer, Encode: httpapi.AppendEvent})
+	hub := bus.New(bus.Options{
+		History:          cfg.history,
+		HistoryBytes:     cfg.historyBytes,
+		Buffer:           cfg.subBuffer,
+		BufferBytes:      cfg.subBytes,
+		TotalBufferBytes: cfg.feedBytes,
+		Encode:           httpapi.AppendEvent,
+	})
 	var (
 		fl       *kv.FileLog
 		klog     kv.Log // nil: the memory log
@@ -289,7 +304,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Token:          cfg.token,
 		Pprof:          cfg.pprof,
 		LogStats:       logStats,
-		ExtraMetrics:   extra,
+		ExtraMetrics:   feedMetrics(hub, extra),
 		OriginPatterns: cfg.allowedOrigins,
 		MaxSubscribers: cfg.maxSubscribers,
 		DisableUI:      !cfg.ui,
@@ -366,6 +381,21 @@ func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, e
 		return nil, err
 	}
 	return s, nil
+}
+
+// feedMetrics returns the samples of extra and those of the hub's memory.
+func feedMetrics(hub *bus.Hub, extra func() []httpapi.Sample) func() []httpapi.Sample {
+	return func() []httpapi.Sample {
+		now, peak := hub.Buffered()
+		samples := []httpapi.Sample{
+			{Name: "kvs_feed_buffered_bytes", Help: "Memory the events held for subscribers take (queued, or being written; an event held for many counts once), bounded by -feed-buffer-bytes.", Value: float64(now)},
+			{Name: "kvs_feed_buffered_bytes_peak", Help: "The most memory the events held for subscribers took since kvsd started.", Value: float64(peak)},
+		}
+		if extra != nil {
+			samples = append(samples, extra()...)
+		}
+		return samples
+	}
 }
 
 // procForSync raises GOMAXPROCS by one, unless the environment sets it (to
