@@ -187,3 +187,49 @@ func TestReplayBounds(t *testing.T) {
 		t.Fatalf("Err %v, want kv.ErrSlowConsumer", s.Err())
 	}
 }
+
+// TestReplaysShareLargeEvents: subscribers that replay (or receive) the
+// same large change get the same event, which shares the history's bytes
+// and counts once towards TotalBufferBytes: a herd of watchers resuming
+// over large values is not closed for memory it does not take.
+func TestReplaysShareLargeEvents(t *testing.T) {
+	const total = 8 << 20
+	h := bus.New(bus.Options{TotalBufferBytes: total, Encode: encodeValue})
+	defer h.Close()
+	live, err := h.Subscribe(bus.Filter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	for rev := int64(1); rev <= 4; rev++ {
+		h.Publish([]kv.Change{setOf(rev, "k", 1<<20)})
+	}
+	first := <-live.C()
+	var subs []*bus.Subscription
+	for range 50 {
+		s, err := h.Subscribe(bus.Filter{}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		subs = append(subs, s)
+		for chunk := range s.Replay() {
+			if len(chunk) != 1 || chunk[0] != first {
+				t.Fatalf("replay of a 1 MiB change: got %d events (the live one: %v), want the live event", len(chunk), chunk[0] == first)
+			}
+			break // held, not written
+		}
+	}
+	if now, _ := h.Buffered(); now > 5<<20 || h.Len() != 51 {
+		t.Fatalf("50 replays and a live subscriber holding 4 changes of 1 MiB: %d bytes counted, %d subscribers left; want about 4 MiB and every subscriber", now, h.Len())
+	}
+	live.Done(first)
+	for _, s := range subs {
+		s.Done(first)
+		s.Close()
+	}
+	live.Close()
+	if now, _ := h.Buffered(); now != 0 {
+		t.Fatalf("after they left: %d bytes counted, want 0", now)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	"github.com/kvsdb/kvs/kv"
 )
@@ -65,6 +66,11 @@ type Hub struct {
 	last      int64 // revision of the last published change
 	subs      map[*Subscription]struct{}
 	closed    bool
+	// shared holds the events made of retained changes that share the
+	// history's bytes (see event), by revision, while they live: every
+	// subscriber that replays or receives such a change gets the same
+	// event, which then counts once towards the total.
+	shared map[int64]weak.Pointer[kv.Event]
 }
 
 var _ kv.Publisher = (*Hub)(nil)
@@ -94,6 +100,7 @@ func New(opts Options) *Hub {
 		totalBytes: opts.TotalBufferBytes,
 		hist:       newHistory(opts.History, opts.HistoryBytes),
 		subs:       make(map[*Subscription]struct{}),
+		shared:     make(map[int64]weak.Pointer[kv.Event]),
 	}
 }
 
@@ -148,19 +155,29 @@ const eventOverhead = int64(unsafe.Sizeof(kv.Event{})) + 8
 // from being freed once the history drops it.
 func (h *Hub) event(c *kv.Change, payload []byte, pin int) *kv.Event {
 	ev := &kv.Event{Change: *c}
+	ev.Value = nil // the payload holds it
 	ev.Bytes = eventOverhead + int64(len(c.Key))
-	if 2*len(payload) >= pin {
+	if shares(payload, pin) {
 		ev.Bytes += int64(pin)
+		h.shared[c.Revision] = weak.Make(ev)
 	} else {
 		payload = bytes.Clone(payload)
 		ev.Bytes += int64(len(payload))
 	}
-	if h.encode != nil {
-		ev.Value, ev.Data = nil, payload // Data holds the value
-	} else if c.Op == kv.OpSet {
-		ev.Value = payload
-	}
+	h.setPayload(ev, payload)
 	return ev
+}
+
+// shares reports whether an event shares the history's bytes: whether its
+// payload is at least half of the block, of capacity pin, that holds it.
+func shares(payload []byte, pin int) bool { return 2*len(payload) >= pin }
+
+// dropOldestLocked drops the oldest retained change.
+func (h *Hub) dropOldestLocked() {
+	if len(h.shared) > 0 {
+		delete(h.shared, h.hist.at(0).rev)
+	}
+	h.hist.dropOldest()
 }
 
 // chargeLocked counts n more bytes against s, and against the total when
@@ -207,9 +224,8 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 	}
 	hist := &h.hist
 	type pick struct {
-		r     *record
-		bytes int64 // the event's Bytes
-		share bool  // the event holds the history's block
+		r  *record
+		ev *kv.Event // the shared event, or nil: a copy to make
 	}
 	var (
 		picks  []pick
@@ -227,17 +243,23 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 			continue
 		}
 		payload, pin := hist.payload(r)
-		p := pick{r: r, share: 2*len(payload) >= pin}
-		p.bytes = eventOverhead + int64(r.keyLen)
-		if p.share {
-			p.bytes += int64(pin)
-		} else {
-			p.bytes += int64(len(payload))
+		p := pick{r: r}
+		n := eventOverhead + int64(r.keyLen) + int64(len(payload))
+		if shares(payload, pin) {
+			p.ev = h.sharedEvent(r, payload, pin)
+			n = p.ev.Bytes
 		}
-		if len(picks) > 0 && (len(picks) == maxChunk || sum+p.bytes > chunkBytes) {
+		if len(picks) > 0 && (len(picks) == maxChunk || sum+n > chunkBytes) {
 			break
 		}
-		if !h.chargeLocked(s, p.bytes, true) {
+		first := true
+		if p.ev != nil {
+			first = p.ev.Hold()
+		}
+		if !h.chargeLocked(s, n, first) {
+			if p.ev != nil {
+				p.ev.Release()
+			}
 			if len(picks) == 0 {
 				// What s holds already leaves no room for the next
 				// event: it is too far behind.
@@ -247,8 +269,8 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 			break
 		}
 		picks = append(picks, p)
-		sum += p.bytes
-		if !p.share {
+		sum += n
+		if p.ev == nil {
 			copied += len(payload)
 		}
 	}
@@ -260,26 +282,48 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 	if len(picks) == 0 {
 		return nil, s.next <= s.end
 	}
-	evs := make([]kv.Event, len(picks))
 	chunk := make([]*kv.Event, len(picks))
+	evs := make([]kv.Event, len(picks)) // for the copies
 	buf := make([]byte, 0, copied)
 	for j, p := range picks {
+		if p.ev != nil {
+			chunk[j] = p.ev
+			continue
+		}
 		payload, _ := hist.payload(p.r)
-		if !p.share {
-			buf = append(buf, payload...)
-			payload = buf[len(buf)-len(payload) : len(buf) : len(buf)]
-		}
+		buf = append(buf, payload...)
 		ev := &evs[j]
-		ev.Op, ev.Key, ev.Revision, ev.Bytes = p.r.op, string(hist.key(p.r)), p.r.rev, p.bytes
-		if h.encode != nil {
-			ev.Data = payload
-		} else if p.r.op == kv.OpSet {
-			ev.Value = payload
-		}
+		ev.Op, ev.Key, ev.Revision = p.r.op, string(hist.key(p.r)), p.r.rev
+		ev.Bytes = eventOverhead + int64(len(ev.Key)+len(payload))
+		h.setPayload(ev, buf[len(buf)-len(payload):len(buf):len(buf)])
 		ev.Hold()
 		chunk[j] = ev
 	}
 	return chunk, s.next <= s.end
+}
+
+// sharedEvent returns the event of the retained change r, whose payload
+// shares the history's bytes, made once for every subscriber while it
+// lives.
+func (h *Hub) sharedEvent(r *record, payload []byte, pin int) *kv.Event {
+	if ev := h.shared[r.rev].Value(); ev != nil {
+		return ev
+	}
+	ev := &kv.Event{Change: kv.Change{Op: r.op, Key: string(h.hist.key(r)), Revision: r.rev}}
+	ev.Bytes = eventOverhead + int64(len(ev.Key)+pin)
+	h.setPayload(ev, payload)
+	h.shared[r.rev] = weak.Make(ev)
+	return ev
+}
+
+// setPayload makes payload ev's Data, or its Value when the hub does not
+// encode.
+func (h *Hub) setPayload(ev *kv.Event, payload []byte) {
+	if h.encode != nil {
+		ev.Data = payload
+	} else if ev.Op == kv.OpSet {
+		ev.Value = payload
+	}
 }
 
 // appendLocked retains c, dropping the oldest changes to make room, and
@@ -287,12 +331,12 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 func (h *Hub) appendLocked(c *kv.Change) ([]byte, int) {
 	if h.hist.n == len(h.hist.ring) {
 		h.compacted = h.hist.at(0).rev
-		h.hist.dropOldest()
+		h.dropOldestLocked()
 	}
 	payload, pin := h.hist.add(c, h.encode)
 	for h.hist.n > 1 && h.hist.bytes > h.maxBytes {
 		h.compacted = h.hist.at(0).rev
-		h.hist.dropOldest()
+		h.dropOldestLocked()
 	}
 	h.last = c.Revision
 	return payload, pin
@@ -324,7 +368,7 @@ func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.hist.n > 0 && h.hist.at(0).rev <= rev {
-		h.hist.dropOldest()
+		h.dropOldestLocked()
 	}
 	for s := range h.subs {
 		if rev > h.last && s.from <= rev || s.next <= min(rev, s.end) {
