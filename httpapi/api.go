@@ -74,12 +74,23 @@ type Options struct {
 	// Feed is the change feed served at /subscribe. Nil means none: 404.
 	Feed Feed
 	// OriginPatterns lists the origins, besides the request's own host,
-	// whose pages may open /subscribe: path.Match patterns matched against
-	// the Origin's host ("*.example.com"), or against scheme://host when
-	// the pattern holds "://" (see websocket.AcceptOptions). Other
-	// cross-origin handshakes get 403. Nil means same-origin only.
-	// Requests without an Origin header (not from a browser) are allowed.
+	// whose pages may open /subscribe and send writes (every request but
+	// GET and HEAD): path.Match patterns matched against the Origin's host
+	// ("*.example.com"), or against scheme://host when the pattern holds
+	// "://" (see websocket.AcceptOptions). Other cross-origin handshakes
+	// and writes get 403, and so do writes without Origin whose
+	// Sec-Fetch-Site is cross-site or same-site. Nil means same-origin
+	// only. Requests without either header (not from a browser) are
+	// allowed.
 	OriginPatterns []string
+	// AllowedHosts lists the host patterns (path.Match, lower case, no
+	// port: "kvs.example.com", "*.example.com") that requests may name in
+	// their Host header; a request for another host gets 421 on every
+	// route, so that a page whose DNS name an attacker points at this
+	// server (DNS rebinding) cannot use it. IP addresses are always
+	// allowed. Nil means every host; LoopbackHosts suits a server that
+	// listens on a loopback address only.
+	AllowedHosts []string
 	// MaxSubscribers limits the /subscribe connections open at once; a
 	// handshake beyond it gets 429 with Retry-After, before the upgrade.
 	// Zero means DefaultMaxSubscribers.
@@ -118,6 +129,7 @@ type Handler struct {
 
 	feed             Feed
 	origins          []string
+	hosts            []string
 	maxSubs          int
 	progressInterval time.Duration
 	pingInterval     time.Duration
@@ -153,6 +165,7 @@ func New(opts Options) *Handler {
 
 		feed:             opts.Feed,
 		origins:          opts.OriginPatterns,
+		hosts:            opts.AllowedHosts,
 		maxSubs:          cmp.Or(opts.MaxSubscribers, DefaultMaxSubscribers),
 		progressInterval: cmp.Or(opts.ProgressInterval, 10*time.Second),
 		pingInterval:     cmp.Or(opts.PingInterval, 30*time.Second),
@@ -200,9 +213,10 @@ func New(opts Options) *Handler {
 	return h
 }
 
-// ServeHTTP checks the token, routes r, and counts the answer in /metrics.
-// Requests that match no route get the mux's 404 or 405 (with its Allow
-// header), with a JSON body.
+// ServeHTTP checks the Host, where a write comes from, the token and the
+// query string, routes r, and counts the answer in /metrics. Requests that
+// match no route get the mux's 404 or 405 (with its Allow header), with a
+// JSON body.
 //
 // The handler found is called directly, to route once: r.PathValue is
 // therefore not set, and handlers of patterns with wildcards parse
@@ -217,11 +231,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writers.Put(rw)
 	}()
 	switch {
+	case !hostAllowed(r.Host, h.hosts):
+		h.writeError(rw, r, misdirected(r.Host))
+	case isWrite(r.Method) && checkCrossSite(r, h.origins) != nil:
+		h.writeError(rw, r, checkCrossSite(r, h.origins))
 	case h.auth != nil && !exempt(pattern) && !h.auth.allowed(r):
 		writeUnauthorized(rw)
 	case pattern == "":
 		rw.jsonErrors = true
 		handler.ServeHTTP(rw, r)
+	case checkQuery(r.URL.RawQuery) != nil:
+		h.writeError(rw, r, checkQuery(r.URL.RawQuery))
 	default:
 		handler.ServeHTTP(rw, r)
 	}

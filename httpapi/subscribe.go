@@ -8,7 +8,6 @@ import (
 	"iter"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -453,28 +452,11 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) error {
 // one of patterns, as websocket.Accept does; any other gets 403.
 func checkOrigin(r *http.Request, patterns []string) error {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || originAllowed(r, origin, patterns) {
 		return nil
 	}
-	forbidden := &statusError{http.StatusForbidden, "cross-origin WebSocket handshake from " + strconv.Quote(origin) +
+	return &statusError{http.StatusForbidden, "cross-origin WebSocket handshake from " + strconv.Quote(origin) +
 		" refused: kvsd allows its own origin and those in -allowed-origins"}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return forbidden
-	}
-	if strings.EqualFold(r.Host, u.Host) {
-		return nil
-	}
-	for _, p := range patterns {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, err := path.Match(strings.ToLower(p), strings.ToLower(target)); ok && err == nil {
-			return nil
-		}
-	}
-	return forbidden
 }
 
 // ValidOriginPattern reports whether p is a valid pattern for

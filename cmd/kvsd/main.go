@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,9 +32,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			return // -h: the usage went to stdout
 		}
 		fmt.Fprintln(os.Stderr, "kvsd:", err)
 		os.Exit(1)
@@ -64,6 +65,7 @@ type config struct {
 	tokenFile         string
 	tlsCert, tlsKey   string
 	allowedOrigins    []string
+	allowedHosts      []string // nil: the default for the listener
 	maxSubscribers    int
 	maxBodyBytes      int
 	readHeaderTimeout time.Duration
@@ -72,11 +74,12 @@ type config struct {
 }
 
 // parseConfig reads flags from args, and for each flag not given there,
-// its environment twin from getenv.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// its environment twin from getenv. Asked for help (-h), it writes the
+// usage to stdout and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are returned, the usage printed below
 	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
 	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data), memory (nothing is written to disk) or kafka (a topic shared by several kvsd, see -kafka-brokers)")
 	fs.StringVar(&c.data, "data", "./kvs-data", "the file backend's data directory (created if missing)")
@@ -98,6 +101,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the private key of -tls-cert (PEM)")
 	var origins string
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
+	var hosts string
+	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated host patterns (*.example.com) that requests may name in their Host header, against DNS rebinding; IP addresses are always allowed; * allows every host (default: localhost and *.localhost when listening on a loopback address only, else every host)")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
@@ -110,11 +115,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (run kvsd -h for the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, fmt.Errorf("unexpected argument %q: kvsd takes flags only (run kvsd -h for them)", fs.Arg(0))
 	}
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -133,6 +142,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	for o := range strings.SplitSeq(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.allowedOrigins = append(c.allowedOrigins, o)
+		}
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			c.allowedHosts = append(c.allowedHosts, h)
 		}
 	}
 	if err := c.checkSecurity(); err != nil {
@@ -198,6 +212,11 @@ func (c *config) checkSecurity() error {
 			return fmt.Errorf("-allowed-origins: bad pattern %q", o)
 		}
 	}
+	for _, h := range c.allowedHosts {
+		if !httpapi.ValidHostPattern(h) {
+			return fmt.Errorf("-allowed-hosts: bad pattern %q: a host name pattern, without scheme or port", h)
+		}
+	}
 	switch {
 	case c.maxSubscribers <= 0:
 		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
@@ -216,8 +235,8 @@ func (c *config) checkSecurity() error {
 const deadlineTick = 100 * time.Millisecond
 
 // run serves until ctx is done, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
 		return err
 	}
@@ -294,6 +313,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
 			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
 	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	loopback := net.ParseIP(hostOf(ln.Addr())).IsLoopback()
+	hosts := cfg.allowedHosts
+	switch {
+	case slices.Contains(hosts, "*"):
+		hosts = nil
+	case hosts == nil && loopback:
+		hosts = httpapi.LoopbackHosts
+	}
+	ln = newSweepListener(ln, deadlineTick)
 	api := httpapi.New(httpapi.Options{
 		Store:          store,
 		Feed:           feed{hub},
@@ -306,16 +339,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		LogStats:       logStats,
 		ExtraMetrics:   feedMetrics(hub, extra),
 		OriginPatterns: cfg.allowedOrigins,
+		AllowedHosts:   hosts,
 		MaxSubscribers: cfg.maxSubscribers,
 		DisableUI:      !cfg.ui,
 	})
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		store.Close()
-		return err
-	}
-	ln = newSweepListener(ln, deadlineTick)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
@@ -326,10 +354,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog:          slog.NewLogLogger(lh, slog.LevelWarn),
 		TLSConfig:         tlsConfig,
 	}
-	if cfg.token == "" {
-		if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
-			log.Warn("no -token: anyone who can reach this address can read and change every key")
-		}
+	if cfg.token == "" && !loopback {
+		log.Warn("no -token: anyone who can reach this address can read and change every key")
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "backend", cfg.backend, "tls", tlsConfig != nil, "token", cfg.token != "")
 	served := make(chan error, 1)
@@ -370,6 +396,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		err = nil
 	}
 	return err
+}
+
+// hostOf returns the host of a listener's address.
+func hostOf(a net.Addr) string {
+	host, _, _ := net.SplitHostPort(a.String())
+	return host
 }
 
 // feed serves a bus.Hub as the change feed of httpapi.
