@@ -1,6 +1,7 @@
 // Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
-// the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
-// /metrics in the Prometheus text format, and a web console at /.
+// the /subscribe change feed over WebSocket, /healthz and /readyz, /login
+// and /logout, /metrics in the Prometheus text format, and a web console
+// at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
@@ -61,6 +62,14 @@ type Options struct {
 	// is 401, the same whether the token was missing or wrong. Empty means
 	// no authentication.
 	Token string
+	// SessionTTL is how long a session that POST /login starts lasts:
+	// its cookie is refused after that. Zero means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// WrongTokenBurst is how many wrong tokens (to /login, or as a bearer
+	// token) one client address may present before it is slowed to one a
+	// second; meanwhile its requests with a token get 429. IPv6 addresses
+	// count by /64. Zero means 10.
+	WrongTokenBurst int
 	// Pprof mounts net/http/pprof's handlers under /debug/pprof/ (behind
 	// Token like every route). False, the default, leaves them out.
 	Pprof bool
@@ -159,7 +168,7 @@ func New(opts Options) *Handler {
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
-		auth:         newAuth(opts.Token),
+		auth:         newAuth(opts.Token, cmp.Or(opts.SessionTTL, DefaultSessionTTL), cmp.Or(opts.WrongTokenBurst, 10)),
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
 
@@ -196,6 +205,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("POST /login", h.login)
+	h.mux.HandleFunc("POST /logout", h.logout)
 	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
 	if opts.Pprof {
 		// net/http/pprof also registers these on http.DefaultServeMux when
@@ -235,8 +245,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(rw, r, misdirected(r.Host))
 	case isWrite(r.Method) && checkCrossSite(r, h.origins) != nil:
 		h.writeError(rw, r, checkCrossSite(r, h.origins))
-	case h.auth != nil && !exempt(pattern) && !h.auth.allowed(r):
-		writeUnauthorized(rw)
+	case h.auth != nil && !exempt(pattern) && !h.authorize(rw, r, pattern):
+		// authorize answered
 	case pattern == "":
 		rw.jsonErrors = true
 		handler.ServeHTTP(rw, r)

@@ -28,6 +28,9 @@ const (
 	// StatusCompacted closes a subscriber whose next revision is no longer
 	// retained; the reason names the oldest retained revision.
 	StatusCompacted websocket.StatusCode = 4410
+	// StatusSessionEnded closes a subscriber whose login session (the
+	// cookie of POST /login) expired or was ended by POST /logout.
+	StatusSessionEnded websocket.StatusCode = 4401
 )
 
 // Feed is the change feed that /subscribe serves.
@@ -122,7 +125,7 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the client
 	}
 	defer c.CloseNow()
-	h.serveFeed(c, cw.conn, sub)
+	h.serveFeed(c, cw.conn, sub, h.feedSession(r))
 }
 
 // A burst, written with one system call, holds at most maxBurst events
@@ -135,10 +138,11 @@ const (
 )
 
 // serveFeed writes sub's events to c until the subscription or the
-// connection ends, then closes c with a code that says why and where to
-// resume. Events already queued are written together, as one burst: one
-// system call for many events when the subscriber is behind.
-func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
+// connection ends, or sess (when not nil) expires or is revoked, then
+// closes c with a code that says why and where to resume. Events already
+// queued are written together, as one burst: one system call for many
+// events when the subscriber is behind.
+func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, sess *session) {
 	ctx, cancel := context.WithCancel(h.base)
 	var wg sync.WaitGroup
 	defer wg.Wait()    // 3. for the reader and the pinger to return
@@ -170,6 +174,12 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 
 	progress := time.NewTimer(h.jitter())
 	defer progress.Stop()
+	var expired <-chan time.Time
+	if sess != nil {
+		t := time.NewTimer(time.Until(sess.exp))
+		defer t.Stop()
+		expired = t.C
+	}
 	var lastSent time.Time // of the last burst of events
 	for {
 		select {
@@ -192,6 +202,10 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			}
 			lastSent = time.Now()
 		case <-progress.C:
+			if sess != nil && h.auth.isRevoked(sess.id) {
+				h.closeSession(c, f.pos, "ended by /logout")
+				return
+			}
 			// Not idle: wait until a progress interval after the last
 			// event (moving the timer at each event would cost more).
 			if wait := time.Until(lastSent.Add(h.jitter())); wait > h.progressInterval/8 {
@@ -227,6 +241,9 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			}
 			h.metrics.progressSent.Add(1)
 			progress.Reset(h.jitter())
+		case <-expired:
+			h.closeSession(c, f.pos, "expired")
+			return
 		case <-ctx.Done():
 			if h.base.Err() != nil {
 				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
@@ -329,6 +346,12 @@ func (h *Handler) closeFeed(c *websocket.Conn, err error, pos int64) {
 	default:
 		c.Close(websocket.StatusInternalError, "feed ended, resume from "+resume)
 	}
+}
+
+// closeSession closes c because the login session that authorized it has
+// ended (how).
+func (h *Handler) closeSession(c *websocket.Conn, pos int64, how string) {
+	c.Close(StatusSessionEnded, "session "+how+": log in again, then resume from "+strconv.FormatInt(pos+1, 10))
 }
 
 // discardReads reads and drops whatever the client sends, so that control

@@ -63,6 +63,7 @@ type config struct {
 
 	token             string
 	tokenFile         string
+	sessionTTL        time.Duration
 	tlsCert, tlsKey   string
 	allowedOrigins    []string
 	allowedHosts      []string // nil: the default for the listener
@@ -97,6 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
 	fs.StringVar(&c.tokenFile, "token-file", "", "read the token from this file (its first line)")
+	fs.DurationVar(&c.sessionTTL, "session-ttl", httpapi.DefaultSessionTTL, "how long a browser session of POST /login lasts before the token must be entered again")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS and WSS with this certificate (PEM; with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the private key of -tls-cert (PEM)")
 	var origins string
@@ -226,6 +228,8 @@ func (c *config) checkSecurity() error {
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
 		return fmt.Errorf("-idle-timeout %v: must be positive", c.idleTimeout)
+	case c.sessionTTL < time.Second:
+		return fmt.Errorf("-session-ttl %v: must be a second or more", c.sessionTTL)
 	}
 	return nil
 }
@@ -335,6 +339,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Ready:          ready,
 		Logger:         log,
 		Token:          cfg.token,
+		SessionTTL:     cfg.sessionTTL,
 		Pprof:          cfg.pprof,
 		LogStats:       logStats,
 		ExtraMetrics:   feedMetrics(hub, extra),
