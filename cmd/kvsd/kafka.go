@@ -60,6 +60,7 @@ func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*
 		Topic:             c.topic,
 		ReplicationFactor: c.replicationFactor,
 		WriteTimeout:      c.writeTimeout,
+		MaxValueBytes:     maxValueBytes,
 		MaxBatchBytes:     max(1<<20, maxValueBytes+64<<10),
 		OnGap:             hub.Forget,
 		Logger:            log,

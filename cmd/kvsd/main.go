@@ -309,6 +309,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
 				{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
 				{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
+				{Name: "kvs_kafka_skipped_records_total", Help: "Kafka records skipped because they break the rules of a change (key, value, kvs headers); each is logged.", Type: "counter", Value: float64(kl.Skipped())},
 			}
 		}
 	}
