@@ -121,28 +121,44 @@ func (h *Hub) Publish(changes []kv.Change) {
 			panic("bus: publish out of revision order")
 		}
 		payload, pin := h.appendLocked(c)
-		var ev *kv.Event // made for the first subscriber that wants it
+		var (
+			ev      *kv.Event // made for the first subscriber that wants it
+			counted bool      // ev counts towards the total
+			queued  int32     // subscribers it was queued to
+		)
 		for s := range h.subs {
 			if c.Revision < s.from || !s.filter.match(c.Key) {
 				continue
 			}
 			if ev == nil {
 				ev = h.event(c, payload, pin)
+				// Hold it for the loop, so that transports letting go
+				// of it meanwhile never find it without holders; the
+				// count of subscribers is added once, after the loop.
+				ev.Hold(publishing)
+				counted = h.countLocked(ev.Bytes)
 			}
-			if !h.chargeLocked(s, ev.Bytes, ev.Hold()) {
-				ev.Release()
+			if !counted || !h.roomLocked(s, ev.Bytes) {
 				h.dropLocked(s, kv.ErrSlowConsumer)
 				continue
 			}
+			s.held.Add(ev.Bytes)
 			select {
 			case s.c <- ev:
+				queued++
 			default:
-				s.Done(ev)
+				s.held.Add(-ev.Bytes)
 				h.dropLocked(s, kv.ErrSlowConsumer)
 			}
 		}
+		if ev != nil && ev.Hold(queued-publishing) == 0 && counted {
+			h.held.Add(-ev.Bytes) // every subscriber let go of it already
+		}
 	}
 }
+
+// publishing is the hold Publish keeps on an event while it queues it.
+const publishing = 1 << 30
 
 // eventOverhead is what an event takes beside its key and data: the
 // struct, and a pointer to it in a queue.
@@ -180,21 +196,32 @@ func (h *Hub) dropOldestLocked() {
 	h.hist.dropOldest()
 }
 
-// chargeLocked counts n more bytes against s, and against the total when
-// first (the event had no holder yet), and reports whether the bounds
-// allow it; when they do not, it counts nothing. Only chargeLocked raises
-// the counts, under mu, so they can only have fallen since it read them.
-func (h *Hub) chargeLocked(s *Subscription, n int64, first bool) bool {
-	if held := s.held.Load(); held > 0 && held+n > h.subBytes {
+// roomLocked reports whether s may hold n more bytes: whether it holds
+// nothing yet, or what it holds and n stay within BufferBytes.
+func (h *Hub) roomLocked(s *Subscription, n int64) bool {
+	held := s.held.Load()
+	return held == 0 || held+n <= h.subBytes
+}
+
+// countLocked counts n more bytes towards the total, if that stays within
+// TotalBufferBytes, and reports whether it did. Only countLocked raises
+// the total, under mu, so that it can only have fallen since it read it.
+func (h *Hub) countLocked(n int64) bool {
+	total := h.held.Load() + n
+	if total > h.totalBytes {
 		return false
 	}
-	if first {
-		total := h.held.Load() + n
-		if total > h.totalBytes {
-			return false
-		}
-		h.held.Add(n)
-		h.peak = max(h.peak, total)
+	h.held.Add(n)
+	h.peak = max(h.peak, total)
+	return true
+}
+
+// chargeLocked counts n more bytes against s, and against the total when
+// first (the event had no holder yet), and reports whether the bounds
+// allow it; when they do not, it counts nothing.
+func (h *Hub) chargeLocked(s *Subscription, n int64, first bool) bool {
+	if !h.roomLocked(s, n) || first && !h.countLocked(n) {
+		return false
 	}
 	s.held.Add(n)
 	return true
@@ -254,7 +281,7 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 		}
 		first := true
 		if p.ev != nil {
-			first = p.ev.Hold()
+			first = p.ev.Hold(1) == 1
 		}
 		if !h.chargeLocked(s, n, first) {
 			if p.ev != nil {
@@ -296,7 +323,7 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 		ev.Op, ev.Key, ev.Revision = p.r.op, string(hist.key(p.r)), p.r.rev
 		ev.Bytes = eventOverhead + int64(len(ev.Key)+len(payload))
 		h.setPayload(ev, buf[len(buf)-len(payload):len(buf):len(buf)])
-		ev.Hold()
+		ev.Hold(1)
 		chunk[j] = ev
 	}
 	return chunk, s.next <= s.end

@@ -131,7 +131,8 @@ type Handler struct {
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
 	writers  sync.Pool // of *responseWriter
 
-	auth         *auth // nil: no token
+	auth         *auth            // nil: no token
+	now          func() time.Time // the clock of sessions and the wrong-token limit; tests replace it
 	metrics      metrics
 	logStats     func() kv.LogStats
 	extraMetrics func() []Sample
@@ -169,6 +170,7 @@ func New(opts Options) *Handler {
 		mux:      http.NewServeMux(),
 
 		auth:         newAuth(opts.Token, cmp.Or(opts.SessionTTL, DefaultSessionTTL), cmp.Or(opts.WrongTokenBurst, 10)),
+		now:          time.Now,
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
 

@@ -169,7 +169,7 @@ func (h *Handler) feedSession(r *http.Request) *session {
 	if token, ok := bearer(r); ok && h.auth.validToken(token) {
 		return nil
 	}
-	id, exp, ok := h.auth.cookieSession(r, time.Now())
+	id, exp, ok := h.auth.cookieSession(r, h.now())
 	if !ok {
 		return nil
 	}
@@ -206,7 +206,7 @@ func (a *auth) revoke(id sessionID, exp time.Time, now time.Time) {
 // When it does not, it has answered r: 401, or 429 to an address that
 // presented too many wrong tokens, which is not checked (see limiter).
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, pattern string) bool {
-	a, now := h.auth, time.Now()
+	a, now := h.auth, h.now()
 	if _, exp, ok := a.cookieSession(r, now); ok {
 		w.Header().Set(SessionHeader, exp.UTC().Format(time.RFC3339))
 		return true
@@ -225,9 +225,10 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, pattern stri
 func (h *Handler) checkToken(w http.ResponseWriter, r *http.Request, pattern, token string, now time.Time) bool {
 	addr := clientAddr(r)
 	if wait, ok := h.auth.wrong.allow(addr, now); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		secs := strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))) // rounded up
+		w.Header().Set("Retry-After", secs)
 		writeJSON(w, http.StatusTooManyRequests, appendError(nil,
-			"too many wrong tokens from this address: try again in "+strconv.Itoa(int(wait.Seconds())+1)+" s", false, nil))
+			"too many wrong tokens from this address: try again in "+secs+" s", false, nil))
 		return false
 	}
 	if h.auth.validToken(token) {
@@ -293,7 +294,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 		return
 	}
-	now := time.Now()
+	now := h.now()
 	if !h.checkToken(w, r, "POST /login", *req.Token, now) {
 		return
 	}
@@ -318,7 +319,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if h.auth != nil {
-		now := time.Now()
+		now := h.now()
 		for _, c := range r.CookiesNamed(CookieName) {
 			if id, exp, ok := h.auth.session(c.Value, now); ok {
 				h.auth.revoke(id, exp, now)

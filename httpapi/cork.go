@@ -95,13 +95,6 @@ func (c *corkConn) writeTextDirect(p []byte) error {
 	return err
 }
 
-// buffered returns the bytes the corked buffer holds.
-func (c *corkConn) buffered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.buf)
-}
-
 // appendTextFrame appends a final, unmasked text frame holding p to b.
 func appendTextFrame(b, p []byte) []byte {
 	return append(appendTextHeader(b, len(p)), p...)

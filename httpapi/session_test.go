@@ -1,15 +1,11 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -110,8 +106,19 @@ func TestSessionEndsFeed(t *testing.T) {
 			}
 		}
 	}
-	_, cookie := login(t, http.DefaultClient, e.srv.URL, testToken)
-	expiring := dial(http.Header{"Cookie": {httpapi.CookieName + "=" + cookie}})
+	var expiring *websocket.Conn
+	for expiring == nil { // again if the session expired before the dial (a slow machine)
+		_, cookie := login(t, http.DefaultClient, e.srv.URL, testToken)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		c, resp, err := websocket.Dial(ctx, e.ws, &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {httpapi.CookieName + "=" + cookie}}})
+		cancel()
+		if err == nil {
+			expiring = c
+			t.Cleanup(func() { c.CloseNow() })
+		} else if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatal(err)
+		}
+	}
 	token := dial(http.Header{"Authorization": {"Bearer " + testToken}})
 	if ce := closedWith(expiring); ce.Code != httpapi.StatusSessionEnded || !strings.Contains(ce.Reason, "session expired") {
 		t.Fatalf("feed of an expiring session: got %v, want close 4401", ce)
@@ -127,7 +134,7 @@ func TestSessionEndsFeed(t *testing.T) {
 
 	long := newFeedEnv(t, bus.Options{}, httpapi.Options{Token: testToken, ProgressInterval: 100 * time.Millisecond})
 	e = long
-	_, cookie = login(t, http.DefaultClient, e.srv.URL, testToken)
+	_, cookie := login(t, http.DefaultClient, e.srv.URL, testToken)
 	header := http.Header{"Cookie": {httpapi.CookieName + "=" + cookie}}
 	revoked := dial(header)
 	if a := request(t, e.srv.URL, "POST", "/logout", "", map[string]string{"Cookie": header.Get("Cookie")}); a.code != 200 {
@@ -135,79 +142,5 @@ func TestSessionEndsFeed(t *testing.T) {
 	}
 	if ce := closedWith(revoked); ce.Code != httpapi.StatusSessionEnded || !strings.Contains(ce.Reason, "/logout") {
 		t.Fatalf("feed of a session ended by /logout: got %v, want close 4401", ce)
-	}
-}
-
-// syncBuf is a concurrency-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// TestWrongTokenLimit: an address that presents WrongTokenBurst wrong
-// tokens (to /login or as a bearer token) gets 429 with Retry-After for
-// its next ones, unchecked (the right token too), until a try comes back
-// a second later; sessions it already has still work. Each wrong token is
-// logged with the address, never the token.
-func TestWrongTokenLimit(t *testing.T) {
-	var logs syncBuf
-	e := newFeedEnv(t, bus.Options{}, httpapi.Options{Token: testToken, WrongTokenBurst: 3,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	_, cookie := login(t, http.DefaultClient, e.srv.URL, testToken)
-	guesses := []string{"guess-number-1", "guess-number-2", "guess-number-3"}
-	if a := do(t, "POST", e.srv.URL+"/login", `{"Token":"`+guesses[0]+`"}`); a.code != 401 {
-		t.Fatalf("wrong token 1 to /login: %d", a.code)
-	}
-	for _, g := range guesses[1:] {
-		if a := request(t, e.srv.URL, "GET", "/getall", "", map[string]string{"Authorization": "Bearer " + g}); a.code != 401 {
-			t.Fatalf("wrong bearer token %s: %d", g, a.code)
-		}
-	}
-	for _, tt := range []struct{ method, path, body, auth string }{
-		{"POST", "/login", `{"Token":"` + testToken + `"}`, ""},
-		{"GET", "/getall", "", "Bearer " + testToken},
-		{"GET", "/getall", "", "Bearer guess-number-4"},
-	} {
-		a := request(t, e.srv.URL, tt.method, tt.path, tt.body, map[string]string{"Authorization": tt.auth})
-		wantJSONError(t, tt.method+" "+tt.path+" "+tt.auth, a, 429, "too many wrong tokens")
-		if s, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || s < 1 || s > 2 {
-			t.Fatalf("Retry-After %q, want 1 or 2 s", a.header.Get("Retry-After"))
-		}
-	}
-	if a := request(t, e.srv.URL, "GET", "/getall", "", map[string]string{"Cookie": httpapi.CookieName + "=" + cookie}); a.code != 200 {
-		t.Fatalf("a session of the limited address: got %d, want 200", a.code)
-	}
-	if a := request(t, e.srv.URL, "GET", "/getall", "", nil); a.code != 401 {
-		t.Fatalf("no token from the limited address: got %d, want 401", a.code)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		a := request(t, e.srv.URL, "GET", "/getall", "", map[string]string{"Authorization": "Bearer " + testToken})
-		if a.code == 200 {
-			break
-		}
-		if a.code != 429 || time.Now().After(deadline) {
-			t.Fatalf("the right token, later: got %d, want 429 then 200", a.code)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	out := logs.String()
-	if n := strings.Count(out, "wrong token"); n != 3 || !strings.Contains(out, "remote=127.0.0.1") {
-		t.Fatalf("logs name %d wrong tokens (want 3, with the address):\n%s", n, out)
-	}
-	if strings.Contains(out, "guess-number") || strings.Contains(out, testToken) {
-		t.Fatalf("the logs hold a token:\n%s", out)
 	}
 }

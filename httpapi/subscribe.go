@@ -256,13 +256,14 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 // feed is one subscriber's writing side. Between cork and flush, its
 // writes only fill a buffer, but for large events.
 type feed struct {
-	h    *Handler
-	c    *websocket.Conn
-	cc   *corkConn
-	sub  Subscription
-	pos  int64       // the revision up to which the client has every matching change
-	buf  []byte      // for progress events
-	held []*kv.Event // received and not yet Done: written since the last flush
+	h     *Handler
+	c     *websocket.Conn
+	cc    *corkConn
+	sub   Subscription
+	pos   int64       // the revision up to which the client has every matching change
+	buf   []byte      // for progress events
+	held  []*kv.Event // received and not yet Done: written since the last flush
+	burst int         // bytes of events copied into the corked buffer since the last flush
 }
 
 // add writes ev into the corked buffer, or on its own when it is large.
@@ -289,13 +290,14 @@ func (f *feed) write(data []byte) bool {
 		return f.cc.writeTextDirect(data) == nil
 	}
 	f.cc.writeText(data)
+	f.burst += len(data)
 	return true
 }
 
 // addQueued adds the events already queued, up to a burst. It reports
 // false when the subscription has ended or the connection failed.
 func (f *feed) addQueued() bool {
-	for len(f.held) < maxBurst && f.cc.buffered() < burstBytes {
+	for len(f.held) < maxBurst && f.burst < burstBytes {
 		select {
 		case ev, ok := <-f.sub.C():
 			if !ok {
@@ -317,6 +319,7 @@ func (f *feed) addQueued() bool {
 func (f *feed) flush() bool {
 	err := f.cc.flush()
 	f.let()
+	f.burst = 0
 	return err == nil
 }
 

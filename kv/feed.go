@@ -37,9 +37,9 @@ type Event struct {
 	holders atomic.Int32
 }
 
-// Hold records one more holder of e (a subscriber's queue, or its
-// transport until it has written e) and reports whether e had none.
-func (e *Event) Hold() bool { return e.holders.Add(1) == 1 }
+// Hold records n more holders of e (a subscriber's queue, or its transport
+// until it has written e; n may be negative) and returns how many it has.
+func (e *Event) Hold(n int32) int32 { return e.holders.Add(n) }
 
 // Release records that a holder let go of e and reports whether it was the
 // last one.
