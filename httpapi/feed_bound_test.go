@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
 // dialSlow opens a subscription through a socket with a small receive
@@ -25,16 +24,7 @@ func (e *feedEnv) dialSlow(t *testing.T, query string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				err = c.(*net.TCPConn).SetReadBuffer(128 << 10)
-			}
-			return c, err
-		},
-	}}
-	c, _, err := websocket.Dial(ctx, e.ws+query, &websocket.DialOptions{HTTPClient: client})
+	c, _, err := websocket.Dial(ctx, e.ws+query, &websocket.DialOptions{HTTPClient: kvstest.SmallReceiveBuffer(128 << 10)})
 	if err != nil {
 		t.Fatal(err)
 	}

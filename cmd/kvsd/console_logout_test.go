@@ -1,13 +1,8 @@
 package main_test
 
 import (
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/kvsdb/kvs/bus"
-	"github.com/kvsdb/kvs/httpapi"
-	"github.com/kvsdb/kvs/kv"
 )
 
 // TestConsoleLogout checks the console's log-out control against a server
@@ -17,19 +12,7 @@ import (
 // again; a reload then finds no session either.
 func TestConsoleLogout(t *testing.T) {
 	b := startBrowser(t)
-	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
-	store := kv.New(kv.Options{Publisher: hub})
-	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}, Token: "s3cret"})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() {
-		api.Shutdown(t.Context())
-		srv.Close()
-		hub.Close()
-		store.Close()
-	})
-	if _, err := store.Set(t.Context(), "secret-key", []byte(`"secret value"`)); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, hub := tokenServer(t, "s3cret")
 
 	b.open(srv.URL + "/")
 	b.waitFor("the login form", `!document.getElementById('login').hidden && document.body.dataset.state === 'login'`)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -120,16 +119,7 @@ func feedMemory(b *testing.B, mode string, n int) {
 func dialNotReading(b *testing.B, srv *kvstest.Server, query string) *websocket.Conn {
 	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				err = c.(*net.TCPConn).SetReadBuffer(128 << 10)
-			}
-			return c, err
-		},
-	}}
-	c, _, err := websocket.Dial(ctx, "ws://"+srv.Addr+"/subscribe"+query, &websocket.DialOptions{HTTPClient: client})
+	c, _, err := websocket.Dial(ctx, "ws://"+srv.Addr+"/subscribe"+query, &websocket.DialOptions{HTTPClient: kvstest.SmallReceiveBuffer(128 << 10)})
 	if err != nil {
 		b.Fatal(err)
 	}
