@@ -1,7 +1,7 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
-// the /subscribe change feed over WebSocket, /healthz and /readyz, /login
-// and /logout, /metrics in the Prometheus text format, and a web console
-// at /.
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /list,
+// /getall, the /subscribe change feed over WebSocket, /healthz and /readyz,
+// /login and /logout, /metrics in the Prometheus text format, and a web
+// console at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
@@ -203,6 +203,8 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("DELETE /delete", h.del)
 	h.mux.HandleFunc("GET /getall", h.getall)
 	h.mux.HandleFunc("POST /getall", h.getall)
+	h.mux.HandleFunc("GET /list", h.list)
+	h.mux.HandleFunc("POST /list", h.list)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)

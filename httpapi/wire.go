@@ -1,50 +1,27 @@
 package httpapi
 
-import "encoding/json"
+import "github.com/kvsdb/kvs/wire"
 
-// The wire types below are the JSON bodies of the HTTP API, for clients
-// such as kvscli. Field names are the ones on the wire.
+// The JSON bodies of the API are defined in package wire, which clients
+// import without linking the server. The names below are the same types,
+// kept so that code written against httpapi keeps compiling; new code uses
+// package wire.
 
-// Entry is the answer to /get, and the current entry of a 409.
-type Entry struct {
-	Key            string
-	Value          json.RawMessage
-	Revision       int64
-	CreateRevision int64
-	Version        int64
-}
+// Entry is wire.Entry.
+type Entry = wire.Entry
 
-// WriteRequest is the body of /set and /delete. IfRevision, when not nil,
-// makes the change conditional on the key's current revision (0 = absent).
-type WriteRequest struct {
-	Key        string
-	Value      json.RawMessage `json:",omitempty"`
-	IfRevision *int64          `json:",omitempty"`
-}
+// WriteRequest is wire.WriteRequest.
+type WriteRequest = wire.WriteRequest
 
-// WriteResult is the answer to a successful /set or /delete.
-type WriteResult struct {
-	Key      string
-	Revision int64
-}
+// WriteResult is wire.WriteResult.
+type WriteResult = wire.WriteResult
 
-// Error is the body of every error answer. Current is set only on a 409,
-// where it holds the key's current entry, or JSON null if the key is absent.
-type Error struct {
-	Error   string `json:"error"`
-	Current *Entry `json:",omitempty"`
-}
+// Error is wire.Error.
+type Error = wire.Error
 
-// Event is one message of the change feed: Type is "set", "delete" or
-// "progress". A progress event carries only a Revision: every matching
-// change up to it has been sent.
-type Event struct {
-	Type     string
-	Key      string          `json:",omitempty"`
-	Value    json.RawMessage `json:",omitempty"`
-	Revision int64
-}
+// Event is wire.Event.
+type Event = wire.Event
 
-// RevisionHeader is the response header of /getall that holds the revision
-// the listing is consistent with.
-const RevisionHeader = "Kvs-Revision"
+// RevisionHeader is wire.RevisionHeader: the revision a listing is
+// consistent with.
+const RevisionHeader = wire.RevisionHeader
