@@ -5,8 +5,10 @@
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
-// /login and the web console's page needs the token. A Handler is safe for
-// concurrent use.
+// /login, /logout and the web console's page needs the token. Before any
+// route, a request must name an allowed Host, a write must not come from
+// another site's page, and a query parameter may be given once. A Handler
+// is safe for concurrent use.
 package httpapi
 
 import (
@@ -56,11 +58,11 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Token, when not empty, is the secret that every request needs, as
-	// the header "Authorization: Bearer <token>" or as the cookie that
-	// POST /login sets (CookieName), except GET /healthz, POST /login and
-	// the web console's page (GET /{$}, GET /ui/...). Without it the answer
-	// is 401, the same whether the token was missing or wrong. Empty means
-	// no authentication.
+	// the header "Authorization: Bearer <token>" or as the session cookie
+	// that POST /login sets (CookieName), except GET /healthz, POST /login,
+	// POST /logout and the web console's page (GET /{$}, GET /ui/...).
+	// Without it the answer is 401, the same whether the token was missing
+	// or wrong. Empty means no authentication.
 	Token string
 	// SessionTTL is how long a session that POST /login starts lasts:
 	// its cookie is refused after that. Zero means DefaultSessionTTL.

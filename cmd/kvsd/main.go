@@ -96,7 +96,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
+	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login, /logout and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
 	fs.StringVar(&c.tokenFile, "token-file", "", "read the token from this file (its first line)")
 	fs.DurationVar(&c.sessionTTL, "session-ttl", httpapi.DefaultSessionTTL, "how long a browser session of POST /login lasts before the token must be entered again")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS and WSS with this certificate (PEM; with -tls-key)")
