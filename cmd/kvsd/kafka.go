@@ -65,6 +65,7 @@ func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*
 		ReplicationFactor: c.replicationFactor,
 		WriteTimeout:      c.writeTimeout,
 		ReadTimeout:       c.readTimeout,
+		MaxValueBytes:     maxValueBytes,
 		MaxBatchBytes:     max(1<<20, maxValueBytes+64<<10),
 		OnGap:             hub.Forget,
 		Logger:            log,
