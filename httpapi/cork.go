@@ -78,10 +78,33 @@ func (c *corkConn) writeText(p []byte) {
 	c.buf = appendTextFrame(c.buf, p)
 }
 
+// writeTextDirect writes what the corked buffer holds, then a WebSocket
+// text frame holding p, without copying p; the connection stays corked.
+func (c *corkConn) writeTextDirect(p []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		panic("httpapi: writeTextDirect on an uncorked connection")
+	}
+	c.buf = appendTextHeader(c.buf, len(p))
+	_, err := c.writeLocked(c.buf)
+	c.buf = c.buf[:0]
+	if err == nil {
+		_, err = c.writeLocked(p)
+	}
+	return err
+}
+
 // appendTextFrame appends a final, unmasked text frame holding p to b.
 func appendTextFrame(b, p []byte) []byte {
+	return append(appendTextHeader(b, len(p)), p...)
+}
+
+// appendTextHeader appends the header of a final, unmasked text frame of n
+// bytes to b.
+func appendTextHeader(b []byte, n int) []byte {
 	const finText = 0x80 | 0x1
-	switch n := len(p); {
+	switch {
 	case n < 126:
 		b = append(b, finText, byte(n))
 	case n < 1<<16:
@@ -90,7 +113,7 @@ func appendTextFrame(b, p []byte) []byte {
 		b = append(b, finText, 127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	return append(b, p...)
+	return b
 }
 
 func (c *corkConn) cork() {
@@ -108,7 +131,7 @@ func (c *corkConn) flush() error {
 		return nil
 	}
 	_, err := c.writeLocked(c.buf)
-	if cap(c.buf) > 256<<10 {
+	if cap(c.buf) > 2*burstBytes {
 		c.buf = nil
 	} else {
 		c.buf = c.buf[:0]

@@ -34,7 +34,8 @@ type bench struct {
 	cfg    config
 	stderr io.Writer
 	kvs    *client.Client
-	width  int // digits of a key number (zero-padded), 0 = as is
+	read   *client.ReadOptions // of the gets: nil, or Local for -consistency local
+	width  int                 // digits of a key number (zero-padded), 0 = as is
 }
 
 func newBench(cfg config, stderr io.Writer) (*bench, error) {
@@ -52,6 +53,9 @@ func newBench(cfg config, stderr io.Writer) (*bench, error) {
 		return nil, err
 	}
 	b := &bench{cfg: cfg, stderr: stderr, kvs: kvs}
+	if cfg.local {
+		b.read = &client.ReadOptions{Local: true}
+	}
 	if cfg.keySize > 0 {
 		b.width = cfg.keySize - len(cfg.prefix) - 1
 	}
@@ -310,7 +314,7 @@ func (w *worker) do(ctx context.Context, op, key int) (int64, error) {
 	if op == opSet {
 		return w.b.kvs.Set(ctx, string(w.key), w.value, nil)
 	}
-	_, err := w.b.kvs.Get(ctx, string(w.key), nil)
+	_, err := w.b.kvs.Get(ctx, string(w.key), w.b.read)
 	return 0, err
 }
 
