@@ -84,8 +84,8 @@ func benchStore(b *testing.B, backend string) *kv.Store {
 // loaded is a memory log that starts with a state.
 type loaded struct{ rec kv.Recovery }
 
-func (l *loaded) Append([]kv.Change) error                      { return nil }
-func (l *loaded) Close() error                                  { return nil }
+func (l *loaded) Append([]kv.Change) error                        { return nil }
+func (l *loaded) Close() error                                    { return nil }
 func (l *loaded) Recover(func() ([]*kv.Entry, int64)) kv.Recovery { return l.rec }
 
 func benchSetDuringSnapshot(b *testing.B, store *kv.Store, backend string, readers int, pause time.Duration) {

@@ -39,21 +39,8 @@ func testEntries(n int) []wire.Entry {
 // writeBackup returns the backup of es at rev.
 func writeBackup(t testing.TB, es []wire.Entry, rev int64) ([]byte, wire.BackupInfo) {
 	t.Helper()
-	var buf bytes.Buffer
 	created := time.UnixMilli(1700000000123).UTC()
-	bw, err := wire.NewBackupWriter(&buf, wire.BackupHeader{Revision: rev, Entries: int64(len(es)), Created: created})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range es {
-		if err := bw.Add(&es[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := bw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes(), bw.Info()
+	return writeBackupAt(t, es, wire.BackupHeader{Revision: rev, Entries: int64(len(es)), Created: created})
 }
 
 // readBackup reads every entry of b.
@@ -386,7 +373,8 @@ func checkRoundTrip(t *testing.T, data []byte) {
 	}
 }
 
-func writeBackupAt(t *testing.T, es []wire.Entry, h wire.BackupHeader) ([]byte, wire.BackupInfo) {
+func writeBackupAt(t testing.TB, es []wire.Entry, h wire.BackupHeader) ([]byte, wire.BackupInfo) {
+	t.Helper()
 	var buf bytes.Buffer
 	bw, err := wire.NewBackupWriter(&buf, h)
 	if err != nil {
