@@ -288,11 +288,18 @@ func (k *Kafka) Close() error {
 
 func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
 	rec := k.encode(r)
-	return &proposal{rec: rec, size: len(r.Key) + len(r.Value) + 128, done: done}
+	size := len(r.Key) + len(r.Value) + 128
+	if r.Txn != nil {
+		size = rec.Value.Len() + 128
+	}
+	return &proposal{rec: rec, size: size, done: done}
 }
 
 // encode returns the Kafka record of r.
 func (k *Kafka) encode(r kv.Record) kafka.Record {
+	if r.Txn != nil {
+		return k.encodeTxnRecord(r.Txn, r.Request)
+	}
 	h := make([]kafka.Header, 0, 5)
 	num := func(key string, n int64) {
 		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
@@ -333,6 +340,9 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 	value, err := kafka.ReadAll(m.Value)
 	if err != nil {
 		return r, err
+	}
+	if string(key) == TxnKey {
+		return k.decodeTxnRecord(m, value)
 	}
 	r.Key = string(key)
 	if !kv.ValidKey(r.Key) {
@@ -660,13 +670,26 @@ func (k *Kafka) fetchLoop() {
 			k.mu.Lock()
 			replaying := !k.caughtUp
 			k.mu.Unlock()
-			if replaying {
+			switch {
+			case replaying && r.Txn != nil:
+				r.Isolated = k.sawGap && !k.sawAll(txnKeys(r.Txn))
+			case replaying:
 				if _, ok := k.seen[r.Key]; !ok {
 					r.Isolated = k.sawGap
 					k.seen[r.Key] = struct{}{}
 				}
 			}
 			recs = append(recs, r)
+			if r.Txn != nil && r.Isolated {
+				// Decided against keys whose records compaction may have
+				// removed: this instance may decide it otherwise than
+				// those that applied every record. Its restores repair
+				// the state; the feed cannot vouch for its revision.
+				recs = k.flushApply(recs)
+				if k.opts.OnGap != nil {
+					k.opts.OnGap(r.Revision)
+				}
+			}
 		}
 		recs = k.flushApply(recs)
 		k.advance(next)
@@ -686,8 +709,14 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	last := make(map[string]int64, len(recs))
 	k.pmu.Lock()
 	for i := range recs {
-		delete(k.pending, recs[i].Key)
-		last[recs[i].Key] = recs[i].Revision
+		keys := []string{recs[i].Key}
+		if recs[i].Txn != nil {
+			keys = recs[i].Txn.WriteKeys()
+		}
+		for _, key := range keys {
+			delete(k.pending, key)
+			last[key] = recs[i].Revision
+		}
 	}
 	kicked := false
 	for _, r := range restores {

@@ -83,7 +83,7 @@ func (h *Hub) Publish(changes []kv.Change) {
 	}
 	for i := range changes {
 		c := &changes[i]
-		if c.Revision <= h.last {
+		if c.Revision < h.last || c.Revision == h.last && (i == 0 || changes[i-1].Revision != c.Revision) {
 			panic("bus: publish out of revision order")
 		}
 		payload := h.appendLocked(c)

@@ -86,6 +86,12 @@ type Record struct {
 	// count). When the record's outcome differs from its claim, the store
 	// takes the claim, which is what the proposer saw happen; an isolated
 	// restore is always taken.
+	//
+	// On a transaction, Isolated means that the log delivered no record of
+	// some key the transaction tests or writes since records were removed:
+	// the store applies it as decided but does not publish it, and the log
+	// tells the feed that its revision cannot be delivered. The restores
+	// that follow it repair what it changed.
 	Isolated bool
 }
 
@@ -283,12 +289,28 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 			for i := n; i < len(changes); i++ {
 				s.overlay[changes[i].Key] = entries[i]
 			}
+			if r.Isolated && len(changes) > n {
+				// Decided against a state that may lack compacted records:
+				// applied, but not published (the log tells the feed).
+				if n > 0 {
+					s.apply(changes[:n], entries[:n])
+				}
+				s.install(changes[n:], entries[n:])
+				clear(changes)
+				clear(entries)
+				changes, entries = changes[:0], entries[:0]
+				clear(s.overlay)
+			}
 			res.Revision = r.Revision
 			// Every key either list writes gets a restore record with its
 			// entry now: a store that replays the log after compaction
 			// removed this record's predecessors may decide it otherwise,
-			// and the restores, its keys' next records, repair that.
+			// and the restores, its keys' next records, repair that. (Such
+			// a store asks for none: its entries may be wrong.)
 			for _, key := range r.Txn.WriteKeys() {
+				if r.Isolated {
+					break
+				}
 				restores = append(restores, Restore{After: r.Revision, Of: r.Revision, Key: key, Entry: s.currentForCommit(key), Ours: r.Ours})
 			}
 			if r.Request != 0 {

@@ -539,10 +539,18 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 	return e, nil
 }
 
-// apply makes logged changes visible, in order, and publishes them. The
-// changes of one revision (a transaction) become visible to Get all at
-// once: apply holds the locks of all their shards while it writes them.
+// apply makes logged changes visible, in order, and publishes them.
 func (s *Store) apply(changes []Change, entries []*Entry) {
+	s.install(changes, entries)
+	if s.pub != nil {
+		s.pub.Publish(changes)
+	}
+}
+
+// install makes changes visible, in order. The changes of one revision (a
+// transaction) become visible to Get all at once: install holds the locks
+// of all their shards while it writes them.
+func (s *Store) install(changes []Change, entries []*Entry) {
 	s.recMu.Lock()
 	for i := 0; i < len(changes); {
 		n := 1
@@ -564,9 +572,6 @@ func (s *Store) apply(changes []Change, entries []*Entry) {
 		rec.record(changes, entries)
 	}
 	s.recMu.Unlock()
-	if s.pub != nil {
-		s.pub.Publish(changes)
-	}
 }
 
 // setLocked sets key's entry to e, or removes it when e is nil. The
