@@ -1,4 +1,4 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /getall,
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn, /getall,
 // the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
 // /metrics in the Prometheus text format, and a web console at /.
 //
@@ -48,6 +48,10 @@ type Options struct {
 	// MaxValueBytes + 64 KiB (room for the key, the member names and
 	// whitespace).
 	MaxBodyBytes int
+	// MaxTxnOps limits the conditions of a transaction, and the
+	// operations of each of its lists: 400 beyond. Zero means
+	// DefaultMaxTxnOps.
+	MaxTxnOps int
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
@@ -111,6 +115,8 @@ type Handler struct {
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
 	writers  sync.Pool // of *responseWriter
 
+	maxTxnOps int
+
 	auth         *auth // nil: no token
 	metrics      metrics
 	logStats     func() kv.LogStats
@@ -147,6 +153,8 @@ func New(opts Options) *Handler {
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
+		maxTxnOps: cmp.Or(opts.MaxTxnOps, DefaultMaxTxnOps),
+
 		auth:         newAuth(opts.Token),
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
@@ -177,6 +185,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("PUT /set", h.set)
 	h.mux.HandleFunc("POST /delete", h.del)
 	h.mux.HandleFunc("DELETE /delete", h.del)
+	h.mux.HandleFunc("POST /txn", h.txn)
 	h.mux.HandleFunc("GET /getall", h.getall)
 	h.mux.HandleFunc("POST /getall", h.getall)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
@@ -311,6 +320,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		code, msg = http.StatusNotFound, "key not found"
 	case errors.Is(err, kv.ErrInvalidKey):
 		code = http.StatusBadRequest
+	case errors.Is(err, kv.ErrInvalidTxn):
+		code, msg = http.StatusBadRequest, strings.TrimPrefix(msg, "kv: ")
 	case errors.Is(err, kv.ErrUnavailable):
 		code, msg = http.StatusServiceUnavailable, "the log is unavailable and the write was not acknowledged: try again later"
 		h.log.Warn("write failed", "path", r.URL.Path, "err", err)

@@ -64,6 +64,7 @@ type config struct {
 	allowedOrigins    []string
 	maxSubscribers    int
 	maxBodyBytes      int
+	maxTxnOps         int
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	pprof             bool
@@ -96,6 +97,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
+	fs.IntVar(&c.maxTxnOps, "max-txn-ops", httpapi.DefaultMaxTxnOps, "most conditions of a transaction (POST /txn), and most operations in each of its Then and Else")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
@@ -195,6 +197,8 @@ func (c *config) checkSecurity() error {
 		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
 	case c.maxBodyBytes < 0:
 		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
+	case c.maxTxnOps <= 0:
+		return fmt.Errorf("-max-txn-ops %d: must be positive", c.maxTxnOps)
 	case c.readHeaderTimeout <= 0:
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
@@ -260,7 +264,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		klog, ready, logStats = fl, fl.Err, fl.Stats
 	}
 	if cfg.backend == "kafka" {
-		kl, err := cfg.kafka.open(hub, cfg.maxValueBytes, log)
+		// A record holds a value, or a transaction of at most a body.
+		kl, err := cfg.kafka.open(hub, max(cfg.maxValueBytes, cfg.maxBodyBytes), log)
 		if err != nil {
 			return err
 		}
@@ -284,6 +289,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Feed:           feed{hub},
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxTxnOps:      cfg.maxTxnOps,
 		Ready:          ready,
 		Logger:         log,
 		Token:          cfg.token,
