@@ -171,4 +171,3 @@ func FuzzTxnBody(f *testing.F) {
 		}
 	})
 }
-
