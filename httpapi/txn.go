@@ -189,7 +189,7 @@ func decodeOps(list string, in []txnOpBody, maxValue int) ([]kv.TxnOp, error) {
 		}
 		if op.Op != kv.OpGet {
 			if written[key] {
-				return nil, badRequest(where + list + " writes key " + strconv.Quote(key) + " twice: a transaction changes each key at most once")
+				return nil, badRequest(where + "key " + strconv.Quote(key) + " written twice: a transaction changes each key at most once")
 			}
 			written[key] = true
 		}

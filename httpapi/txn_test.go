@@ -75,7 +75,7 @@ func TestTxnBadInput(t *testing.T) {
 		{"malformed", `{"If":[}`, 400, "malformed JSON"},
 		{"trailing data", `{} {}`, 400, "malformed JSON"},
 		{"If not a list", `{"If":{"Key":"a"}}`, 400, "If"},
-		{"key written twice", `{"Then":[` + set("a") + `,{"Op":"delete","Key":"a"}]}`, 400, `writes key "a" twice`},
+		{"key written twice", `{"Then":[` + set("a") + `,{"Op":"delete","Key":"a"}]}`, 400, `Then[1]: key "a" written twice`},
 		{"key set twice in Else", `{"Else":[` + set("a") + `,` + set("a") + `]}`, 400, "Else[1]"},
 		{"too many conditions", `{"If":[{"Key":"a","Exists":true},{"Key":"a","Exists":true},{"Key":"a","Exists":true},{"Key":"a","Exists":true},{"Key":"a","Exists":true}]}`, 400, "at most 4"},
 		{"too many operations", `{"Then":[` + set("a") + `,` + set("b") + `,` + set("c") + `,` + set("d") + `,` + set("e") + `]}`, 400, "at most 4"},
