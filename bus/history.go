@@ -184,6 +184,7 @@ func (rp *replay) events() iter.Seq[*kv.Event] {
 				Key:      string(blk[r.off : r.off+r.keyLen]),
 				Revision: r.rev,
 			}}
+			ev.More = i+1 < len(rp.records) && rp.records[i+1].rev == r.rev
 			payload := blk[r.off+r.keyLen : r.end : r.end]
 			if rp.encoded {
 				ev.Data = payload

@@ -69,59 +69,115 @@ func New(opts Options) *Hub {
 
 // Publish appends changes, which must follow every change published
 // before in revision order, to the history and queues them to every
-// matching subscriber. It never blocks: a subscriber whose queue is full
-// is dropped with kv.ErrSlowConsumer.
+// matching subscriber. The changes of one revision (a transaction) are
+// consecutive and come in one call; a subscriber gets those it matches all
+// together or none of them, and each but the last of them has More set.
+// Publish never blocks: a subscriber whose queue cannot take a revision's
+// events is dropped with kv.ErrSlowConsumer, before any of them.
 func (h *Hub) Publish(changes []kv.Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
-	var evs []kv.Event // for the subscribers, if any
+	p := publication{h: h, changes: changes}
 	if len(h.subs) > 0 {
-		evs = make([]kv.Event, len(changes))
+		p.payloads = make([][]byte, len(changes))
 	}
-	for i := range changes {
-		c := &changes[i]
-		if c.Revision < h.last || c.Revision == h.last && (i == 0 || changes[i-1].Revision != c.Revision) {
+	var match []int // the changes of a revision that a subscriber matches
+	for start := 0; start < len(changes); {
+		rev := changes[start].Revision
+		end := start + 1
+		for end < len(changes) && changes[end].Revision == rev {
+			end++
+		}
+		if rev <= h.last {
 			panic("bus: publish out of revision order")
 		}
-		payload := h.appendLocked(c)
-		if evs == nil {
-			continue
-		}
-		ev := &evs[i]
-		ev.Change = *c
-		if h.encode != nil {
-			ev.Value, ev.Data = nil, payload // Data holds the value
+		for i := start; i < end; i++ {
+			payload := h.appendLocked(&changes[i])
+			if p.payloads != nil {
+				p.payloads[i] = payload
+			}
 		}
 		for s := range h.subs {
-			if ev.Revision < s.from || !s.filter.match(ev.Key) {
+			if rev < s.from {
 				continue
 			}
-			select {
-			case s.c <- ev:
-			default:
+			match = match[:0]
+			for i := start; i < end; i++ {
+				if s.filter.match(changes[i].Key) {
+					match = append(match, i)
+				}
+			}
+			if len(match) == 0 {
+				continue
+			}
+			// Only the hub sends on s.c, under mu: the room it sees can
+			// only grow until it sends.
+			if cap(s.c)-len(s.c) < len(match) {
 				h.dropLocked(s, kv.ErrSlowConsumer)
+				continue
+			}
+			for j, i := range match {
+				s.c <- p.event(i, j < len(match)-1)
 			}
 		}
+		start = end
 	}
 }
 
-// appendLocked retains c, dropping the oldest changes to make room, and
-// returns its payload (see history.add).
+// publication makes the events of one Publish, once each, shared by the
+// subscribers: an event with More set and one without, each made when a
+// subscriber first needs it.
+type publication struct {
+	h          *Hub
+	changes    []kv.Change
+	payloads   [][]byte
+	last, more []kv.Event // by change; made when first needed
+}
+
+func (p *publication) event(i int, more bool) *kv.Event {
+	evs := &p.last
+	if more {
+		evs = &p.more
+	}
+	if *evs == nil {
+		*evs = make([]kv.Event, len(p.changes))
+	}
+	ev := &(*evs)[i]
+	if ev.Revision == 0 {
+		ev.Change, ev.More = p.changes[i], more
+		if p.h.encode != nil {
+			ev.Value, ev.Data = nil, p.payloads[i] // Data holds the value
+		}
+	}
+	return ev
+}
+
+// appendLocked retains c, dropping the oldest revisions to make room, and
+// returns its payload (see history.add). A revision is dropped whole, but
+// for one larger than the whole history, which loses its first changes:
+// it is compacted then, so no subscription can start there.
 func (h *Hub) appendLocked(c *kv.Change) []byte {
 	if h.hist.n == len(h.hist.ring) {
-		h.compacted = h.hist.at(0).rev
-		h.hist.dropOldest()
+		h.dropOldestLocked()
 	}
 	payload := h.hist.add(c, h.encode)
-	for h.hist.n > 1 && h.hist.bytes > h.maxBytes {
-		h.compacted = h.hist.at(0).rev
-		h.hist.dropOldest()
+	for h.hist.n > 1 && h.hist.bytes > h.maxBytes && h.hist.at(0).rev < c.Revision {
+		h.dropOldestLocked()
 	}
 	h.last = c.Revision
 	return payload
+}
+
+// dropOldestLocked drops the oldest retained revision, all its changes.
+func (h *Hub) dropOldestLocked() {
+	rev := h.hist.at(0).rev
+	for h.hist.n > 0 && h.hist.at(0).rev == rev {
+		h.hist.dropOldest()
+	}
+	h.compacted = rev
 }
 
 // StartAfter tells a hub that has published nothing yet that the feed

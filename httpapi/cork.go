@@ -78,10 +78,34 @@ func (c *corkConn) writeText(p []byte) {
 	c.buf = appendTextFrame(c.buf, p)
 }
 
+// moreMember is what writeTextMore puts in place of an event's closing
+// brace.
+const moreMember = `,"More":true}`
+
+// writeTextMore adds a text frame holding p, a JSON object, with the
+// member "More":true added at its end (see kv.Event.More), to the corked
+// buffer: the shared encoding of an event, marked for one subscriber.
+func (c *corkConn) writeTextMore(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		panic("httpapi: writeTextMore on an uncorked connection")
+	}
+	c.buf = appendTextHeader(c.buf, len(p)-1+len(moreMember))
+	c.buf = append(c.buf, p[:len(p)-1]...)
+	c.buf = append(c.buf, moreMember...)
+}
+
 // appendTextFrame appends a final, unmasked text frame holding p to b.
 func appendTextFrame(b, p []byte) []byte {
+	return append(appendTextHeader(b, len(p)), p...)
+}
+
+// appendTextHeader appends the header of a final, unmasked text frame of n
+// bytes to b.
+func appendTextHeader(b []byte, n int) []byte {
 	const finText = 0x80 | 0x1
-	switch n := len(p); {
+	switch {
 	case n < 126:
 		b = append(b, finText, byte(n))
 	case n < 1<<16:
@@ -90,7 +114,7 @@ func appendTextFrame(b, p []byte) []byte {
 		b = append(b, finText, 127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	return append(b, p...)
+	return b
 }
 
 func (c *corkConn) cork() {

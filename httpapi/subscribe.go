@@ -127,7 +127,10 @@ const maxBurst = 256
 // serveFeed writes sub's events to c until the subscription or the
 // connection ends, then closes c with a code that says why and where to
 // resume. Events already queued are written together, as one burst: one
-// system call for many events when the subscriber is behind.
+// system call for many events when the subscriber is behind. A burst ends,
+// and the feed stops, only between revisions: the events of a transaction
+// are written together, so that "resume from R" always starts at a whole
+// revision.
 func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 	ctx, cancel := context.WithCancel(h.base)
 	var wg sync.WaitGroup
@@ -150,7 +153,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			cc.cork()
 		}
 		f.add(ev)
-		if burst++; burst == maxBurst {
+		if burst++; burst >= maxBurst && !f.more {
 			if !f.flush() {
 				return
 			}
@@ -171,6 +174,9 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			if ok && sub.Err() == nil {
 				f.add(ev)
 				ok = f.addQueued()
+			}
+			if !f.finishRevision() {
+				ok = false
 			}
 			if !f.flush() {
 				return
@@ -193,7 +199,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			ok := true
 			for ok {
 				before := f.pos
-				ok = f.addQueued()
+				ok = f.addQueued() && f.finishRevision()
 				if f.pos == before {
 					break
 				}
@@ -227,16 +233,36 @@ type feed struct {
 	h   *Handler
 	c   *websocket.Conn
 	cc  *corkConn
-	sub Subscription
-	pos int64 // the revision up to which the client has every matching change
-	buf []byte
+	sub  Subscription
+	pos  int64 // the revision up to which the client has every matching change
+	more bool  // the last event added has More: its revision goes on
+	buf  []byte
 }
 
 // add writes ev into the corked buffer.
 func (f *feed) add(ev *kv.Event) {
-	f.write(ev.Data)
-	f.pos = ev.Revision
+	if f.more = ev.More; f.more {
+		f.cc.writeTextMore(ev.Data)
+	} else {
+		f.write(ev.Data)
+		f.pos = ev.Revision
+	}
 	f.h.metrics.eventsSent.Add(1)
+}
+
+// finishRevision adds the rest of the revision of the last event added,
+// if it goes on. The hub queues a revision's events together, so they are
+// queued already, or being queued; the feed ends only between revisions.
+// It reports false when the subscription has ended.
+func (f *feed) finishRevision() bool {
+	for f.more {
+		ev, ok := <-f.sub.C()
+		if !ok {
+			return false
+		}
+		f.add(ev)
+	}
+	return true
 }
 
 // write adds data as one text message to the corked buffer. The frame is
@@ -249,13 +275,13 @@ func (f *feed) write(data []byte) {
 	f.cc.writeText(data)
 }
 
-// addQueued adds the events already queued, up to a burst. It reports
-// false when the subscription has ended.
+// addQueued adds the events already queued, up to a burst and the end of
+// a revision. It reports false when the subscription has ended.
 func (f *feed) addQueued() bool {
 	for range maxBurst {
 		select {
 		case ev, ok := <-f.sub.C():
-			if !ok || f.sub.Err() != nil {
+			if !ok || f.sub.Err() != nil && !f.more {
 				return false
 			}
 			f.add(ev)

@@ -37,12 +37,16 @@ type Error struct {
 
 // Event is one message of the change feed: Type is "set", "delete" or
 // "progress". A progress event carries only a Revision: every matching
-// change up to it has been sent.
+// change up to it has been sent. More is true on an event that the stream
+// follows with another event of the same revision (the changes of a
+// transaction share one): a revision is complete at its event without
+// More.
 type Event struct {
 	Type     string
 	Key      string          `json:",omitempty"`
 	Value    json.RawMessage `json:",omitempty"`
 	Revision int64
+	More     bool `json:",omitempty"`
 }
 
 // RevisionHeader is the response header of /getall that holds the revision

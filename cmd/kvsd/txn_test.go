@@ -120,7 +120,8 @@ func (b *bank) sum(values map[string]string) (int, error) {
 
 // checkFeed applies events one whole revision at a time from the first,
 // checks the sum after each revision, and that the events of a revision
-// arrive together. It returns the events by revision.
+// arrive together, all but the last with More. It returns the events by
+// revision.
 func (b *bank) checkFeed(evs []httpapi.Event) (map[int64][]httpapi.Event, error) {
 	values := map[string]string{}
 	byRev := map[int64][]httpapi.Event{}
@@ -131,6 +132,9 @@ func (b *bank) checkFeed(evs []httpapi.Event) (map[int64][]httpapi.Event, error)
 		}
 		j := i
 		for ; j < len(evs) && evs[j].Revision == rev; j++ {
+			if more := j+1 < len(evs) && evs[j+1].Revision == rev; evs[j].More != more {
+				return nil, fmt.Errorf("event %d (%s at %d): More %v, want %v", j, evs[j].Key, rev, evs[j].More, more)
+			}
 			if evs[j].Type == "set" {
 				values[evs[j].Key] = string(evs[j].Value)
 			} else {
@@ -146,14 +150,15 @@ func (b *bank) checkFeed(evs []httpapi.Event) (map[int64][]httpapi.Event, error)
 	return byRev, nil
 }
 
-// collectFeed reads ws until it has every change up to rev.
+// collectFeed reads ws until it has every change up to rev: an event at
+// rev or later without More.
 func collectFeed(t *testing.T, ws *websocket.Conn, rev int64) []httpapi.Event {
 	t.Helper()
 	ws.SetReadLimit(1 << 20)
 	var evs []httpapi.Event
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second) // a hang guard
 	defer cancel()
-	for len(evs) == 0 || evs[len(evs)-1].Revision < rev {
+	for len(evs) == 0 || evs[len(evs)-1].Revision < rev || evs[len(evs)-1].More {
 		_, b, err := ws.Read(ctx)
 		if err != nil {
 			t.Fatalf("reading the feed after %d events: %v", len(evs), err)
@@ -162,13 +167,9 @@ func collectFeed(t *testing.T, ws *websocket.Conn, rev int64) []httpapi.Event {
 		if err := json.Unmarshal(b, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type == "progress" {
-			if ev.Revision >= rev {
-				break
-			}
-			continue
+		if ev.Type != "progress" {
+			evs = append(evs, ev)
 		}
-		evs = append(evs, ev)
 	}
 	return evs
 }
@@ -271,8 +272,7 @@ func TestTxnInvariant(t *testing.T) {
 				t.Fatal(err)
 			}
 			done := runBank(t, b, []*client{c}, 60)
-			_, last := c.getall()
-			evs := collectFeed(t, subscribe(t, srv, 1), last)
+			evs := collectFeed(t, subscribe(t, srv, 1), lastRev(done))
 			byRev, err := b.checkFeed(evs)
 			if err != nil {
 				t.Fatal(err)
@@ -280,6 +280,15 @@ func TestTxnInvariant(t *testing.T) {
 			checkTransfers(t, done, byRev)
 		})
 	}
+}
+
+// lastRev returns the highest revision of done.
+func lastRev(done map[int64][]httpapi.TxnOpResult) int64 {
+	var last int64
+	for rev := range done {
+		last = max(last, rev)
+	}
+	return last
 }
 
 // checkTransfers checks that the feed holds, at each transfer's revision,
@@ -319,11 +328,11 @@ func TestTxnKafkaTwoInstances(t *testing.T) {
 	_, lastA := a.getall()
 	waitRev(t, bc, lastA)
 	_, lastB := bc.getall()
-	last := max(lastA, lastB)
-	waitRev(t, a, last)
+	waitRev(t, a, lastB)
 	if ea, eb := entries(t, a), entries(t, bc); !sameEntries(ea, eb) {
 		t.Fatalf("the instances differ:\nA: %v\nB: %v", ea, eb)
 	}
+	last := lastRev(done)
 	evA := collectFeed(t, subscribe(t, srvA, 1), last)
 	evB := collectFeed(t, subscribe(t, srvB, 1), last)
 	if !slices.EqualFunc(evA, evB, sameEvent) {
@@ -365,6 +374,8 @@ func TestTxnCrashRecovery(t *testing.T) {
 	}
 	inflight := make([]*httpapi.TxnRequest, writers)
 	var maxAcked int64
+	owner := map[int64]int{}            // the writer of each acknowledged revision
+	lastAcked := make([]int64, writers) // each writer's last acknowledged revision
 
 	for run := 0; ; run++ {
 		srv := kvstest.Start(t, "-data", dir, "-snapshot-bytes", "16384")
@@ -373,7 +384,6 @@ func TestTxnCrashRecovery(t *testing.T) {
 		if rev < maxAcked {
 			t.Fatalf("run %d: store at revision %d after restart, below the acknowledged %d", run, rev, maxAcked)
 		}
-		ackedTop := maxAcked // in-flight transactions come after every acknowledged one
 		for w := range writers {
 			got := map[string]entry{}
 			for k, v := range all {
@@ -404,10 +414,14 @@ func TestTxnCrashRecovery(t *testing.T) {
 					delete(want, op.Key)
 				}
 			}
-			if txnRev <= ackedTop || !sameState(got, want) {
+			if w2, taken := owner[txnRev]; taken {
+				t.Fatalf("run %d: writer %d's transaction in flight applied at revision %d, acknowledged to writer %d", run, w, txnRev, w2)
+			}
+			if txnRev <= lastAcked[w] || !sameState(got, want) {
 				t.Fatalf("run %d: writer %d's keys are\n%v\nneither the acknowledged\n%v\nnor with the transaction in flight %+v applied whole", run, w, got, model[w], p)
 			}
 			model[w] = want
+			owner[txnRev], lastAcked[w] = w, txnRev
 			maxAcked = max(maxAcked, txnRev)
 		}
 		clear(inflight)
@@ -420,6 +434,7 @@ func TestTxnCrashRecovery(t *testing.T) {
 
 		var wg sync.WaitGroup
 		var acked, top atomic.Int64
+		revs := make([][]int64, writers) // acknowledged in this run, by writer
 		for w := range writers {
 			wrng := rand.New(rand.NewPCG(rng.Uint64(), uint64(w)))
 			wg.Go(func() {
@@ -450,6 +465,7 @@ func TestTxnCrashRecovery(t *testing.T) {
 						}
 					}
 					acked.Add(1)
+					revs[w] = append(revs[w], res.Revision)
 					for m := top.Load(); res.Revision > m && !top.CompareAndSwap(m, res.Revision); m = top.Load() {
 					}
 				}
@@ -459,6 +475,15 @@ func TestTxnCrashRecovery(t *testing.T) {
 		srv.Kill()
 		wg.Wait()
 		maxAcked = max(maxAcked, top.Load())
+		for w := range revs {
+			for _, r := range revs[w] {
+				if w2, taken := owner[r]; taken {
+					t.Fatalf("run %d: revision %d acknowledged to writers %d and %d", run, r, w2, w)
+				}
+				owner[r] = w
+				lastAcked[w] = max(lastAcked[w], r)
+			}
+		}
 		t.Logf("run %d: %d transactions acknowledged before the kill, up to revision %d", run, acked.Load(), maxAcked)
 	}
 }
