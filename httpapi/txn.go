@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -62,8 +63,11 @@ func decodeTxn(data []byte, maxValue, maxOps int) (*kv.Txn, error) {
 		return nil, badRequest(`empty request body: send a JSON object such as {"If":[...],"Then":[...],"Else":[...]}`)
 	}
 	var b txnBody
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, badRequest("malformed JSON: " + jsonErrorText(err))
+	if !scanTxnBody(data, &b) {
+		b = txnBody{}
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, badRequest("malformed JSON: " + jsonErrorText(err))
+		}
 	}
 	if len(b.If) > maxOps || len(b.Then) > maxOps || len(b.Else) > maxOps {
 		return nil, badRequest("a transaction has at most " + strconv.Itoa(maxOps) +
@@ -106,7 +110,8 @@ func decodeCond(b *txnCondBody, maxValue int) (kv.Cond, error) {
 	}
 	cmp := ""
 	if len(b.Compare) > 0 && string(b.Compare) != "null" {
-		if err := json.Unmarshal(b.Compare, &cmp); err != nil {
+		var ok bool
+		if cmp, ok = jsonString(b.Compare); !ok {
 			return c, badRequest(`"Compare" must be one of "=", "!=", "<" or ">"`)
 		}
 	}
@@ -155,13 +160,12 @@ func decodeCond(b *txnCondBody, maxValue int) (kv.Cond, error) {
 }
 
 func decodeOps(list string, in []txnOpBody, maxValue int) ([]kv.TxnOp, error) {
-	var out []kv.TxnOp
-	written := make(map[string]bool)
+	out := make([]kv.TxnOp, 0, len(in))
 	for i := range in {
 		b := &in[i]
 		where := list + "[" + strconv.Itoa(i) + "]: "
-		var name string
-		if len(b.Op) == 0 || json.Unmarshal(b.Op, &name) != nil {
+		name, ok := jsonString(b.Op)
+		if !ok {
 			return nil, badRequest(where + `"Op" must be "set", "delete" or "get"`)
 		}
 		var op kv.TxnOp
@@ -187,15 +191,25 @@ func decodeOps(list string, in []txnOpBody, maxValue int) ([]kv.TxnOp, error) {
 		} else if len(b.Value) > 0 {
 			return nil, badRequest(where + "a " + name + ` takes no "Value"`)
 		}
-		if op.Op != kv.OpGet {
-			if written[key] {
-				return nil, badRequest(where + "key " + strconv.Quote(key) + " written twice: a transaction changes each key at most once")
-			}
-			written[key] = true
+		if op.Op != kv.OpGet && slices.ContainsFunc(out, func(o kv.TxnOp) bool { return o.Op != kv.OpGet && o.Key == key }) {
+			return nil, badRequest(where + "key " + strconv.Quote(key) + " written twice: a transaction changes each key at most once")
 		}
 		out = append(out, op)
 	}
 	return out, nil
+}
+
+// jsonString returns the string that raw, a JSON value, holds, and false
+// if it is not a string.
+func jsonString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // prefixError puts prefix before the message of a client error.

@@ -152,11 +152,11 @@ func (t *Txn) Check() error {
 			return bad("condition %d: unknown target %d", i, c.Target)
 		}
 	}
-	for _, branch := range []struct {
+	for _, branch := range [...]struct {
 		name string
 		ops  []TxnOp
 	}{{"then", t.Then}, {"else", t.Else}} {
-		var written map[string]bool
+		var written map[string]bool // for long lists; short ones are scanned
 		for i := range branch.ops {
 			op := &branch.ops[i]
 			if !ValidKey(op.Key) {
@@ -174,13 +174,20 @@ func (t *Txn) Check() error {
 			if op.Op == OpGet {
 				continue
 			}
-			if written == nil {
-				written = make(map[string]bool)
+			twice := false
+			if len(branch.ops) <= 16 {
+				for _, o := range branch.ops[:i] {
+					twice = twice || o.Op != OpGet && o.Key == op.Key
+				}
+			} else {
+				if written == nil {
+					written = make(map[string]bool)
+				}
+				twice, written[op.Key] = written[op.Key], true
 			}
-			if written[op.Key] {
+			if twice {
 				return bad("%s writes key %q twice", branch.name, op.Key)
 			}
-			written[op.Key] = true
 		}
 	}
 	return nil
