@@ -59,7 +59,7 @@ func TestHubRevisionAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Publish(slices.Concat(unitAt(1, "a", "b"), []kv.Change{setAt(2, "c")})) // 3 queued
-	h.Publish(unitAt(3, "d", "e"))                                              // 2 more: no room
+	h.Publish(unitAt(3, "d", "e"))                                            // 2 more: no room
 	if !errors.Is(sub.Err(), kv.ErrSlowConsumer) {
 		t.Fatalf("Err: got %v, want ErrSlowConsumer", sub.Err())
 	}

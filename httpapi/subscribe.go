@@ -230,9 +230,9 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 // feed is one subscriber's writing side. Between cork and flush, its
 // writes only fill a buffer.
 type feed struct {
-	h   *Handler
-	c   *websocket.Conn
-	cc  *corkConn
+	h    *Handler
+	c    *websocket.Conn
+	cc   *corkConn
 	sub  Subscription
 	pos  int64 // the revision up to which the client has every matching change
 	more bool  // the last event added has More: its revision goes on
