@@ -274,16 +274,9 @@ func appendTxnResult(b []byte, res *kv.TxnResult) []byte {
 		b = appendString(b, r.Key)
 		b = append(b, `,"Found":`...)
 		b = strconv.AppendBool(b, r.Found)
-		switch e := r.Entry; {
-		case e != nil:
-			b = append(b, `,"Value":`...)
-			b = append(b, e.Value...)
-			b = append(b, `,"Revision":`...)
-			b = strconv.AppendInt(b, e.Revision, 10)
-			b = append(b, `,"CreateRevision":`...)
-			b = strconv.AppendInt(b, e.CreateRevision, 10)
-			b = append(b, `,"Version":`...)
-			b = strconv.AppendInt(b, e.Version, 10)
+		switch {
+		case r.Entry != nil:
+			b = appendEntryMembers(b, r.Entry)
 		case r.Op == kv.OpDelete && r.Found:
 			b = append(b, `,"Revision":`...)
 			b = strconv.AppendInt(b, res.Revision, 10)

@@ -77,12 +77,8 @@ func TestApplyCompactedTxn(t *testing.T) {
 			for _, r := range tt.recs {
 				restores = append(restores, l.apply([]Record{r})...)
 			}
-			var got []string
-			for _, e := range values2(s) {
-				got = append(got, e)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Fatalf("entries: got %q, want %q", got, tt.want)
+			if got := values2(s); !slices.Equal(got, tt.want) {
+				t.Fatalf("entries: got %q, want %q", values2(s), tt.want)
 			}
 			var pub []string
 			for _, b := range p.batches {
