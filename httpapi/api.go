@@ -1,4 +1,4 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn, /getall,
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn, /list, /getall,
 // the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
 // /metrics in the Prometheus text format, and a web console at /.
 //
@@ -188,6 +188,8 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("POST /txn", h.txn)
 	h.mux.HandleFunc("GET /getall", h.getall)
 	h.mux.HandleFunc("POST /getall", h.getall)
+	h.mux.HandleFunc("GET /list", h.list)
+	h.mux.HandleFunc("POST /list", h.list)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)

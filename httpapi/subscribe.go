@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/kvsdb/kvs/kv"
+	"github.com/kvsdb/kvs/wire"
 )
 
 // Close codes of the change feed, beside websocket.StatusGoingAway (1001)
@@ -25,10 +26,10 @@ import (
 const (
 	// StatusSlowConsumer closes a subscriber that fell behind by more than
 	// its queue; the reason is "slow consumer, resume from <R>".
-	StatusSlowConsumer websocket.StatusCode = 4408
+	StatusSlowConsumer websocket.StatusCode = wire.CloseSlowConsumer
 	// StatusCompacted closes a subscriber whose next revision is no longer
 	// retained; the reason names the oldest retained revision.
-	StatusCompacted websocket.StatusCode = 4410
+	StatusCompacted websocket.StatusCode = wire.CloseCompacted
 )
 
 // Feed is the change feed that /subscribe serves.
@@ -299,19 +300,18 @@ func (f *feed) flush() bool {
 
 // closeFeed closes c for the reason err, telling the client where to resume.
 func (h *Handler) closeFeed(c *websocket.Conn, err error, pos int64) {
-	resume := strconv.FormatInt(pos+1, 10)
 	switch {
 	case errors.Is(err, kv.ErrSlowConsumer):
 		h.metrics.slowCloses.Add(1)
-		c.Close(StatusSlowConsumer, "slow consumer, resume from "+resume)
+		c.Close(StatusSlowConsumer, wire.ResumeReason("slow consumer", pos+1))
 	case errors.Is(err, kv.ErrCompacted):
 		var ce *kv.CompactedError
 		errors.As(err, &ce)
-		c.Close(StatusCompacted, "history compacted, oldest retained revision "+strconv.FormatInt(ce.Oldest, 10))
+		c.Close(StatusCompacted, wire.CompactedReason(ce.Oldest))
 	case errors.Is(err, kv.ErrFeedClosed):
-		c.Close(websocket.StatusGoingAway, "server shutting down, resume from "+resume)
+		c.Close(wire.CloseGoingAway, wire.ResumeReason("server shutting down", pos+1))
 	default:
-		c.Close(websocket.StatusInternalError, "feed ended, resume from "+resume)
+		c.Close(websocket.StatusInternalError, wire.ResumeReason("feed ended", pos+1))
 	}
 }
 

@@ -2,17 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/kvsdb/kvs/client"
 )
 
 // Exit codes, as in DESIGN.md.
@@ -22,10 +21,6 @@ const (
 	exitUsage  = 2 // bad flags or arguments, or a request the server rejected as malformed
 	exitServer = 3 // unreachable, timed out, refused (401) or failed (5xx)
 )
-
-// defaultAddress is the server address when neither -server-address nor
-// KVS_ADDRESS is set.
-const defaultAddress = "127.0.0.1:23333"
 
 // exitError is an error that ends kvscli with code. An empty msg means
 // the problem was already reported.
@@ -46,22 +41,26 @@ type cli struct {
 	getenv         func(string) string
 
 	// Set from the global flags before a command runs.
-	addr    string   // the server address as the user gave it, for messages
-	base    *url.URL // the base URL of the API
-	token   string
+	addr    string // the server address as the user gave it, for messages
 	timeout time.Duration
+	kvs     *client.Client
 
-	// httpClient sends every request. Nil means http.DefaultClient.
+	// httpClient, when not nil, sends every request (tests).
 	httpClient *http.Client
 	// tuning of watch; zero values mean the defaults.
 	tune watchTuning
+	// interruptCode is the exit code when Ctrl-C ends the command: 0 for
+	// watch, whose normal end it is, exitServer for the others.
+	interruptCode atomic.Int32
 }
 
-// run runs kvscli with args (without the program name) and returns the exit
-// code. getenv reads the environment (KVS_ADDRESS, KVS_TOKEN).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// newCLI returns an invocation of kvscli that reads the environment
+// (KVS_ADDRESS, KVS_TOKEN, KVS_CACERT) with getenv. Its run runs kvscli
+// with the arguments (without the program name) and returns the exit code.
+func newCLI(getenv func(string) string, stdout, stderr io.Writer) *cli {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
-	return c.run(ctx, args)
+	c.interruptCode.Store(exitServer)
+	return c
 }
 
 func (c *cli) run(ctx context.Context, args []string) int {
@@ -88,7 +87,7 @@ type globalFlags struct {
 }
 
 func (g *globalFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.addr, "server-address", "", "kvsd address: `host:port`, or an http:// or https:// URL (default $KVS_ADDRESS, else "+defaultAddress+")")
+	fs.StringVar(&g.addr, "server-address", "", "kvsd address: `host:port`, or an http:// or https:// URL (default $KVS_ADDRESS, else "+client.DefaultAddress+")")
 	fs.StringVar(&g.token, "token", "", "send `T` as a bearer token (default $KVS_TOKEN)")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "limit on each request, and on each connection attempt of watch; 0 means none")
 	fs.StringVar(&g.cacert, "cacert", "", "trust the CA certificates in `FILE` (PEM) for https:// addresses, besides the system's (default $KVS_CACERT)")
@@ -102,6 +101,9 @@ type command struct {
 	doc      string
 	define   func(fs *flag.FlagSet) func(ctx context.Context, c *cli) error
 }
+
+// line is the command's usage line: its name and flags.
+func (cmd command) line() string { return strings.TrimSpace(cmd.name + " " + cmd.synopsis) }
 
 func commands() []command {
 	return []command{
@@ -136,6 +138,11 @@ func commands() []command {
 				"every current key as a set line at that revision, and continues. Ctrl-C\n" +
 				"stops it with exit code 0.",
 			defineWatch},
+		{"health", "",
+			"Check that kvsd is ready to serve current data (its /readyz): print \"ready\"\n" +
+				"and exit 0 if it is, else say why not and exit 3. For health checks, such as\n" +
+				"the one of compose.yaml.",
+			defineHealth},
 	}
 }
 
@@ -174,14 +181,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		}
 		cmd, ok := lookup(rest[0])
 		if !ok {
-			return usageErrorf("help: unknown command %q; the commands are get, set, del and watch", rest[0])
+			return usageErrorf("help: unknown command %q; the commands are get, set, del, watch and health", rest[0])
 		}
 		c.commandUsage(c.stdout, cmd)
 		return nil
 	}
 	cmd, ok := lookup(name)
 	if !ok {
-		return usageErrorf("unknown command %q; the commands are get, set, del and watch (run kvscli -h)", name)
+		return usageErrorf("unknown command %q; the commands are get, set, del, watch and health (run kvscli -h)", name)
 	}
 
 	cfs := flag.NewFlagSet("kvscli "+name, flag.ContinueOnError)
@@ -194,14 +201,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 			c.commandUsage(c.stdout, cmd)
 			return nil
 		}
-		return usageErrorf("%s: %v\nusage: kvscli [global flags] %s %s\nrun kvscli %s -h for details", name, err, name, cmd.synopsis, name)
+		return usageErrorf("%s: %v\nusage: kvscli [global flags] %s\nrun kvscli %s -h for details", name, err, cmd.line(), name)
 	}
 	if cfs.NArg() > 0 {
 		hint := ""
-		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" {
+		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" {
 			hint = fmt.Sprintf(" (did you mean -key %s?)", cfs.Arg(0))
 		}
-		return usageErrorf("%s: unexpected argument %q%s\nusage: kvscli [global flags] %s %s", name, cfs.Arg(0), hint, name, cmd.synopsis)
+		return usageErrorf("%s: unexpected argument %q%s\nusage: kvscli [global flags] %s", name, cfs.Arg(0), hint, cmd.line())
 	}
 	// A global flag given after the command wins over the same flag before it.
 	cfs.Visit(func(f *flag.Flag) {
@@ -223,25 +230,20 @@ func (c *cli) main(ctx context.Context, args []string) error {
 }
 
 // configure applies the global flags, with the environment for those not
-// given.
+// given, and makes the client.
 func (c *cli) configure(g globalFlags) error {
-	c.addr = g.addr
-	if c.addr == "" {
-		c.addr = c.getenv("KVS_ADDRESS")
+	addr, opts := client.Environment(c.getenv)
+	c.addr = addr
+	if g.addr != "" {
+		c.addr = g.addr
 	}
-	if c.addr == "" {
-		c.addr = defaultAddress
-	}
-	base, err := parseAddress(c.addr)
-	if err != nil {
+	if _, err := client.ParseAddress(c.addr); err != nil {
 		return usageErrorf("-server-address %q: %v", c.addr, err)
 	}
-	c.base = base
-	c.token = g.token
-	if c.token == "" {
-		c.token = c.getenv("KVS_TOKEN")
+	if g.token != "" {
+		opts.Token = g.token
 	}
-	for _, r := range c.token {
+	for _, r := range opts.Token {
 		if r < 0x21 || r > 0x7e {
 			return usageErrorf("-token (or KVS_TOKEN): a token is printable ASCII without spaces")
 		}
@@ -250,42 +252,25 @@ func (c *cli) configure(g globalFlags) error {
 		return usageErrorf("-timeout %v: must not be negative", g.timeout)
 	}
 	c.timeout = g.timeout
-	cacert := g.cacert
-	if cacert == "" {
-		cacert = c.getenv("KVS_CACERT")
+	opts.Timeout = g.timeout
+	if g.cacert != "" {
+		opts.CAFile = g.cacert
 	}
-	if cacert != "" {
-		client, err := clientTrusting(cacert)
-		if err != nil {
-			return usageErrorf("-cacert (or KVS_CACERT): %v", err)
-		}
-		c.httpClient = client
+	opts.UserAgent = "kvscli"
+	if c.httpClient != nil {
+		opts.HTTPClient, opts.CAFile = c.httpClient, ""
 	}
+	kvs, err := client.New(c.addr, opts)
+	if err != nil {
+		return usageErrorf("-cacert (or KVS_CACERT): %v", strings.TrimPrefix(err.Error(), "client: "))
+	}
+	c.kvs = kvs
 	return nil
-}
-
-// clientTrusting returns an HTTP client that trusts the CA certificates in
-// the PEM file path besides the system's.
-func clientTrusting(path string) (*http.Client, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return &http.Client{Transport: tr}, nil
 }
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, `kvscli is the command-line client of kvs: get, set and delete keys on a kvsd
-server, and watch its changes.
+server, watch its changes, and check its health.
 
 usage:
   kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -293,7 +278,7 @@ usage:
 commands:
 `)
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-6s %s\n", cmd.name, cmd.synopsis)
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-6s %s", cmd.name, cmd.synopsis), " "))
 	}
 	fmt.Fprint(w, `
 global flags (before or after the command):
@@ -321,7 +306,7 @@ Run kvscli COMMAND -h for a command's flags.
 }
 
 func (c *cli) commandUsage(w io.Writer, cmd command) {
-	fmt.Fprintf(w, "usage: kvscli [global flags] %s %s\n\n%s\n\nflags:\n", cmd.name, cmd.synopsis, cmd.doc)
+	fmt.Fprintf(w, "usage: kvscli [global flags] %s\n\n%s\n\nflags:\n", cmd.line(), cmd.doc)
 	fs := flag.NewFlagSet("kvscli "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(w)
 	cmd.define(fs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,88 +15,30 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/wire"
 )
-
-func TestParseAddress(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in, want string // want "" means an error
-	}{
-		{"0.0.0.0:23333", "http://0.0.0.0:23333"},
-		{"127.0.0.1:8080", "http://127.0.0.1:8080"},
-		{"localhost", "http://localhost:23333"},
-		{"[::1]:9", "http://[::1]:9"},
-		{"::1", "http://[::1]:23333"},
-		{"http://kvs.example:80/", "http://kvs.example:80"},
-		{"https://kvs.example", "https://kvs.example"},
-		{"https://kvs.example/api/kvs/", "https://kvs.example/api/kvs"},
-		{"ftp://kvs.example", ""},
-		{"http://", ""},
-		{"http://u:p@kvs.example", ""},
-		{"http://kvs.example/?a=1", ""},
-		{"http://kvs example", ""},
-	}
-	for _, tt := range tests {
-		u, err := parseAddress(tt.in)
-		switch {
-		case tt.want == "" && err == nil:
-			t.Errorf("parseAddress(%q): got %s, want an error", tt.in, u)
-		case tt.want != "" && err != nil:
-			t.Errorf("parseAddress(%q): %v, want %s", tt.in, err, tt.want)
-		case tt.want != "" && u.String() != tt.want:
-			t.Errorf("parseAddress(%q): got %s, want %s", tt.in, u, tt.want)
-		}
-	}
-}
 
 func TestConfigure(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name            string
-		env             map[string]string
-		flags           globalFlags
-		wantURL, wantTk string
+		name    string
+		env     map[string]string
+		flags   globalFlags
+		wantURL string
 	}{
-		{"defaults", nil, globalFlags{}, "http://127.0.0.1:23333", ""},
-		{"environment", map[string]string{"KVS_ADDRESS": "10.0.0.1:1", "KVS_TOKEN": "t"}, globalFlags{}, "http://10.0.0.1:1", "t"},
+		{"defaults", nil, globalFlags{}, "http://127.0.0.1:23333"},
+		{"environment", map[string]string{"KVS_ADDRESS": "10.0.0.1:1", "KVS_TOKEN": "t"}, globalFlags{}, "http://10.0.0.1:1"},
 		{"flags win", map[string]string{"KVS_ADDRESS": "10.0.0.1:1", "KVS_TOKEN": "t"},
-			globalFlags{addr: "https://h", token: "u"}, "https://h", "u"},
+			globalFlags{addr: "https://h", token: "u"}, "https://h"},
 	}
 	for _, tt := range tests {
-		c := &cli{getenv: func(k string) string { return tt.env[k] }}
+		c := newCLI(func(k string) string { return tt.env[k] }, nil, nil)
 		if err := c.configure(tt.flags); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if c.base.String() != tt.wantURL || c.token != tt.wantTk {
-			t.Errorf("%s: got %s and token %q, want %s and %q", tt.name, c.base, c.token, tt.wantURL, tt.wantTk)
+		if c.kvs.URL() != tt.wantURL {
+			t.Errorf("%s: got %s, want %s", tt.name, c.kvs.URL(), tt.wantURL)
 		}
-	}
-}
-
-func TestBackoffDelay(t *testing.T) {
-	t.Parallel()
-	lo, hi := 100*time.Millisecond, 5*time.Second
-	zero := func(int64) int64 { return 0 }
-	// Without jitter: doubling from lo, capped at hi, for any attempt.
-	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000}
-	for n, w := range want {
-		if got := backoffDelay(n, lo, hi, zero); got != w*time.Millisecond {
-			t.Errorf("attempt %d: got %v, want %v", n, got, w*time.Millisecond)
-		}
-	}
-	for _, n := range []int{40, 63, 64, 1000} {
-		if got := backoffDelay(n, lo, hi, zero); got != hi {
-			t.Errorf("attempt %d: got %v, want the cap %v", n, got, hi)
-		}
-	}
-	// With the most jitter: half of that.
-	most := func(k int64) int64 { return k - 1 }
-	if got := backoffDelay(0, lo, hi, most); got != lo/2 {
-		t.Errorf("jittered attempt 0: got %v, want %v", got, lo/2)
-	}
-	if got := backoffDelay(10, lo, hi, most); got != hi/2 {
-		t.Errorf("jittered attempt 10: got %v, want %v", got, hi/2)
 	}
 }
 
@@ -122,43 +65,20 @@ func TestValues(t *testing.T) {
 			t.Errorf("lineValue(%s): got %q, want %q", tt.raw, got, tt.line)
 		}
 	}
-	if got := string(jsonString("a<b>&c")); got != `"a<b>&c"` {
-		t.Errorf("jsonString: got %s, want %s", got, `"a<b>&c"`)
-	}
-}
 
-func TestResumeFrom(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		reason string
-		want   int64
-		ok     bool
-	}{
-		{"slow consumer, resume from 17", 17, true},
-		{"server shutting down, resume from 1", 1, true},
-		{"history compacted, oldest retained revision 4", 0, false},
-		{"resume from x", 0, false},
-		{"", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := resumeFrom(tt.reason)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("resumeFrom(%q): got %d, %v, want %d, %v", tt.reason, got, ok, tt.want, tt.ok)
-		}
-	}
 }
 
 // feedStep is what a fake feed does on one /subscribe connection.
 type feedStep func(ctx context.Context, c *websocket.Conn)
 
-// fakeFeed is an in-process stand-in for kvsd's /getall and /subscribe
+// fakeFeed is an in-process stand-in for kvsd's /list and /subscribe
 // that plays a script: one step per connection.
 type fakeFeed struct {
-	rev     int64  // Kvs-Revision of /getall
-	listing string // body of GET /getall
+	rev     int64  // Kvs-Revision of /list
+	listing string // the entries of GET /list, as a JSON array
 	steps   []feedStep
-	// getallFailures is how many GET /getall fail with 503 first.
-	getallFailures int
+	// listFailures is how many GET /list fail with 503 first.
+	listFailures int
 
 	mu    sync.Mutex
 	froms []string // the from= of each /subscribe, in order
@@ -166,11 +86,11 @@ type fakeFeed struct {
 
 func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/getall":
+	case "/list":
 		f.mu.Lock()
-		fail := r.Method == http.MethodGet && f.getallFailures > 0
+		fail := r.Method == http.MethodGet && f.listFailures > 0
 		if fail {
-			f.getallFailures--
+			f.listFailures--
 		}
 		f.mu.Unlock()
 		if fail {
@@ -179,9 +99,9 @@ func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, `{"error":"log unavailable"}`)
 			return
 		}
-		w.Header().Set(httpapi.RevisionHeader, fmt.Sprint(f.rev))
+		w.Header().Set(wire.RevisionHeader, fmt.Sprint(f.rev))
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, f.listing)
+		fmt.Fprintf(w, `{"Revision":%d,"Entries":%s}`+"\n", f.rev, cmp.Or(f.listing, "[]"))
 	case "/subscribe":
 		f.mu.Lock()
 		n := len(f.froms)
@@ -242,8 +162,9 @@ func (w *outWatcher) Write(p []byte) (int, error) {
 func runCLIOut(ctx context.Context, client *http.Client, onOut func(string), args ...string) (stdout, stderr string, code int) {
 	out := &outWatcher{onWrite: onOut}
 	var errb bytes.Buffer
-	c := &cli{stdout: out, stderr: &errb, getenv: func(string) string { return "" }, httpClient: client,
-		tune: watchTuning{backoffMin: time.Millisecond, backoffMax: 10 * time.Millisecond, idle: 2 * time.Second}}
+	c := newCLI(func(string) string { return "" }, out, &errb)
+	c.httpClient = client
+	c.tune = watchTuning{backoffMin: time.Millisecond, backoffMax: 10 * time.Millisecond, idle: 2 * time.Second}
 	code = c.run(ctx, args)
 	return out.String(), errb.String(), code
 }
@@ -374,7 +295,7 @@ func TestWatchRelist(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			f := &fakeFeed{rev: 30, listing: `{"a":"x y","b":{"n":1},"c":"<&>"}`, steps: []feedStep{
+			f := &fakeFeed{rev: 30, listing: `[{"Key":"a","Value":"x y","Revision":3,"CreateRevision":3,"Version":1},{"Key":"b","Value":{"n":1},"Revision":30,"CreateRevision":2,"Version":9},{"Key":"c","Value":"<&>","Revision":4,"CreateRevision":4,"Version":1}]`, steps: []feedStep{
 				func(ctx context.Context, c *websocket.Conn) {
 					c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 20")
 				},
@@ -406,7 +327,7 @@ func TestWatchRelist(t *testing.T) {
 }
 
 // TestWatchRelistRetries checks that a -relist whose listing fails (503)
-// retries, and then goes on as usual.
+// retries the listing, and then goes on as usual.
 func TestWatchRelistRetries(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -414,8 +335,7 @@ func TestWatchRelistRetries(t *testing.T) {
 	compacted := func(ctx context.Context, c *websocket.Conn) {
 		c.Close(websocket.StatusCode(4410), "history compacted, oldest retained revision 20")
 	}
-	f := &fakeFeed{rev: 30, listing: `{"a":1}`, getallFailures: 1, steps: []feedStep{
-		compacted,
+	f := &fakeFeed{rev: 30, listing: `[{"Key":"a","Value":1,"Revision":3,"CreateRevision":3,"Version":1}]`, listFailures: 1, steps: []feedStep{
 		compacted,
 		func(ctx context.Context, c *websocket.Conn) {
 			send(ctx, c, `{"Type":"delete","Key":"a","Revision":31}`)
@@ -435,8 +355,8 @@ func TestWatchRelistRetries(t *testing.T) {
 	if want := "30\trelist\n30\tset\ta\t1\n31\tdelete\ta\n"; stdout != want {
 		t.Errorf("stdout: got\n%s\nwant\n%s", stdout, want)
 	}
-	if got := strings.Join(f.Froms(), ","); got != "3,3,31" {
-		t.Errorf("from of each connection: got %s, want 3,3,31", got)
+	if got := strings.Join(f.Froms(), ","); got != "3,31" {
+		t.Errorf("from of each connection: got %s, want 3,31", got)
 	}
 	if want := "listing the current values failed: kvsd at " + srv.URL + " failed (503): log unavailable"; !strings.Contains(stderr, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, stderr)

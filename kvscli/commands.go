@@ -9,13 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/client"
+	"github.com/kvsdb/kvs/wire"
 )
 
 func defineGet(fs *flag.FlagSet) func(context.Context, *cli) error {
@@ -38,54 +37,50 @@ func defineGet(fs *flag.FlagSet) func(context.Context, *cli) error {
 		if err := checkKey("get", *key); err != nil {
 			return err
 		}
-		_, body, err := c.call(ctx, http.MethodPost, "/get", nil, httpapi.WriteRequest{Key: *key})
-		var ae *apiError
-		if errors.As(err, &ae) && ae.status == http.StatusNotFound && ae.body.Error != "" {
+		e, err := c.kvs.Get(ctx, *key, nil)
+		if errors.Is(err, client.ErrNotFound) {
 			return &exitError{exitFailed, fmt.Sprintf("get: key %q not found at kvsd %s", *key, c.addr)}
 		}
 		if err != nil {
 			return c.fail(err, "get", false)
 		}
 		if *asJSON {
-			return c.writeOut(withNewline(body))
-		}
-		var e httpapi.Entry
-		if err := json.Unmarshal(body, &e); err != nil || len(e.Value) == 0 {
-			return c.notKVS("get", body)
+			return c.writeOut(encodeJSON(&e))
 		}
 		return c.writeOut(append([]byte(plainValue(e.Value)), '\n'))
 	}
 }
 
+// getAll prints the keys that start with prefix: key<TAB>value lines, or
+// with asJSON the object {"key": value, ...} that /getall answers.
 func (c *cli) getAll(ctx context.Context, prefix string, asJSON bool) error {
-	q := url.Values{}
-	if prefix != "" {
-		q.Set("prefix", prefix)
+	if !utf8.ValidString(prefix) {
+		return usageErrorf("get: -prefix is not valid UTF-8")
 	}
-	_, body, err := c.call(ctx, http.MethodGet, "/getall", q, nil)
+	l, err := c.kvs.List(ctx, prefix, nil)
 	if err != nil {
 		return c.fail(err, "get", false)
 	}
+	var out []byte
 	if asJSON {
-		return c.writeOut(withNewline(body))
+		out = append(out, '{')
+		for i, e := range l.Entries {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = wire.AppendString(out, e.Key)
+			out = append(out, ':')
+			out = append(out, e.Value...)
+		}
+		return c.writeOut(append(out, "}\n"...))
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return c.notKVS("get", body)
+	for _, e := range l.Entries {
+		out = append(out, e.Key...)
+		out = append(out, '\t')
+		out = append(out, lineValue(e.Value)...)
+		out = append(out, '\n')
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var out bytes.Buffer
-	for _, k := range keys {
-		out.WriteString(k)
-		out.WriteByte('\t')
-		out.WriteString(lineValue(m[k]))
-		out.WriteByte('\n')
-	}
-	return c.writeOut(out.Bytes())
+	return c.writeOut(out)
 }
 
 func defineSet(fs *flag.FlagSet) func(context.Context, *cli) error {
@@ -101,29 +96,27 @@ func defineSet(fs *flag.FlagSet) func(context.Context, *cli) error {
 		if err := checkKey("set", *key); err != nil {
 			return err
 		}
-		req := httpapi.WriteRequest{Key: *key}
+		var v json.RawMessage
 		if *jsonValue {
-			v := []byte(*value)
+			v = []byte(*value)
 			switch {
 			case !json.Valid(v):
 				return usageErrorf("set: -value %q is not valid JSON; without -json-value it is stored as a string", *value)
 			case string(bytes.TrimSpace(v)) == "null":
 				return usageErrorf("set: -value null: a value cannot be null; use del to remove a key")
 			}
-			req.Value = v
 		} else {
 			if !utf8.ValidString(*value) {
 				return usageErrorf("set: -value is not valid UTF-8")
 			}
-			req.Value = jsonString(*value)
+			v = client.String(*value)
 		}
-		if set["if-revision"] {
-			if *ifRev < 0 {
-				return usageErrorf("set: -if-revision %d: a revision is >= 0", *ifRev)
-			}
-			req.IfRevision = ifRev
+		opts, err := writeOptions("set", set["if-revision"], *ifRev)
+		if err != nil {
+			return err
 		}
-		return c.write(ctx, "set", "/set", req)
+		rev, err := c.kvs.Set(ctx, *key, v, opts)
+		return c.wrote(err, "set", *key, opts, rev)
 	}
 }
 
@@ -138,45 +131,63 @@ func defineDel(fs *flag.FlagSet) func(context.Context, *cli) error {
 		if err := checkKey("del", *key); err != nil {
 			return err
 		}
-		req := httpapi.WriteRequest{Key: *key}
-		if set["if-revision"] {
-			if *ifRev < 0 {
-				return usageErrorf("del: -if-revision %d: a revision is >= 0", *ifRev)
-			}
-			req.IfRevision = ifRev
+		opts, err := writeOptions("del", set["if-revision"], *ifRev)
+		if err != nil {
+			return err
 		}
-		return c.write(ctx, "del", "/delete", req)
+		rev, err := c.kvs.Delete(ctx, *key, opts)
+		return c.wrote(err, "del", *key, opts, rev)
 	}
 }
 
-// write sends a set or delete and prints the revision of the change.
-func (c *cli) write(ctx context.Context, what, path string, req httpapi.WriteRequest) error {
-	_, body, err := c.call(ctx, http.MethodPost, path, nil, req)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.body.Error != "" {
-		switch ae.status {
-		case http.StatusNotFound:
-			return &exitError{exitFailed, fmt.Sprintf("%s: key %q not found at kvsd %s", what, req.Key, c.addr)}
-		case http.StatusConflict:
-			want := int64(-1)
-			if req.IfRevision != nil {
-				want = *req.IfRevision
-			}
-			return &exitError{exitFailed, what + ": " + conflictMessage(req.Key, want, ae.body.Current)}
+func defineHealth(fs *flag.FlagSet) func(context.Context, *cli) error {
+	return func(ctx context.Context, c *cli) error {
+		err := c.kvs.Ready(ctx)
+		var e *client.Error
+		if errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
+			return &exitError{exitServer, fmt.Sprintf("health: kvsd at %s is not ready: %s; see its logs",
+				c.addr, strings.TrimPrefix(e.Message, "not ready: "))}
 		}
+		if err != nil {
+			return c.fail(err, "health", false)
+		}
+		return c.writeOut([]byte("ready\n"))
 	}
-	if err != nil {
+}
+
+// writeOptions returns the options of a set or del: with -if-revision R
+// (given), a condition.
+func writeOptions(what string, given bool, rev int64) (*client.WriteOptions, error) {
+	if !given {
+		return nil, nil
+	}
+	if rev < 0 {
+		return nil, usageErrorf("%s: -if-revision %d: a revision is >= 0", what, rev)
+	}
+	return &client.WriteOptions{IfRevision: &rev}, nil
+}
+
+// wrote reports the outcome of a set or delete: the revision of the
+// change, or why there is none.
+func (c *cli) wrote(err error, what, key string, opts *client.WriteOptions, rev int64) error {
+	var e *client.Error
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return &exitError{exitFailed, fmt.Sprintf("%s: key %q not found at kvsd %s", what, key, c.addr)}
+	case errors.Is(err, client.ErrConditionFailed) && errors.As(err, &e):
+		want := int64(-1)
+		if opts != nil && opts.IfRevision != nil {
+			want = *opts.IfRevision
+		}
+		return &exitError{exitFailed, what + ": " + conflictMessage(key, want, e.Current)}
+	case err != nil:
 		return c.fail(err, what, true)
 	}
-	var res httpapi.WriteResult
-	if err := json.Unmarshal(body, &res); err != nil || res.Revision <= 0 {
-		return c.notKVS(what, body)
-	}
-	return c.writeOut(strconv.AppendInt(nil, res.Revision, 10), '\n')
+	return c.writeOut(strconv.AppendInt(nil, rev, 10), '\n')
 }
 
 // conflictMessage explains a failed -if-revision condition.
-func conflictMessage(key string, want int64, cur *httpapi.Entry) string {
+func conflictMessage(key string, want int64, cur *client.Entry) string {
 	switch {
 	case cur == nil:
 		return fmt.Sprintf("condition failed: key %q does not exist, so its revision is not %d", key, want)
@@ -200,15 +211,6 @@ func checkKey(what, key string) error {
 	return nil
 }
 
-// notKVS reports a 2xx answer that is not what kvsd sends.
-func (c *cli) notKVS(what string, body []byte) error {
-	s := strings.TrimSpace(string(body))
-	if len(s) > 100 {
-		s = s[:100] + "..."
-	}
-	return &exitError{exitServer, fmt.Sprintf("%s: the server at %s answered %q, not as kvsd does; check -server-address", what, c.addr, s)}
-}
-
 // writeOut writes the parts to stdout.
 func (c *cli) writeOut(b []byte, more ...byte) error {
 	w := bufio.NewWriter(c.stdout)
@@ -220,21 +222,14 @@ func (c *cli) writeOut(b []byte, more ...byte) error {
 	return nil
 }
 
-func withNewline(b []byte) []byte {
-	if len(b) == 0 || b[len(b)-1] != '\n' {
-		b = append(b, '\n')
-	}
-	return b
-}
-
-// jsonString returns s as a JSON string, without escaping <, > and &, so
-// that the server stores the text a user would write.
-func jsonString(s string) json.RawMessage {
+// encodeJSON returns v as JSON, as kvsd writes it (<, > and & as they
+// are), with a final newline.
+func encodeJSON(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.Encode(s) // a valid UTF-8 string always encodes
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	enc.Encode(v) // the wire types always encode
+	return buf.Bytes()
 }
 
 // plainValue returns how get prints a value: a JSON string as its text,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,13 +81,7 @@ func startCLI(t *testing.T, env []string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		p.stderr.Write(b)
-		p.mu.Unlock()
-		p.signal()
-		return len(b), nil
-	})
+	p.cmd.Stderr = p.stderrWriter()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +106,17 @@ func startCLI(t *testing.T, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// stderrWriter returns a writer that collects p's stderr.
+func (p *proc) stderrWriter() io.Writer {
+	return writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		p.stderr.Write(b)
+		p.mu.Unlock()
+		p.signal()
+		return len(b), nil
+	})
 }
 
 type writerFunc func([]byte) (int, error)
@@ -292,6 +298,7 @@ func TestCommands(t *testing.T) {
 		{"set_rejected_key", []string{"-server-address", "ADDR", "set", "-key", "a\x01b", "-value", "x"}, 2},
 		{"set_too_large", []string{"-server-address", "ADDR", "set", "-key", "big", "-value", big}, 2},
 		{"get_after", []string{"-server-address", "ADDR", "get", "-all"}, 0},
+		{"health", []string{"-server-address", "ADDR", "health"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,18 +369,6 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address that nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // fakeServer answers every request with handler, on 127.0.0.1.
 func fakeServer(t *testing.T, handler http.HandlerFunc) string {
 	t.Helper()
@@ -394,7 +389,7 @@ func jsonAnswer(code int, body string) http.HandlerFunc {
 // refused, failed, not a kvsd) and their messages, for each command.
 func TestServerErrors(t *testing.T) {
 	t.Parallel()
-	down := freeAddr(t)
+	down := kvstest.FreeAddr(t)
 	// A server that accepts connections and never answers.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -424,6 +419,8 @@ func TestServerErrors(t *testing.T) {
 	silent := ln.Addr().String()
 	unauthorized := fakeServer(t, jsonAnswer(401, `{"error":"missing or wrong bearer token"}`))
 	failing := fakeServer(t, jsonAnswer(503, `{"error":"log unavailable"}`))
+	// What kvsd's /readyz answers while it cannot reach Kafka.
+	notReady := fakeServer(t, jsonAnswer(503, `{"error":"not ready: kafka: dial tcp 10.0.0.9:9092: i/o timeout"}`))
 	notKVS := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintln(w, "<html>hello</html>")
@@ -453,6 +450,11 @@ func TestServerErrors(t *testing.T) {
 		{"not_kvs_get_all", notKVS, []string{"get", "-all"}},
 		{"not_kvs_set", notKVS, []string{"set", "-key", "a", "-value", "b"}},
 		{"not_kvs_404", notFound, []string{"get", "-key", "a"}},
+		{"down_health", down, []string{"health"}},
+		{"timeout_health", silent, []string{"-timeout", "300ms", "health"}},
+		{"unauthorized_health", unauthorized, []string{"health"}},
+		{"unavailable_health", notReady, []string{"health"}},
+		{"not_kvs_health", notFound, []string{"health"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,15 +484,15 @@ func TestEnvironment(t *testing.T) {
 		switch r.URL.Path {
 		case "/get":
 			fmt.Fprintln(w, `{"Key":"a","Value":"from the fake","Revision":1,"CreateRevision":1,"Version":1}`)
-		case "/getall":
+		case "/list":
 			w.Header().Set("Kvs-Revision", "1")
-			fmt.Fprintln(w, `{}`)
+			fmt.Fprintln(w, `{"Revision":1,"Entries":[]}`)
 		default:
 			w.WriteHeader(401)
 			fmt.Fprintln(w, `{"error":"unauthorized"}`)
 		}
 	})
-	down := freeAddr(t)
+	down := kvstest.FreeAddr(t)
 	tests := []struct {
 		name     string
 		env      []string
@@ -504,7 +506,7 @@ func TestEnvironment(t *testing.T) {
 			[]string{"-server-address", addr, "-token", "right", "get", "-key", "a"}, 0, []string{"POST /get Bearer right"}},
 		{"http:// URL", nil, []string{"-server-address", "http://" + addr + "/", "get", "-key", "a"}, 0, []string{"POST /get "}},
 		{"token on the watch", []string{"KVS_TOKEN=w"}, []string{"-server-address", addr, "watch"}, 3,
-			[]string{"HEAD /getall Bearer w", "GET /subscribe Bearer w"}},
+			[]string{"HEAD /list Bearer w", "GET /subscribe Bearer w"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,12 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvsdb/kvs/client"
 )
 
 // usageError is a bad command line; main exits with status 2. An empty msg
@@ -162,10 +163,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.duration = 0
 	}
 
-	var err error
-	if c.base, err = baseURL(addr); err != nil {
-		return c, usageError{err.Error()}
+	u, err := client.ParseAddress(addr)
+	if err != nil {
+		return c, usageError{fmt.Sprintf("-server-address %q: %v", addr, err)}
 	}
+	c.base = u.String()
 	if cacert != "" {
 		if c.roots, err = loadRoots(cacert); err != nil {
 			return c, usageError{"-cacert: " + err.Error()}
@@ -279,22 +281,6 @@ func (c *config) check() error {
 	return nil
 }
 
-// baseURL turns an address (host:port or a URL) into the base URL that
-// paths are appended to.
-func baseURL(addr string) (string, error) {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return "", fmt.Errorf("-server-address %q: %v", addr, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return "", fmt.Errorf("-server-address %q: want host:port or http(s)://host:port", addr)
-	}
-	return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
-}
-
 // run runs the benchmark that args describe, printing the results to
 // stdout and progress to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -319,7 +305,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := newBench(cfg, stderr)
+	b, err := newBench(cfg, stderr)
+	if err != nil {
+		return err
+	}
 	defer b.close()
 	var res results
 	switch {

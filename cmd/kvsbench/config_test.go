@@ -158,18 +158,21 @@ func TestBaseURL(t *testing.T) {
 	}{
 		{"127.0.0.1:23333", "http://127.0.0.1:23333"},
 		{"localhost:1", "http://localhost:1"},
+		{"localhost", "http://localhost:23333"},
 		{"http://127.0.0.1:1/", "http://127.0.0.1:1"},
 		{"https://kvs.example:443/v1/", "https://kvs.example:443/v1"},
 	}
 	for _, tt := range tests {
-		got, err := baseURL(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("baseURL(%q): got %q, %v, want %q", tt.in, got, err, tt.want)
+		c, err := parseConfig([]string{"-server-address", tt.in, "set"}, func(string) string { return "" }, io.Discard)
+		if err != nil || c.base != tt.want {
+			t.Errorf("-server-address %q: got %q, %v, want %q", tt.in, c.base, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"ftp://x:1", "http://", "http://h:1/?q=1"} {
-		if got, err := baseURL(bad); err == nil {
-			t.Errorf("baseURL(%q): got %q, want an error", bad, got)
+		_, err := parseConfig([]string{"-server-address", bad, "set"}, func(string) string { return "" }, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("-server-address %q: got %v, want a usage error", bad, err)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/client"
 )
 
 // The kinds of request.
@@ -30,16 +29,15 @@ const (
 var opNames = [nOps]string{"get", "set"}
 
 // bench holds what every phase of a run shares: the configuration and the
-// HTTP client.
+// client.
 type bench struct {
 	cfg    config
 	stderr io.Writer
-	client *http.Client
-	header http.Header // sent with every request; read-only
-	width  int         // digits of a key number (zero-padded), 0 = as is
+	kvs    *client.Client
+	width  int // digits of a key number (zero-padded), 0 = as is
 }
 
-func newBench(cfg config, stderr io.Writer) *bench {
+func newBench(cfg config, stderr io.Writer) (*bench, error) {
 	tr := &http.Transport{
 		Proxy:               nil, // never measure through a proxy
 		DialContext:         (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -49,22 +47,28 @@ func newBench(cfg config, stderr io.Writer) *bench {
 		DisableCompression:  true,
 		TLSClientConfig:     cfg.tlsConfig(),
 	}
-	b := &bench{
-		cfg:    cfg,
-		stderr: stderr,
-		client: &http.Client{Transport: tr, Timeout: cfg.timeout},
-		header: http.Header{"Content-Type": {"application/json"}},
+	kvs, err := cfg.client(tr)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.token != "" {
-		b.header.Set("Authorization", "Bearer "+cfg.token)
-	}
+	b := &bench{cfg: cfg, stderr: stderr, kvs: kvs}
 	if cfg.keySize > 0 {
 		b.width = cfg.keySize - len(cfg.prefix) - 1
 	}
-	return b
+	return b, nil
 }
 
-func (b *bench) close() { b.client.CloseIdleConnections() }
+// client returns a client of the server that sends its requests over tr.
+func (c *config) client(tr *http.Transport) (*client.Client, error) {
+	return client.New(c.base, client.Options{
+		Token:      c.token,
+		Timeout:    c.timeout,
+		HTTPClient: &http.Client{Transport: tr},
+		UserAgent:  "kvsbench",
+	})
+}
+
+func (b *bench) close() { b.kvs.CloseIdleConnections() }
 
 // keyLen returns the length of key i with prefix, its number padded to
 // width digits.
@@ -194,10 +198,8 @@ func (p *pacer) take(ctx context.Context, t *time.Timer) (i int64, start time.Ti
 type worker struct {
 	b     *bench
 	rng   *rand.Rand
-	value []byte // JSON string contents of every value this worker sets
-	body  []byte
-	rd    bytes.Reader
-	resp  bytes.Buffer
+	value json.RawMessage // the JSON string every value this worker sets is
+	key   []byte
 	hist  [nOps]*histogram
 	errs  errorSet
 	ops   int64
@@ -227,7 +229,7 @@ func (b *bench) runPhase(ctx context.Context, ph phase) phaseResult {
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{b: b, rng: rand.New(rand.NewPCG(rand.Uint64(), uint64(i)))}
-		w.value = randomValue(w.rng, b.cfg.valueSize)
+		w.value = client.String(string(randomValue(w.rng, b.cfg.valueSize)))
 		for op := range w.hist {
 			w.hist[op] = new(histogram)
 		}
@@ -265,9 +267,8 @@ func (w *worker) run(ctx context.Context, p *pacer, ph phase, ops, errs *atomic.
 		rev, err := w.do(reqCtx, op, key)
 		now := time.Now()
 		if err != nil {
-			var se *statusError
-			if errors.As(err, &se) {
-				w.errs.add(fmt.Sprintf("%s: http %d", opNames[op], se.code), se.msg)
+			if code, msg, ok := answered(err); ok {
+				w.errs.add(fmt.Sprintf("%s: http %d", opNames[op], code), msg)
 			} else {
 				w.errs.add(opNames[op]+": "+errorKind(err), err.Error())
 			}
@@ -283,63 +284,34 @@ func (w *worker) run(ctx context.Context, p *pacer, ph phase, ops, errs *atomic.
 	}
 }
 
-// statusError is an answer other than 200.
-type statusError struct {
-	code int
-	msg  string
+// answered returns the status and message of an error that is an answer
+// of the server (other than 2xx), and false for any other error.
+func answered(err error) (code int, msg string, ok bool) {
+	var (
+		e  *client.Error
+		pe *client.ProtocolError
+		ce *client.CompactedError
+	)
+	switch {
+	case errors.As(err, &e):
+		return e.Status, e.Message, true
+	case errors.As(err, &pe):
+		return pe.Status, pe.Body, true
+	case errors.As(err, &ce):
+		return http.StatusGone, ce.Message, true
+	}
+	return 0, "", false
 }
 
-func (e *statusError) Error() string { return fmt.Sprintf("http %d: %s", e.code, e.msg) }
-
 // do sends one request and reads the answer. For a set it returns the
-// revision that the answer carries, when onAck needs it.
+// revision of the change.
 func (w *worker) do(ctx context.Context, op, key int) (int64, error) {
-	cfg := &w.b.cfg
-	body := append(w.body[:0], `{"Key":"`...)
-	body = appendKey(body, cfg.prefix, key, w.b.width)
-	path := "/get"
+	w.key = appendKey(w.key[:0], w.b.cfg.prefix, key, w.b.width)
 	if op == opSet {
-		path = "/set"
-		body = append(body, `","Value":"`...)
-		body = append(body, w.value...)
+		return w.b.kvs.Set(ctx, string(w.key), w.value, nil)
 	}
-	body = append(body, `"}`...)
-	w.body = body
-	w.rd.Reset(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.base+path, &w.rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header = w.b.header
-	resp, err := w.b.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	w.resp.Reset()
-	_, err = w.resp.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e httpapi.Error
-		msg := string(bytes.TrimSpace(w.resp.Bytes()))
-		if json.Unmarshal(w.resp.Bytes(), &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		return 0, &statusError{resp.StatusCode, msg}
-	}
-	if op != opSet || cfg.mode != "watch" {
-		return 0, nil
-	}
-	var res httpapi.WriteResult
-	if err := json.Unmarshal(w.resp.Bytes(), &res); err != nil || res.Revision <= 0 {
-		return 0, fmt.Errorf("bad answer to /set: %q", w.resp.Bytes())
-	}
-	return res.Revision, nil
+	_, err := w.b.kvs.Get(ctx, string(w.key), nil)
+	return 0, err
 }
 
 // errorKind names the kind of a transport error, for counting.

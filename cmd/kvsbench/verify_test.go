@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"testing"
-
-	"github.com/kvsdb/kvs/httpapi"
 )
 
 func TestFeedCheckVerify(t *testing.T) {
@@ -114,36 +111,5 @@ func TestVerdictAdd(t *testing.T) {
 	sum.add(v)
 	if want := (verdict{2, 4, 6, 8, 10, 12}); sum != want {
 		t.Errorf("got %+v, want %+v", sum, want)
-	}
-}
-
-// TestScanEvent checks the fast event reader against encoding/json.
-func TestScanEvent(t *testing.T) {
-	for _, s := range []string{
-		`{"Type":"set","Key":"kvsbench-ab/k1","Value":"x","Revision":7}`,
-		`{"Type":"set","Key":"k","Value":{"Revision":3,"x":[1]},"Revision":12}`,
-		`{"Type":"delete","Key":"k2","Revision":9}`,
-		`{"Type":"progress","Revision":0}`,
-		`{"Type":"progress","Revision":57}`,
-		`{"Type":"set","Key":"a\"b","Value":1,"Revision":3}`, // escaped: falls back
-		`{"Revision":3,"Type":"set","Key":"k"}`,              // other order: falls back
-		`{"Type":"set","Key":"k","Value":1,"Revision":3} `,   // trailing space: falls back
-	} {
-		var fast, slow httpapi.Event
-		if err := json.Unmarshal([]byte(s), &slow); err != nil {
-			t.Fatal(err)
-		}
-		if !scanEvent([]byte(s), &fast) {
-			continue
-		}
-		if fast.Type != slow.Type || fast.Key != slow.Key || fast.Revision != slow.Revision {
-			t.Errorf("%s: scanEvent %+v, encoding/json %+v", s, fast, slow)
-		}
-	}
-	for _, s := range []string{`{"Type":"set","Key":"a\"b","Value":1,"Revision":3}`, `{"Revision":3,"Type":"set","Key":"k"}`, `[]`, `{"Type":"set","Key":"k","Revision":x}`} {
-		var ev httpapi.Event
-		if scanEvent([]byte(s), &ev) {
-			t.Errorf("scanEvent(%s) accepted it, want a fall back", s)
-		}
 	}
 }

@@ -1,25 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
-	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/client"
+	"github.com/kvsdb/kvs/wire"
 )
 
 // ackLog records when each set was acknowledged, by revision. Times are
@@ -91,40 +85,15 @@ func ackedUpTo(acked []int64, rev int64) []int64 {
 type feed struct {
 	acks   *ackLog
 	prefix string
-	subURL string // /subscribe?prefix=..., without from
-	client *http.Client
-	header http.Header
-	// timeout bounds each subscription handshake.
-	timeout time.Duration
-	// readLimit is the largest event a subscriber accepts.
-	readLimit int64
+	// kvs opens the subscriptions; its timeout bounds each handshake.
+	kvs *client.Client
 	// resume makes a subscriber closed with 4408 subscribe again.
 	resume bool
 }
 
 // dial subscribes, from revision from when it is > 0.
-func (f *feed) dial(ctx context.Context, from int64) (*websocket.Conn, error) {
-	u := f.subURL
-	if from > 0 {
-		u += "&from=" + strconv.FormatInt(from, 10)
-	}
-	dctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	c, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: f.client, HTTPHeader: f.header})
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
-			body, _ := io.ReadAll(resp.Body)
-			msg := string(bytes.TrimSpace(body))
-			var e httpapi.Error
-			if json.Unmarshal(body, &e) == nil && e.Error != "" {
-				msg = e.Error
-			}
-			return nil, &statusError{resp.StatusCode, msg}
-		}
-		return nil, err
-	}
-	c.SetReadLimit(f.readLimit)
-	return c, nil
+func (f *feed) dial(ctx context.Context, from int64) (*client.Subscription, error) {
+	return f.kvs.Subscribe(ctx, client.SubscribeOptions{Prefix: f.prefix, From: from})
 }
 
 // delivery is an event that arrived before its set's acknowledgement was
@@ -152,9 +121,6 @@ type subscriber struct {
 	seen  atomic.Int64 // everything matching up to it was received (events and progress)
 	n     atomic.Int64 // events received
 	ended atomic.Bool  // the goroutine is done reading
-
-	buf bytes.Buffer
-	ev  httpapi.Event
 }
 
 func newSubscriber(f *feed) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
@@ -175,8 +141,8 @@ func (s *subscriber) run(ctx context.Context, from int64, dialed func()) {
 	s.connected = true
 	dialed()
 	for {
-		err := s.read(ctx, c)
-		c.CloseNow()
+		err := s.read(c)
+		c.Close()
 		if ctx.Err() != nil {
 			return
 		}
@@ -197,52 +163,42 @@ func (s *subscriber) run(ctx context.Context, from int64, dialed func()) {
 }
 
 func (s *subscriber) dialError(err error) {
-	var se *statusError
-	if errors.As(err, &se) {
-		s.errs.add(fmt.Sprintf("subscribe: http %d", se.code), se.msg)
+	if code, msg, ok := answered(err); ok {
+		s.errs.add(fmt.Sprintf("subscribe: http %d", code), msg)
 		return
 	}
 	s.errs.add("subscribe: "+errorKind(err), err.Error())
 }
 
-// read handles events until the connection ends. Reads take no deadline
-// (coder/websocket would arm a context.AfterFunc for each): the connection
-// is closed when ctx is done instead.
-func (s *subscriber) read(ctx context.Context, c *websocket.Conn) error {
-	stop := context.AfterFunc(ctx, func() { c.CloseNow() })
-	defer stop()
+// read handles events until the subscription ends (its context's end
+// closes it), and returns why it ended.
+func (s *subscriber) read(sub *client.Subscription) error {
 	for {
-		_, r, err := c.Reader(context.Background())
+		ev, err := sub.Next()
+		var pe *client.ProtocolError
+		if errors.As(err, &pe) && pe.Status == http.StatusSwitchingProtocols {
+			s.errs.add("feed: bad event", pe.Body)
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		s.buf.Reset()
-		if _, err := s.buf.ReadFrom(r); err != nil {
-			return err
-		}
 		now := s.f.acks.since(time.Now())
-		if !scanEvent(s.buf.Bytes(), &s.ev) {
-			s.ev = httpapi.Event{Value: s.ev.Value[:0]}
-			if err := json.Unmarshal(s.buf.Bytes(), &s.ev); err != nil {
-				s.errs.add("feed: bad event", err.Error())
+		switch ev.Type {
+		case wire.EventSet, wire.EventDelete:
+			if !strings.HasPrefix(ev.Key, s.f.prefix) {
+				s.errs.add("feed: event for a key outside the prefix", ev.Key)
 				continue
 			}
-		}
-		switch s.ev.Type {
-		case "set", "delete":
-			if !strings.HasPrefix(s.ev.Key, s.f.prefix) {
-				s.errs.add("feed: event for a key outside the prefix", s.ev.Key)
-				continue
-			}
-			s.deliver(s.ev.Revision, now)
-		case "progress":
-			if s.ev.Revision < s.check.last {
+			s.deliver(ev.Revision, now)
+		case wire.EventProgress:
+			if ev.Revision < s.check.last {
 				s.errs.add("feed: progress revision below a delivered one",
-					fmt.Sprintf("progress %d after revision %d", s.ev.Revision, s.check.last))
+					fmt.Sprintf("progress %d after revision %d", ev.Revision, s.check.last))
 			}
-			s.seen.Store(max(s.seen.Load(), s.ev.Revision))
+			s.seen.Store(max(s.seen.Load(), ev.Revision))
 		default:
-			s.errs.add("feed: unknown event type", s.ev.Type)
+			s.errs.add("feed: unknown event type", ev.Type)
 		}
 	}
 }
@@ -284,15 +240,22 @@ func (s *subscriber) settle() {
 // closed records why the server ended the subscription, and returns the
 // revision to subscribe from again, or false when the subscriber stops.
 func (s *subscriber) closed(err error) (int64, bool) {
-	var ce websocket.CloseError
-	if !errors.As(err, &ce) {
+	var (
+		ce  *client.CloseError
+		cpe *client.CompactedError
+	)
+	switch {
+	case errors.As(err, &cpe):
+		s.errs.add(fmt.Sprintf("feed: closed by the server (%d)", wire.CloseCompacted), cpe.Message)
+		return 0, false
+	case !errors.As(err, &ce):
 		s.errs.add("feed: "+errorKind(err), err.Error())
 		return 0, false
 	}
 	switch ce.Code {
-	case httpapi.StatusSlowConsumer:
+	case wire.CloseSlowConsumer:
 		s.errs.add("feed: slow consumer (4408)", ce.Reason)
-	case websocket.StatusGoingAway:
+	case wire.CloseGoingAway:
 		s.errs.add("feed: server going away (1001)", ce.Reason)
 		return 0, false
 	default:
@@ -301,7 +264,7 @@ func (s *subscriber) closed(err error) (int64, bool) {
 	}
 	// The server says where to resume: right after what it sent us.
 	next := s.seen.Load() + 1
-	r, ok := resumeRevision(ce.Reason)
+	r, ok := ce.Resume, ce.Resume > 0
 	switch {
 	case ok && s.seen.Load() == 0:
 		next = r
@@ -312,16 +275,6 @@ func (s *subscriber) closed(err error) (int64, bool) {
 		return 0, false
 	}
 	return next, s.f.resume
-}
-
-// resumeRevision reads R from a close reason "... resume from R".
-func resumeRevision(reason string) (int64, bool) {
-	_, after, ok := strings.Cut(reason, "resume from ")
-	if !ok {
-		return 0, false
-	}
-	r, err := strconv.ParseInt(strings.TrimSpace(after), 10, 64)
-	return r, err == nil && r > 0
 }
 
 // watch runs the watch mode at rate sets per second.
@@ -336,25 +289,16 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		}
 		rep.Preload = pre
 	}
-	header := http.Header{}
-	if cfg.token != "" {
-		header.Set("Authorization", "Bearer "+cfg.token)
+	kvs, err := cfg.client(&http.Transport{
+		Proxy:           nil,
+		DialContext:     (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig: cfg.tlsConfig(),
+	})
+	if err != nil {
+		return nil, err
 	}
-	f := &feed{
-		acks:   newAckLog(),
-		prefix: cfg.prefix,
-		subURL: cfg.base + "/subscribe?prefix=" + url.QueryEscape(cfg.prefix),
-		client: &http.Client{Transport: &http.Transport{
-			Proxy:           nil,
-			DialContext:     (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig: cfg.tlsConfig(),
-		}},
-		header:    header,
-		timeout:   cfg.timeout,
-		readLimit: int64(cfg.valueSize) + 64<<10,
-		resume:    cfg.resume,
-	}
-	defer f.client.CloseIdleConnections()
+	f := &feed{acks: newAckLog(), prefix: cfg.prefix, kvs: kvs, resume: cfg.resume}
+	defer kvs.CloseIdleConnections()
 	var from int64
 	if cfg.from {
 		rev, err := b.revision(ctx)
@@ -403,7 +347,7 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 				errs.merge(s.errs)
 			}
 			counts, samples := errorMaps(errs)
-			return nil, fmt.Errorf("no subscriber could subscribe at %s: %s", f.subURL, errorsText(counts, samples))
+			return nil, fmt.Errorf("no subscriber could subscribe at %s%s: %s", cfg.base, wire.PathSubscribe, errorsText(counts, samples))
 		}
 	}
 
@@ -514,23 +458,11 @@ func caughtUp(subs []*subscriber, target int64) bool {
 	return true
 }
 
-// revision returns the server's current revision (the Kvs-Revision of an
-// empty listing).
+// revision returns the server's current revision.
 func (b *bench) revision(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.base+"/getall?prefix="+url.QueryEscape(b.cfg.prefix), nil)
+	rev, err := b.kvs.Revision(ctx, nil)
 	if err != nil {
-		return 0, err
-	}
-	req.Header = b.header
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	rev, err := strconv.ParseInt(resp.Header.Get(httpapi.RevisionHeader), 10, 64)
-	if resp.StatusCode != http.StatusOK || err != nil {
-		return 0, fmt.Errorf("reading the current revision from %s/getall: http %d, %s %q", b.cfg.base, resp.StatusCode, httpapi.RevisionHeader, resp.Header.Get(httpapi.RevisionHeader))
+		return 0, fmt.Errorf("reading the current revision from %s: %v", b.cfg.base, err)
 	}
 	return rev, nil
 }
@@ -566,43 +498,4 @@ func (b *bench) sweep(ctx context.Context) (*sweepReport, error) {
 		}
 	}
 	return sr, nil
-}
-
-// scanEvent reads the Type, Key and Revision of an event in the form kvsd
-// writes, {"Type":"set","Key":"k","Value":...,"Revision":7}, without
-// reflection, so that a thousand subscribers leave the machine to the
-// server. It reports false for any other form, and the caller decodes
-// that with encoding/json. Value is not read.
-func scanEvent(data []byte, ev *httpapi.Event) bool {
-	const typ, key, rev = `{"Type":"`, `","Key":"`, `,"Revision":`
-	rest, ok := bytes.CutPrefix(data, []byte(typ))
-	if !ok {
-		return false
-	}
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 {
-		return false
-	}
-	ev.Type, ev.Key = string(rest[:i]), ""
-	if ev.Type != "progress" {
-		k, ok := bytes.CutPrefix(rest[i:], []byte(key))
-		if !ok {
-			return false
-		}
-		j := bytes.IndexByte(k, '"')
-		if j < 0 || bytes.IndexByte(k[:j], '\\') >= 0 {
-			return false // an escaped key: let encoding/json unquote it
-		}
-		ev.Key = string(k[:j])
-	}
-	r := bytes.LastIndex(data, []byte(rev))
-	if r < 0 || data[len(data)-1] != '}' {
-		return false
-	}
-	n, err := strconv.ParseInt(string(data[r+len(rev):len(data)-1]), 10, 64)
-	if err != nil {
-		return false
-	}
-	ev.Revision = n
-	return true
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kvsdb/kvs/client"
 )
 
 // fakeConn scripts one subscription of the fake feed.
@@ -64,6 +66,16 @@ func fakeFeed(t *testing.T, conns []fakeConn) (*httptest.Server, func() (froms, 
 		defer mu.Unlock()
 		return slices.Clone(froms), slices.Clone(auths)
 	}
+}
+
+// feedClient returns a client of srv with the given token.
+func feedClient(t *testing.T, srv *httptest.Server, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(srv.URL, client.Options{Token: token, Timeout: 10 * time.Second, HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func set(rev int64) string {
@@ -181,16 +193,7 @@ func TestSubscriber(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv, seen := fakeFeed(t, tt.conns)
-			f := &feed{
-				acks:      newAckLog(),
-				prefix:    "p/",
-				subURL:    srv.URL + "/subscribe?prefix=p%2F",
-				client:    srv.Client(),
-				header:    http.Header{"Authorization": {"Bearer tok"}},
-				timeout:   10 * time.Second,
-				readLimit: 1 << 16,
-				resume:    tt.resume,
-			}
+			f := &feed{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "tok"), resume: tt.resume}
 			for _, r := range tt.acked {
 				f.acks.add(r, time.Now())
 			}
@@ -257,8 +260,7 @@ func TestSubscriberDialError(t *testing.T) {
 		w.Write([]byte(`{"error":"history compacted"}`))
 	}))
 	t.Cleanup(srv.Close)
-	f := &feed{acks: newAckLog(), prefix: "p/", subURL: srv.URL + "/subscribe?prefix=p%2F", client: srv.Client(),
-		timeout: 10 * time.Second, readLimit: 1 << 16}
+	f := &feed{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "")}
 	s := newSubscriber(f)
 	dialed := false
 	s.run(t.Context(), 5, func() { dialed = true })
@@ -325,26 +327,5 @@ func TestAckLog(t *testing.T) {
 	}
 	if _, ok := a.get(3); ok {
 		t.Errorf("get(3): got ok for a revision never acknowledged")
-	}
-}
-
-func TestResumeRevision(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		reason string
-		want   int64
-		ok     bool
-	}{
-		{"slow consumer, resume from 42", 42, true},
-		{"server shutting down, resume from 7", 7, true},
-		{"slow consumer", 0, false},
-		{"resume from x", 0, false},
-		{"resume from 0", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := resumeRevision(tt.reason)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("resumeRevision(%q): got %d, %v, want %d, %v", tt.reason, got, ok, tt.want, tt.ok)
-		}
 	}
 }

@@ -274,7 +274,7 @@ func TestConsoleReconnect(t *testing.T) {
 				t.Errorf("%s: got %q, want %s: resume after the last revision applied", what, s, want)
 			}
 		}
-		if n := count(reqs, "GET /getall"); n != 0 {
+		if n := count(reqs, "GET /list"); n != 0 {
 			t.Errorf("%s: the page listed again (%d times) instead of resuming: %q", what, n, reqs)
 		}
 		return next
@@ -324,7 +324,7 @@ func TestConsoleReconnect(t *testing.T) {
 	if got, want := subscribes(reqs), "GET /subscribe?from="+strconv.FormatInt(rev, 10); len(got) < 2 || got[len(got)-1] != want {
 		t.Errorf("after 4410: got subscriptions %q, want the last one %q: from the listing's revision + 1", got, want)
 	}
-	if n := count(reqs, "GET /getall"); n != 1 {
+	if n := count(reqs, "GET /list"); n != 1 {
 		t.Errorf("after 4410: the page listed %d times, want 1: %q", n, reqs)
 	}
 

@@ -353,6 +353,15 @@ func TestConsole(t *testing.T) {
 	if got := b.str(`document.getElementById('rev').textContent`); got != "5" {
 		t.Errorf("header revision: got %q, want 5", got)
 	}
+	// Each listed row shows the revision of its key's last change (from
+	// /list), not just the listing's.
+	var revs []string
+	if err := b.eval(`[...document.querySelectorAll('#rows tr')].map((tr) => tr.cells[2].textContent)`, &revs); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"4", "1", "3", "2", "5"}; !slices.Equal(revs, want) {
+		t.Errorf("row revisions: got %q, want %q", revs, want)
+	}
 
 	t.Log("step: markup is shown as text")
 	{

@@ -1,6 +1,7 @@
-// kvs console. It lists the keys with /getall, then follows /subscribe from
-// the listing's Kvs-Revision + 1, so that the table stays exact while others
-// write. After a disconnect it resumes from the last revision it applied.
+// kvs console. It lists the keys with /list, then follows /subscribe from
+// the listing's revision + 1, so that the table stays exact while others
+// write. After a disconnect it resumes from the revision after the last one
+// it applied completely.
 // Everything that comes from the server is rendered with textContent, never
 // parsed as HTML.
 'use strict';
@@ -59,6 +60,19 @@
   }
   function fields(text) {
     return Object.fromEntries(members(text));
+  }
+  // elements splits the text of a JSON array into the raw texts of its
+  // elements.
+  function elements(text) {
+    const out = [];
+    let i = skip(text, text.indexOf('[') + 1);
+    while (i < text.length && text[i] !== ']') {
+      const j = endValue(text, i);
+      out.push(text.slice(i, j));
+      i = skip(text, j);
+      if (text[i] === ',') i = skip(text, i + 1);
+    }
+    return out;
   }
   function skip(s, i) {
     while (s[i] === ' ' || s[i] === '\n' || s[i] === '\r' || s[i] === '\t') i++;
@@ -188,11 +202,9 @@
     rows.set(key, row);
     return row;
   }
-  // setRowRev shows the revision of the row's last change; rows from a
-  // listing only know that it is at most the listing's revision.
-  function setRowRev(row, rev, atMost) {
-    row.rcell.textContent = atMost ? '≤ ' + rev : String(rev);
-    row.rcell.title = atMost ? 'last changed at or before revision ' + rev + ' (the listing)' : '';
+  // setRowRev shows the revision of the row's last change.
+  function setRowRev(row, rev) {
+    row.rcell.textContent = String(rev);
   }
   // flash highlights a changed row for FLASH_MS; the timer ends it even
   // where the page is not painted and the animation does not advance.
@@ -229,22 +241,24 @@
     setCount();
   }
 
-  // list replaces the table with a listing. It returns false when a newer
-  // connection attempt took over meanwhile.
+  // list replaces the table with a listing: /list answers
+  // {"Revision":R,"Entries":[{"Key","Value","Revision",...},...]}, sorted by
+  // key. It returns false when a newer connection attempt took over
+  // meanwhile.
   async function list(g) {
-    const resp = await api('GET', '/getall' + query());
-    const rev = Number(resp.headers.get('Kvs-Revision'));
+    const resp = await api('GET', '/list' + query());
     const text = await resp.text();
     if (g !== gen) return false;
-    const pairs = members(text); // in the server's order, which is sorted
+    const top = fields(text);
+    const rev = Number(top.Revision);
+    const entries = elements(top.Entries).map(fields); // in the server's order, which is sorted
     rows.clear();
     const frag = document.createDocumentFragment();
-    for (const [key, raw] of pairs) {
-      const row = makeRow(key, raw, rev);
-      setRowRev(row, rev, true);
+    for (const e of entries) {
+      const row = makeRow(JSON.parse(e.Key), e.Value, Number(e.Revision));
       frag.append(row.tr);
     }
-    keys = pairs.map((p) => p[0]);
+    keys = entries.map((e) => JSON.parse(e.Key));
     $('rows').replaceChildren(frag);
     setCount();
     setRev(rev);
@@ -328,7 +342,7 @@
     if (relist || !listed) return list(g);
     // A server whose revision is behind the table lost changes (it was
     // restarted without its data): resuming would skip its new ones.
-    const resp = await api('HEAD', '/getall' + query());
+    const resp = await api('HEAD', '/list' + query());
     if (g !== gen) return false;
     const rev = Number(resp.headers.get('Kvs-Revision'));
     if (rev < applied) {
@@ -379,6 +393,10 @@
     };
   }
 
+  // onMessage applies one event. The events of one revision (a
+  // transaction's) come one after the other, each but the last with
+  // "More":true; the revision counts as applied after its last event, so a
+  // feed resumed from applied + 1 delivers an interrupted revision whole.
   function onMessage(g, text) {
     if (g !== gen) return;
     lastMessage = Date.now();
@@ -392,7 +410,7 @@
       else remove(key);
       feedEvent(type, key, f.Value, rev);
     }
-    setRev(rev); // progress: nothing matching up to rev is missing
+    if (f.More !== 'true') setRev(rev); // progress: nothing matching up to rev is missing
   }
 
   // The watchdog reconnects when the open feed has been silent too long.
