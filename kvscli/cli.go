@@ -38,6 +38,7 @@ func usageErrorf(format string, args ...any) error {
 // cli is one invocation of kvscli.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // for txn -file -; nil: none
 	getenv         func(string) string
 
 	// Set from the global flags before a command runs.
@@ -138,6 +139,7 @@ func commands() []command {
 				"every current key as a set line at that revision, and continues. Ctrl-C\n" +
 				"stops it with exit code 0.",
 			defineWatch},
+		{"txn", strings.TrimPrefix(txnUsage, "txn "), txnDoc, defineTxn},
 		{"health", "",
 			"Check that kvsd is ready to serve current data (its /readyz): print \"ready\"\n" +
 				"and exit 0 if it is, else say why not and exit 3. For health checks, such as\n" +
@@ -181,14 +183,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		}
 		cmd, ok := lookup(rest[0])
 		if !ok {
-			return usageErrorf("help: unknown command %q; the commands are get, set, del, watch and health", rest[0])
+			return usageErrorf("help: unknown command %q; the commands are get, set, del, txn, watch and health", rest[0])
 		}
 		c.commandUsage(c.stdout, cmd)
 		return nil
 	}
 	cmd, ok := lookup(name)
 	if !ok {
-		return usageErrorf("unknown command %q; the commands are get, set, del, watch and health (run kvscli -h)", name)
+		return usageErrorf("unknown command %q; the commands are get, set, del, txn, watch and health (run kvscli -h)", name)
 	}
 
 	cfs := flag.NewFlagSet("kvscli "+name, flag.ContinueOnError)
@@ -205,7 +207,7 @@ func (c *cli) main(ctx context.Context, args []string) error {
 	}
 	if cfs.NArg() > 0 {
 		hint := ""
-		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" {
+		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" && name != "txn" {
 			hint = fmt.Sprintf(" (did you mean -key %s?)", cfs.Arg(0))
 		}
 		return usageErrorf("%s: unexpected argument %q%s\nusage: kvscli [global flags] %s", name, cfs.Arg(0), hint, cmd.line())
@@ -270,7 +272,7 @@ func (c *cli) configure(g globalFlags) error {
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, `kvscli is the command-line client of kvs: get, set and delete keys on a kvsd
-server, watch its changes, and check its health.
+server, change several at once (txn), watch its changes, and check its health.
 
 usage:
   kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -297,7 +299,8 @@ environment:
 
 exit codes:
   0  ok
-  1  key not found, condition (-if-revision) failed, or watch history compacted
+  1  key not found, condition (-if-revision) failed, a txn ran -else, or watch
+     history compacted
   2  usage: bad flags or arguments, or a request the server rejected as malformed
   3  server unreachable, too slow (-timeout), refused the request (401) or failed
 
