@@ -344,14 +344,7 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 	*bp = data
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			// Do not read the rest of a body this large: close the
-			// connection after the answer.
-			w.Header().Set("Connection", "close")
-			return request{}, &statusError{http.StatusRequestEntityTooLarge,
-				"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
-		}
-		return request{}, badRequest("reading the request body: " + err.Error())
+		return request{}, h.bodyError(w, err)
 	}
 	if len(data) == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
 		return queryRequest(r)
@@ -360,6 +353,19 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 }
 
 var errTooLarge = errors.New("request body too large")
+
+// bodyError returns the client error for a request body that readBody
+// could not read.
+func (h *Handler) bodyError(w http.ResponseWriter, err error) error {
+	if errors.Is(err, errTooLarge) {
+		// Do not read the rest of a body this large: close the
+		// connection after the answer.
+		w.Header().Set("Connection", "close")
+		return &statusError{http.StatusRequestEntityTooLarge,
+			"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
+	}
+	return badRequest("reading the request body: " + err.Error())
+}
 
 // readBody appends body to b, up to limit bytes.
 func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {

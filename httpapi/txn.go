@@ -246,12 +246,7 @@ func (h *Handler) readTxn(r *http.Request, w http.ResponseWriter) (*kv.Txn, erro
 	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 	*bp = data
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			w.Header().Set("Connection", "close")
-			return nil, &statusError{http.StatusRequestEntityTooLarge,
-				"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
-		}
-		return nil, badRequest("reading the request body: " + err.Error())
+		return nil, h.bodyError(w, err)
 	}
 	return decodeTxn(data, h.maxValue, h.maxTxnOps)
 }
