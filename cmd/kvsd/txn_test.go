@@ -495,3 +495,21 @@ type txnEntry struct {
 }
 
 func sameState(a, b map[string]txnEntry) bool { return maps.Equal(a, b) }
+
+// TestTxnFlag checks -max-txn-ops and its environment twin: a bad value
+// stops kvsd, and the limit it sets is the one /txn enforces.
+func TestTxnFlag(t *testing.T) {
+	r := runBinary(t, "kvsd", cleanEnv("KVS_MAX_TXN_OPS=0"), "-addr", "127.0.0.1:0", "-backend", "memory")
+	if r.code == 0 || !strings.Contains(r.stderr, "-max-txn-ops 0") {
+		t.Fatalf("KVS_MAX_TXN_OPS=0: exit %d\n%s\nwant a non-zero exit naming -max-txn-ops", r.code, r.stderr)
+	}
+	srv := kvstest.Start(t, "-backend", "memory", "-max-txn-ops", "2")
+	c := newClient(t, srv)
+	if _, err := c.txn(httpapi.TxnRequest{Then: []httpapi.TxnOp{txnGet("a"), txnGet("b")}}); err != nil {
+		t.Fatalf("two operations: %v", err)
+	}
+	_, err := c.txn(httpapi.TxnRequest{Then: []httpapi.TxnOp{txnGet("a"), txnGet("b"), txnGet("c")}})
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "at most 2") {
+		t.Fatalf("three operations: got %v, want a 400 naming the limit", err)
+	}
+}
