@@ -44,31 +44,71 @@ func (f Filter) matchBytes(key []byte) bool {
 // Subscription is one subscriber's view of the feed: the retained events it
 // asked for (Replay), then every later matching event on C, each once and in
 // revision order.
+//
+// The memory of the events a subscription holds (queued on C, or received
+// and not yet Done) counts against the hub's bounds (Options.BufferBytes,
+// Options.TotalBufferBytes) until Done is called for each.
 type Subscription struct {
 	hub    *Hub
 	filter Filter
-	from   int64  // the first revision it may receive
-	replay replay // retained changes from `from` on, at subscription time
+	from   int64 // the first revision it may receive
 	c      chan *kv.Event
 	once   sync.Once // closes c
 	err    atomic.Pointer[error]
+	held   atomic.Int64 // Bytes of the events it holds
+
+	// next and end delimit the replay still to come: the retained changes
+	// from next to end that match filter. Guarded by hub.mu.
+	next, end int64
 }
 
 // Replay yields the retained events that the subscription asked for, in
-// revision order. Deliver them before anything received from C: every
-// event on C has a higher revision. Each event yielded is a new one. The
-// subscription holds the history's bytes they need until Replay has
-// yielded them all; after that, Replay yields nothing.
-func (s *Subscription) Replay() iter.Seq[*kv.Event] { return s.replay.events() }
+// revision order, in chunks of whole revisions: at most 256 events and
+// about 64 KiB, or one larger revision. Within a revision, each event but
+// the last has More set, as on C. Deliver them before anything received
+// from C: every event on C has a higher revision. Call Done for the events
+// of a chunk before asking for the next one (a chunk is taken only when
+// the bounds leave room for it, each revision charged as a whole). Each
+// event yielded is a new one.
+//
+// Replay reads the history as it goes, so it holds one chunk at a time. It
+// stops early, between revisions, when the subscription ends: when the
+// history dropped a revision before Replay reached it, Err is
+// kv.ErrSlowConsumer (the subscriber read more slowly than the history
+// moved on). After Replay has yielded everything, it yields nothing.
+func (s *Subscription) Replay() iter.Seq[[]*kv.Event] {
+	return func(yield func([]*kv.Event) bool) {
+		for {
+			chunk, more := s.hub.fetch(s)
+			if len(chunk) > 0 && !yield(chunk) {
+				return
+			}
+			if !more {
+				return
+			}
+		}
+	}
+}
 
 // C returns the channel of live events. Only the hub closes it: when the
 // subscriber is too slow, the hub closes, or Close is called. Err then says
 // which.
 func (s *Subscription) C() <-chan *kv.Event { return s.c }
 
+// Done tells the subscription that its holder no longer holds ev, an event
+// received from Replay or C: it was written, or given up. Call it once for
+// each event received.
+func (s *Subscription) Done(ev *kv.Event) {
+	s.held.Add(-ev.Bytes)
+	if ev.Release() {
+		s.hub.held.Add(-ev.Bytes)
+	}
+}
+
 // Err returns nil while the subscription is live, then why it ended:
-// kv.ErrSlowConsumer, kv.ErrFeedClosed, or ErrUnsubscribed. Err is set
-// before C is closed, so a receiver can stop at once without draining C.
+// kv.ErrSlowConsumer, kv.ErrFeedClosed, ErrUnsubscribed, or a
+// *kv.CompactedError. Err is set before C is closed, so a receiver can stop
+// at once without draining C.
 func (s *Subscription) Err() error {
 	if p := s.err.Load(); p != nil {
 		return *p
@@ -79,11 +119,14 @@ func (s *Subscription) Err() error {
 // From returns the first revision the subscription may receive.
 func (s *Subscription) From() int64 { return s.from }
 
-// Close unsubscribes. It is safe to call more than once, and after the hub
-// dropped the subscription.
+// Close unsubscribes, and lets go of the events still queued on C. It is
+// safe to call more than once, and after the hub dropped the subscription.
 func (s *Subscription) Close() {
 	h := s.hub
 	h.mu.Lock()
 	h.dropLocked(s, ErrUnsubscribed)
 	h.mu.Unlock()
+	for ev := range s.c { // closed by dropLocked
+		s.Done(ev)
+	}
 }

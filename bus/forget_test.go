@@ -44,7 +44,7 @@ func TestForget(t *testing.T) {
 			}
 			defer s.Close()
 			var got []int64
-			for ev := range s.Replay() {
+			for _, ev := range replayed(s) {
 				got = append(got, ev.Revision)
 			}
 			if !slices.Equal(got, tt.wantReplay) {
@@ -122,7 +122,7 @@ func TestHistoryBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	replay := slices.Collect(s.Replay())
+	replay := replayed(s)
 	n := len(replay)
 	if n == 0 || n > 16 || replay[n-1].Revision != 100 {
 		t.Fatalf("retained %d changes of 1 KiB (the newest %d), want at most 16 ending at 100", n, replay[n-1].Revision)

@@ -1,8 +1,6 @@
 package bus
 
 import (
-	"iter"
-	"slices"
 	"sort"
 
 	"github.com/kvsdb/kvs/kv"
@@ -59,8 +57,10 @@ func (h *history) at(i int) *record { return &h.ring[(h.head+i)%len(h.ring)] }
 
 // add retains c, which the caller made room for (see Hub.appendLocked), and
 // returns its payload: encode's encoding of it, or its value when encode
-// is nil. The payload's bytes are never written again.
-func (h *history) add(c *kv.Change, encode func([]byte, *kv.Change) []byte) []byte {
+// is nil; and the capacity of the block that holds the payload, which a
+// slice of the payload keeps from being freed. The payload's bytes are
+// never written again.
+func (h *history) add(c *kv.Change, encode func([]byte, *kv.Change) []byte) ([]byte, int) {
 	if h.n == len(h.ring) {
 		panic("bus: history add without room")
 	}
@@ -88,7 +88,7 @@ func (h *history) add(c *kv.Change, encode func([]byte, *kv.Change) []byte) []by
 	*h.at(h.n) = r
 	h.n++
 	h.bytes += r.size()
-	return b[r.keyLen:len(b):len(b)]
+	return b[r.keyLen:len(b):len(b)], cap(h.blocks[len(h.blocks)-1])
 }
 
 // fill returns the block being filled, with room for need more bytes. A
@@ -142,59 +142,17 @@ func (h *history) dropOldest() {
 	}
 }
 
-// replay returns the records of the changes from revision from on that
-// match f, with the blocks that hold them.
-func (h *history) replay(f Filter, from int64, encoded bool) replay {
-	var rp replay
-	for i := sort.Search(h.n, func(i int) bool { return h.at(i).rev >= from }); i < h.n; i++ {
-		r := h.at(i)
-		if f.matchBytes(h.key(r)) {
-			rp.records = append(rp.records, *r)
-		}
-	}
-	if len(rp.records) > 0 {
-		rp.first = rp.records[0].block
-		rp.blocks = slices.Clone(h.blocks[rp.first-h.first:])
-		rp.encoded = encoded
-	}
-	return rp
-}
-
 func (h *history) key(r *record) []byte {
 	return h.blocks[r.block-h.first][r.off : r.off+r.keyLen]
 }
 
-// replay is the retained part of the feed a subscription asked for.
-type replay struct {
-	records []record
-	blocks  [][]byte // blocks[i] is block number first+i
-	first   int64
-	encoded bool // payloads are Event.Data, not Change.Value
+// payload returns r's payload and the capacity of the block that holds it.
+func (h *history) payload(r *record) ([]byte, int) {
+	blk := h.blocks[r.block-h.first]
+	return blk[r.off+r.keyLen : r.end : r.end], cap(blk)
 }
 
-// events yields the replayed changes as events, each its own, and lets go
-// of the replay once it has yielded them all.
-func (rp *replay) events() iter.Seq[*kv.Event] {
-	return func(yield func(*kv.Event) bool) {
-		for i := range rp.records {
-			r := &rp.records[i]
-			blk := rp.blocks[r.block-rp.first]
-			ev := &kv.Event{Change: kv.Change{
-				Op:       r.op,
-				Key:      string(blk[r.off : r.off+r.keyLen]),
-				Revision: r.rev,
-			}}
-			ev.More = i+1 < len(rp.records) && rp.records[i+1].rev == r.rev
-			payload := blk[r.off+r.keyLen : r.end : r.end]
-			if rp.encoded {
-				ev.Data = payload
-			} else if r.op == kv.OpSet {
-				ev.Value = payload
-			}
-			if !yield(ev) {
-				return
-			}
-		}
-		*rp = replay{}
-	}
+// search returns the index of the oldest retained change at or after rev.
+func (h *history) search(rev int64) int {
+	return sort.Search(h.n, func(i int) bool { return h.at(i).rev >= rev })
 }

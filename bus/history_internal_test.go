@@ -90,35 +90,109 @@ func appendQuoted(b []byte, c *kv.Change) []byte {
 	return strconv.AppendQuote(b, string(c.Value))
 }
 
-// TestReplayLetsGo: a subscription holds the history's bytes it replays
-// only until it has replayed them.
-func TestReplayLetsGo(t *testing.T) {
-	h := New(Options{History: 100})
+// TestReplayChunks: a replay holds one chunk at a time, bounded in events
+// and bytes, charged to the subscription until Done; whatever the sizes of
+// the changes, the chunks together are the whole replay.
+func TestReplayChunks(t *testing.T) {
+	h := New(Options{History: 100000, HistoryBytes: 64 << 20, Encode: appendQuoted})
 	defer h.Close()
-	for rev := int64(1); rev <= 10; rev++ {
-		h.Publish([]kv.Change{{Op: kv.OpSet, Key: "k", Value: []byte("1"), Revision: rev}})
+	sizes := []int{1, 100, 3000, 70 << 10, 300 << 10}
+	const n = 3000
+	for rev := int64(1); rev <= n; rev++ {
+		size := sizes[0]
+		if rev%100 == 0 {
+			size = sizes[rev/100%int64(len(sizes))]
+		}
+		h.Publish([]kv.Change{{Op: kv.OpSet, Key: "k" + strconv.Itoa(int(rev%3)), Value: []byte(strings.Repeat("v", size)), Revision: rev}})
+	}
+	for _, f := range []Filter{{}, {Key: "k1"}} {
+		s, err := h.Subscribe(f, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := int64(1)
+		chunks := 0
+		for chunk := range s.Replay() {
+			chunks++
+			var sum int64
+			for _, ev := range chunk {
+				if ev.Revision < next || f.Key != "" && ev.Key != f.Key {
+					t.Fatalf("filter %+v: event %d %q after %d", f, ev.Revision, ev.Key, next-1)
+				}
+				next = ev.Revision + 1
+				sum += ev.Bytes
+			}
+			if held := s.held.Load(); held != sum {
+				t.Fatalf("filter %+v: the subscription holds %d bytes with a chunk of %d", f, held, sum)
+			}
+			if len(chunk) > maxChunk || len(chunk) > 1 && sum > chunkBytes {
+				t.Fatalf("filter %+v: a chunk of %d events, %d bytes", f, len(chunk), sum)
+			}
+			for _, ev := range chunk {
+				s.Done(ev)
+			}
+		}
+		if last := next - 1; f.Key == "" && last != n || f.Key != "" && last != n-2 { // k1: the revisions 1 mod 3
+			t.Fatalf("filter %+v: replay ended at %d", f, last)
+		}
+		if held, _ := h.Buffered(); held != 0 || s.held.Load() != 0 {
+			t.Fatalf("filter %+v: after the replay, %d bytes held (subscription %d), want 0", f, held, s.held.Load())
+		}
+		if chunks < 2 {
+			t.Fatalf("filter %+v: replay in %d chunks", f, chunks)
+		}
+		for range s.Replay() {
+			t.Fatalf("a replay yielded twice")
+		}
+		s.Close()
+	}
+}
+
+// TestEventsPinLittle: an event that holds a slice of a history block
+// counts the whole block, and only one that is at least half its block
+// shares it; a smaller one gets its own copy, so that a queued event does
+// not keep a block of other changes alive after the history drops it.
+func TestEventsPinLittle(t *testing.T) {
+	h := New(Options{HistoryBytes: 16 << 20, Encode: appendQuoted}) // blocks of 1 MiB
+	defer h.Close()
+	live, err := h.Subscribe(Filter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	for rev, size := range []int{10, 1000, 200 << 10, 600 << 10, 2 << 20} {
+		h.Publish([]kv.Change{{Op: kv.OpSet, Key: "k", Value: []byte(strings.Repeat("v", size)), Revision: int64(rev + 1)}})
+	}
+	check := func(what string, ev *kv.Event) {
+		t.Helper()
+		r := h.hist.at(h.hist.search(ev.Revision))
+		blk := h.hist.blocks[r.block-h.hist.first]
+		shares := &ev.Data[0] == &blk[r.off+r.keyLen]
+		if want := 2*len(ev.Data) >= cap(blk); shares != want {
+			t.Fatalf("%s %d (%d bytes in a block of %d): shares the block: %v, want %v", what, ev.Revision, len(ev.Data), cap(blk), shares, want)
+		}
+		min := eventOverhead + int64(len(ev.Key)+len(ev.Data))
+		if shares {
+			min = eventOverhead + int64(len(ev.Key)+cap(blk))
+		}
+		if ev.Bytes != min {
+			t.Fatalf("%s %d: Bytes %d, want %d", what, ev.Revision, ev.Bytes, min)
+		}
+	}
+	for range 5 {
+		ev := <-live.C()
+		check("live", ev)
+		live.Done(ev)
 	}
 	s, err := h.Subscribe(Filter{}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	n := 0
-	for range s.Replay() {
-		if n++; n == 5 {
-			break
+	for chunk := range s.Replay() {
+		for _, ev := range chunk {
+			check("replayed", ev)
+			s.Done(ev)
 		}
-	}
-	if len(s.replay.blocks) == 0 {
-		t.Fatalf("replay let go of its blocks after 5 of 10 events")
-	}
-	for range s.Replay() {
-		n++
-	}
-	if n != 15 || s.replay.blocks != nil || s.replay.records != nil {
-		t.Fatalf("after the replay: %d events yielded (want 5 + 10), blocks %d, records %d: want none held", n, len(s.replay.blocks), len(s.replay.records))
-	}
-	for range s.Replay() {
-		t.Fatalf("a replay yielded twice")
 	}
 }

@@ -94,7 +94,7 @@ func TestHistoryRetainsChanges(t *testing.T) {
 						want = append(want, c)
 					}
 				}
-				got := slices.Collect(sub.Replay())
+				got := replayed(sub)
 				if len(got) != len(want) || len(want) == 0 {
 					t.Fatalf("filter %+v: replayed %d changes, want %d", f, len(got), len(want))
 				}
@@ -119,34 +119,74 @@ func TestHistoryRetainsChanges(t *testing.T) {
 	}
 }
 
-// TestReplayOutlivesHistory: a subscription's replay is taken when it
-// subscribes, and stays whole while the history forgets or drops every
-// change it holds.
-func TestReplayOutlivesHistory(t *testing.T) {
-	h := bus.New(bus.Options{History: 20, HistoryBytes: 1 << 20, Encode: triple})
-	defer h.Close()
-	cs := historyChanges(400)
-	h.Publish(slices.Clone(cs[:20]))
-	sub, err := h.Subscribe(bus.Filter{}, 1)
-	if err != nil {
-		t.Fatal(err)
+// TestReplayReadsTheHistory: a replay reads the history as it goes, so it
+// holds one chunk at a time. While the history still holds the changes the
+// replay has yet to deliver, the replay is whole however much the history
+// moves on; when the history drops one of them first, the replay ends where
+// it was, with kv.ErrSlowConsumer (the subscriber resumes from there and
+// learns that the history no longer reaches it), and when Forget drops them,
+// with a *kv.CompactedError. It never skips a change.
+func TestReplayReadsTheHistory(t *testing.T) {
+	tests := []struct {
+		name    string
+		history int
+		move    func(h *bus.Hub, cs []kv.Change) // after the first chunk
+		whole   bool
+		wantErr error
+	}{
+		{"the history moves on but keeps the rest", 1000, func(h *bus.Hub, cs []kv.Change) {
+			for _, c := range cs[600:] {
+				h.Publish([]kv.Change{c})
+			}
+		}, true, nil},
+		{"the history drops the rest", 600, func(h *bus.Hub, cs []kv.Change) {
+			for _, c := range cs[600:] {
+				h.Publish([]kv.Change{c})
+			}
+		}, false, kv.ErrSlowConsumer},
+		{"Forget drops the rest", 1000, func(h *bus.Hub, cs []kv.Change) {
+			h.Forget(cs[500].Revision)
+		}, false, kv.ErrCompacted},
 	}
-	defer sub.Close()
-	h.Forget(20)
-	for _, c := range cs[20:] {
-		h.Publish([]kv.Change{c})
-	}
-	if _, err := h.Subscribe(bus.Filter{}, 20); !errors.Is(err, kv.ErrCompacted) {
-		t.Fatalf("from 20 after 400 changes: got %v, want compacted", err)
-	}
-	got := slices.Collect(sub.Replay())
-	if len(got) != 20 {
-		t.Fatalf("replayed %d changes, want 20", len(got))
-	}
-	for i, ev := range got {
-		c := cs[i]
-		if ev.Revision != c.Revision || !bytes.Equal(ev.Data, triple(nil, &c)) {
-			t.Fatalf("replay %d: got %d %.40q, want %d %.40q", i, ev.Revision, ev.Data, c.Revision, triple(nil, &c))
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := bus.New(bus.Options{History: tt.history, HistoryBytes: 64 << 20, Encode: triple})
+			defer h.Close()
+			cs := historyChanges(1000)
+			h.Publish(slices.Clone(cs[:600]))
+			sub, err := h.Subscribe(bus.Filter{}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			var got []*kv.Event
+			for chunk := range sub.Replay() {
+				if len(got) == 0 {
+					tt.move(h, cs)
+				}
+				for _, ev := range chunk {
+					got = append(got, ev)
+					sub.Done(ev)
+				}
+			}
+			for i, ev := range got {
+				c := cs[i]
+				if ev.Revision != c.Revision || !bytes.Equal(ev.Data, triple(nil, &c)) {
+					t.Fatalf("replay %d: got %d %.40q, want %d %.40q", i, ev.Revision, ev.Data, c.Revision, triple(nil, &c))
+				}
+			}
+			if tt.whole {
+				if len(got) != 600 || sub.Err() != nil {
+					t.Fatalf("replayed %d changes (%v), want 600", len(got), sub.Err())
+				}
+				return
+			}
+			if len(got) == 0 || len(got) >= 600 || !errors.Is(sub.Err(), tt.wantErr) {
+				t.Fatalf("replayed %d of 600 changes, then %v; want part of them, then %v", len(got), sub.Err(), tt.wantErr)
+			}
+			for ev := range sub.C() { // closed: the loop ends
+				sub.Done(ev)
+			}
+		})
 	}
 }

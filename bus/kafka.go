@@ -12,8 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -62,6 +65,10 @@ type KafkaOptions struct {
 	// WriteTimeout bounds each produce request and each connection
 	// attempt. Zero means 5s.
 	WriteTimeout time.Duration
+	// MaxValueBytes is the largest value a record may hold, in bytes of
+	// compact JSON; a record with a larger one is skipped. Every instance
+	// of a cluster must use the same. Zero means 1 MiB.
+	MaxValueBytes int
 	// MaxBatchBytes is the most record bytes sent in one produce request
 	// (a single larger record is sent alone). The topic is created with a
 	// max.message.bytes that fits it. Zero means 1 MiB.
@@ -73,6 +80,10 @@ type KafkaOptions struct {
 	// FetchWait is the longest a fetch waits at the broker for new
 	// records. Zero means 250ms.
 	FetchWait time.Duration
+	// ReadTimeout bounds ReadBarrier: the broker's answer and the wait
+	// until this instance has applied the records it reported. Zero means
+	// 5s.
+	ReadTimeout time.Duration
 	// OnGap is called, from the goroutine that applies records, when
 	// records before the next one were removed from the topic (by
 	// compaction): rev is the revision of the last missing one. The change
@@ -91,9 +102,11 @@ type KafkaOptions struct {
 // current data: connecting, replaying, a broker that cannot be reached, or
 // lost data.
 type Kafka struct {
-	opts   KafkaOptions
-	origin string
-	log    *slog.Logger
+	opts     KafkaOptions
+	origin   string
+	log      *slog.Logger
+	maxValue int          // KafkaOptions.MaxValueBytes; 0: no limit
+	skipped  atomic.Int64 // records not applied (Skipped)
 	// admin produces and manages the topic; fetcher only fetches, on
 	// connections of its own so that a produce never queues behind a
 	// waiting fetch.
@@ -106,12 +119,14 @@ type Kafka struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	ri        *readIndex // ReadBarrier's batches
 
 	// Owned by the fetch loop.
 	sawGap bool
 	seen   map[string]struct{} // keys delivered while replaying
 
-	// mu guards the state below, which Err reports.
+	// mu guards the state below, which Err reports. It is taken before
+	// ri's lock, never after.
 	mu        sync.Mutex
 	connected bool  // the topic exists and its offsets are known
 	started   bool  // offsets were listed once
@@ -159,16 +174,23 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 1 << 20
 	}
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = 1 << 20
+	}
 	if opts.RestoreAfter <= 0 {
 		opts.RestoreAfter = 10 * time.Second
 	}
 	if opts.FetchWait <= 0 {
 		opts.FetchWait = 250 * time.Millisecond
 	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 5 * time.Second
+	}
 	var id [8]byte
 	rand.Read(id[:])
 	k := &Kafka{
 		opts:      opts,
+		maxValue:  opts.MaxValueBytes,
 		origin:    hex.EncodeToString(id[:]),
 		log:       opts.Logger,
 		proposals: make(chan *proposal, 4096),
@@ -186,6 +208,7 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
+	k.ri = newReadIndex(func(ctx context.Context) (int64, error) { return k.offset(ctx, kafka.LastOffset) }, opts.ReadTimeout)
 	return k, nil
 }
 
@@ -195,10 +218,31 @@ func (k *Kafka) Origin() string { return k.origin }
 // Start starts connecting, replaying and producing. kv.New calls it.
 func (k *Kafka) Start(apply func([]kv.Record) []kv.Restore) {
 	k.apply = apply
-	k.wg.Add(3)
+	k.wg.Add(4)
 	go k.produceLoop()
 	go k.fetchLoop()
 	go k.restoreLoop()
+	go func() {
+		defer k.wg.Done()
+		k.ri.loop(k.ctx)
+	}()
+}
+
+// ReadBarrier returns once this instance has applied every record that the
+// topic held when the call began, so that a read made afterwards sees every
+// write acknowledged before the call, by any instance: it asks the broker
+// for the partition's high-water mark (every acknowledged record lies
+// below it) and waits until this instance has applied every offset below
+// that. Concurrent calls share one request to the broker; a call never
+// uses the answer to a request sent before it began. It gives up with an
+// error after KafkaOptions.ReadTimeout, when ctx is done, or at once when
+// the log lost data or is closed.
+func (k *Kafka) ReadBarrier(ctx context.Context) error { return k.ri.wait(ctx) }
+
+// ReadBarrierStats returns how many ReadBarrier calls were made and how
+// many requests to the broker they shared.
+func (k *Kafka) ReadBarrierStats() (reads, requests int64) {
+	return k.ri.reads.Load(), k.ri.requests.Load()
 }
 
 // Append is not used: a Store proposes changes to a kv.Replicated log.
@@ -330,8 +374,42 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 // errSkip marks a record that is not a change kvs can apply.
 var errSkip = errors.New("not a kvs change")
 
-// decode returns the change of a fetched record.
+// The kvs headers, as bits of a set.
+var headerBits = map[string]uint{
+	HeaderOrigin:         1 << 0,
+	HeaderRequest:        1 << 1,
+	HeaderIfRevision:     1 << 2,
+	HeaderVersion:        1 << 3,
+	HeaderCreateRevision: 1 << 4,
+	HeaderRestores:       1 << 5,
+	HeaderRevision:       1 << 6,
+	HeaderTxn:            1 << 7,
+}
+
+// decode returns the change of a fetched record, or why it is skipped,
+// counting the skipped records (Skipped).
 func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
+	r, err := k.decodeRecord(m)
+	if err != nil {
+		k.skipped.Add(1)
+	}
+	return r, err
+}
+
+// decodeRecord returns the change of a fetched record. A record that breaks
+// a rule that a write over HTTP is held to (the key, the value: JSON other
+// than null, valid UTF-8, at most KafkaOptions.MaxValueBytes once compact),
+// or carries kvs headers that kvs does not write that way (a number that
+// does not parse or is out of range, a header twice, one it does not know,
+// one that does not belong on that record), is refused as a whole: it is
+// never applied in part. The verdict depends on the record alone (and on
+// MaxValueBytes, which every instance of a cluster must share), so every
+// instance skips the same records. A record written by another program
+// (no kvs-origin) may carry kvs-if-revision, to be applied conditionally,
+// and no other kvs header. A transaction record (key TxnKey) carries
+// kvs-txn and may carry kvs-origin and kvs-request (the latter only with
+// the former), and no other; its keys and values keep the same rules.
+func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	var r kv.Record
 	key, err := kafka.ReadAll(m.Key)
 	if err != nil {
@@ -341,26 +419,56 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 	if err != nil {
 		return r, err
 	}
-	if string(key) == TxnKey {
-		return k.decodeTxnRecord(m, value)
-	}
+	txn := string(key) == TxnKey // a transaction (see TxnKey)
 	r.Key = string(key)
-	if !kv.ValidKey(r.Key) {
-		return r, fmt.Errorf("%w: invalid key %q", errSkip, key)
+	if !txn && !kv.ValidKey(r.Key) {
+		return r, fmt.Errorf("%w: invalid key %.80q", errSkip, key)
+	}
+	skip := func(format string, args ...any) (kv.Record, error) {
+		return kv.Record{}, fmt.Errorf("%w: key %.80q: %s", errSkip, key, fmt.Sprintf(format, args...))
 	}
 	r.Op = kv.OpDelete
 	if value != nil {
 		r.Op, r.Value = kv.OpSet, value
 	}
-	ours, kvs := false, false
+	var seen uint
 	for _, h := range m.Headers {
-		n, _ := strconv.ParseInt(string(h.Value), 10, 64)
+		if !strings.HasPrefix(h.Key, "kvs-") {
+			continue // another program's header
+		}
+		bit, ok := headerBits[h.Key]
+		switch {
+		case !ok:
+			return skip("unknown header %.40q (written by a newer kvs?)", h.Key)
+		case seen&bit != 0:
+			return skip("header %s given twice", h.Key)
+		}
+		seen |= bit
+		if h.Key == HeaderOrigin {
+			r.Ours = string(h.Value) == k.origin
+			continue
+		}
+		if h.Key == HeaderRequest {
+			if r.Request, err = strconv.ParseUint(string(h.Value), 10, 64); err != nil {
+				return skip("header %s %.40q is not a request id", h.Key, h.Value)
+			}
+			continue
+		}
+		if h.Key == HeaderTxn {
+			if string(h.Value) != "1" {
+				return skip("header %s %.40q: a transaction format this kvs does not know (written by a newer kvs?)", h.Key, h.Value)
+			}
+			continue
+		}
+		n, err := strconv.ParseInt(string(h.Value), 10, 64)
+		low := int64(1) // versions and revisions start at 1
+		if h.Key == HeaderIfRevision || h.Key == HeaderRestores {
+			low = 0 // 0: the key absent
+		}
+		if err != nil || n < low {
+			return skip("header %s %.40q is not a number from %d", h.Key, h.Value, low)
+		}
 		switch h.Key {
-		case HeaderOrigin:
-			kvs = true
-			ours = string(h.Value) == k.origin
-		case HeaderRequest:
-			r.Request = uint64(n)
 		case HeaderIfRevision:
 			r.Cond, r.IfRevision = true, n
 		case HeaderVersion:
@@ -373,38 +481,70 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 			r.EntryRevision = n
 		}
 	}
-	if r.Ours = ours; !ours {
+	kvs := seen&headerBits[HeaderOrigin] != 0
+	if txn {
+		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn]
+		switch {
+		case seen&headerBits[HeaderTxn] == 0:
+			return skip("a transaction record without %s", HeaderTxn)
+		case seen&^txnHeaders != 0:
+			return skip("kvs headers other than %s, %s and %s on a transaction", HeaderOrigin, HeaderRequest, HeaderTxn)
+		case !kvs && seen&headerBits[HeaderRequest] != 0:
+			return skip("%s without %s", HeaderRequest, HeaderOrigin)
+		}
+		return k.decodeTxnRecord(r, value)
+	}
+	entry := headerBits[HeaderVersion] | headerBits[HeaderCreateRevision] | headerBits[HeaderRevision]
+	switch {
+	case seen&headerBits[HeaderTxn] != 0:
+		return skip("header %s outside a transaction", HeaderTxn)
+	case !kvs && seen&^headerBits[HeaderIfRevision] != 0:
+		return skip("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
+	case r.IsRestore && seen&(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]) != 0:
+		return skip("a restore with a request or a condition")
+	case !r.IsRestore && seen&headerBits[HeaderRevision] != 0:
+		return skip("header %s outside a restore", HeaderRevision)
+	case r.Op == kv.OpDelete && seen&entry != 0:
+		return skip("a delete with the headers of an entry")
+	case r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision == 0 || r.Version == 0):
+		return skip("restore without its entry")
+	}
+	if !r.Ours {
 		r.Request = 0
 	}
-	if r.Version < 0 || r.CreateRevision < 0 {
-		r.Version, r.CreateRevision = 0, 0
-	}
-	if r.IsRestore {
-		r.Request, r.Cond, r.IfRevision = 0, false, 0
-	} else {
-		r.EntryRevision = 0
-	}
-	if r.Op == kv.OpDelete {
-		r.Version, r.CreateRevision, r.EntryRevision = 0, 0, 0
-	}
 	if r.Op == kv.OpSet {
-		if !json.Valid(value) || string(value) == "null" {
-			return r, fmt.Errorf("%w: key %q: value is not a JSON value other than null", errSkip, key)
+		if r.Value, err = k.checkValue(value, !kvs); err != nil {
+			return skip("%v", err)
 		}
-		if !kvs {
-			// Written by another program: stored compact, applied as
-			// decided.
-			var b bytes.Buffer
-			json.Compact(&b, value)
-			r.Value = b.Bytes()
-			r.Version, r.CreateRevision, r.IsRestore = 0, 0, false
-		}
-	}
-	if r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision <= 0 || r.Version <= 0) {
-		return r, fmt.Errorf("%w: key %q: restore without its entry", errSkip, key)
 	}
 	return r, nil
 }
+
+// checkValue returns value, a value that a record sets, stored compact
+// when compact (written by another program), or why it breaks the rules of
+// a value: JSON other than null, valid UTF-8, at most
+// KafkaOptions.MaxValueBytes once compact.
+func (k *Kafka) checkValue(value []byte, compact bool) ([]byte, error) {
+	switch {
+	case !utf8.Valid(value):
+		return nil, errors.New("value is not valid UTF-8")
+	case !json.Valid(value) || string(value) == "null":
+		return nil, errors.New("value is not a JSON value other than null")
+	}
+	if compact {
+		var b bytes.Buffer
+		json.Compact(&b, value)
+		value = b.Bytes()
+	}
+	if k.maxValue > 0 && len(value) > k.maxValue {
+		return nil, fmt.Errorf("value of %d bytes is over the limit of %d (-max-value-bytes)", len(value), k.maxValue)
+	}
+	return value, nil
+}
+
+// Skipped returns how many records the log skipped because they were not
+// changes it could apply (see decodeRecord).
+func (k *Kafka) Skipped() int64 { return k.skipped.Load() }
 
 // produceLoop sends queued proposals to the broker, as many as are queued
 // (up to MaxBatchBytes) in each produce request, one request at a time.
@@ -570,6 +710,7 @@ func (k *Kafka) loseLocked(err error) {
 		return
 	}
 	k.lost = err
+	k.ri.fail(err)
 	k.log.Error("kafka: THE BROKER LOST DATA: this instance stops applying changes and refuses writes; "+
 		"restart it once the topic is repaired (it replays the topic from its start)", "topic", k.opts.Topic, "err", err)
 }
@@ -760,6 +901,7 @@ func (k *Kafka) noteGap(from, to int64) {
 
 // advance records that every offset before next was applied.
 func (k *Kafka) advance(next int64) {
+	defer k.ri.advance(next)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fetchErr != nil {

@@ -41,10 +41,10 @@ type replica struct {
 	gaps atomic.Int64 // OnGap calls
 }
 
-func newReplica(t *testing.T, c *kfake.Cluster, topic string) *replica {
+func newReplica(t *testing.T, c *kfake.Cluster, topic string, more ...func(*KafkaOptions)) *replica {
 	t.Helper()
 	r := &replica{hub: New(Options{})}
-	k, err := NewKafka(KafkaOptions{
+	opts := KafkaOptions{
 		Brokers:      c.ListenAddrs(),
 		Topic:        topic,
 		RestoreAfter: 200 * time.Millisecond,
@@ -53,7 +53,11 @@ func newReplica(t *testing.T, c *kfake.Cluster, topic string) *replica {
 			r.gaps.Add(1)
 			r.hub.Forget(rev)
 		},
-	})
+	}
+	for _, f := range more {
+		f(&opts)
+	}
+	k, err := NewKafka(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,8 +505,12 @@ func FuzzKafkaDecode(f *testing.F) {
 		}
 		k := &Kafka{origin: "me"}
 		var h []kafka.Header
+		revision := version // a restore's entry revision
+		if restores == "" {
+			revision = ""
+		}
 		for _, kv := range [][2]string{{HeaderOrigin, "me"}, {HeaderRequest, request}, {HeaderIfRevision, ifRev},
-			{HeaderVersion, version}, {HeaderCreateRevision, create}, {HeaderRestores, restores}, {HeaderRevision, version}} {
+			{HeaderVersion, version}, {HeaderCreateRevision, create}, {HeaderRestores, restores}, {HeaderRevision, revision}} {
 			if kv[1] != "" {
 				h = append(h, kafka.Header{Key: kv[0], Value: []byte(kv[1])})
 			}

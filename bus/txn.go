@@ -180,32 +180,50 @@ func (k *Kafka) encodeTxnRecord(t *kv.Txn, req uint64) kafka.Record {
 }
 
 // decodeTxnRecord returns the transaction of a fetched record whose Kafka
-// key is TxnKey.
-func (k *Kafka) decodeTxnRecord(m *kafka.Record, value []byte) (kv.Record, error) {
-	var r kv.Record
-	version := ""
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderOrigin:
-			r.Ours = string(h.Value) == k.origin
-		case HeaderRequest:
-			r.Request, _ = strconv.ParseUint(string(h.Value), 10, 64)
-		case HeaderTxn:
-			version = string(h.Value)
-		}
+// key is TxnKey, given r, what the record's headers say (decodeRecord
+// checked them), and value, the transaction. Its keys and values are held
+// to the rules of a single change's (see kv.Txn.Check, Kafka.checkValue):
+// a transaction that breaks one is skipped whole.
+func (k *Kafka) decodeTxnRecord(r kv.Record, value []byte) (kv.Record, error) {
+	t, err := decodeTxn(value)
+	if err == nil {
+		err = k.checkTxnValues(t)
 	}
-	if version != "1" {
-		return r, fmt.Errorf("%w: transaction record of format %q, want \"1\"", errSkip, version)
+	if err != nil {
+		return kv.Record{}, fmt.Errorf("%w: %v", errSkip, err)
 	}
+	r.Key, r.Txn = "", t
 	if !r.Ours {
 		r.Request = 0
 	}
-	t, err := decodeTxn(value)
-	if err != nil {
-		return r, fmt.Errorf("%w: %v", errSkip, err)
-	}
-	r.Txn = t
 	return r, nil
+}
+
+// checkTxnValues checks the values of t's conditions and sets (see
+// Kafka.checkValue).
+func (k *Kafka) checkTxnValues(t *kv.Txn) error {
+	for i, c := range t.If {
+		if c.Value == nil {
+			continue
+		}
+		if _, err := k.checkValue(c.Value, false); err != nil {
+			return fmt.Errorf("transaction: condition %d: %v", i, err)
+		}
+	}
+	for _, branch := range [...]struct {
+		name string
+		ops  []kv.TxnOp
+	}{{"then", t.Then}, {"else", t.Else}} {
+		for i, op := range branch.ops {
+			if op.Op != kv.OpSet {
+				continue
+			}
+			if _, err := k.checkValue(op.Value, false); err != nil {
+				return fmt.Errorf("transaction: %s operation %d: %v", branch.name, i, err)
+			}
+		}
+	}
+	return nil
 }
 
 // txnKeys returns the keys whose state t depends on or changes: those of

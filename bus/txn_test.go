@@ -41,8 +41,11 @@ func feed(t *testing.T, r *replica, from int64) []string {
 	}
 	defer sub.Close()
 	var out []string
-	for ev := range sub.Replay() {
-		out = append(out, fmt.Sprintf("%d %v %s %s", ev.Revision, ev.Op, ev.Key, ev.Value))
+	for chunk := range sub.Replay() {
+		for _, ev := range chunk {
+			out = append(out, fmt.Sprintf("%d %v %s %s", ev.Revision, ev.Op, ev.Key, ev.Value))
+			sub.Done(ev)
+		}
 	}
 	return out
 }
@@ -331,13 +334,16 @@ func TestKafkaTxnSerialize(t *testing.T) {
 			t.Fatalf("feed after revision %d: sum %d, want %d", prev, s, n*each)
 		}
 	}
-	for ev := range sub.Replay() {
-		if ev.Revision != prev {
-			check()
-			prev = ev.Revision
+	for chunk := range sub.Replay() {
+		for _, ev := range chunk {
+			if ev.Revision != prev {
+				check()
+				prev = ev.Revision
+			}
+			v, _ := strconv.Atoi(string(ev.Value))
+			vals[ev.Key] = v
+			sub.Done(ev)
 		}
-		v, _ := strconv.Atoi(string(ev.Value))
-		vals[ev.Key] = v
 	}
 	check()
 }

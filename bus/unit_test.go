@@ -113,7 +113,7 @@ func TestHubMore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := describe(slices.Collect(sub.Replay())); !slices.Equal(got, f.want) {
+		if got := describe(replayed(sub)); !slices.Equal(got, f.want) {
 			t.Errorf("replayed, %+v: got %q, want %q", f.f, got, f.want)
 		}
 		sub.Close()
@@ -138,7 +138,7 @@ func TestHubHistoryDropsWholeRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	if got, want := describe(slices.Collect(sub.Replay())), []string{"2 d+", "2 e", "3 f"}; !slices.Equal(got, want) {
+	if got, want := describe(replayed(sub)), []string{"2 d+", "2 e", "3 f"}; !slices.Equal(got, want) {
 		t.Fatalf("replay from 2: got %q, want %q", got, want)
 	}
 }

@@ -1,11 +1,14 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn, /list, /getall,
-// the /subscribe change feed over WebSocket, /healthz and /readyz, /login,
-// /metrics in the Prometheus text format, and a web console at /.
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn,
+// /list, /getall, the /subscribe change feed over WebSocket, /healthz and
+// /readyz, /login and /logout, /metrics in the Prometheus text format, and
+// a web console at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
-// /login and the web console's page needs the token. A Handler is safe for
-// concurrent use.
+// /login, /logout and the web console's page needs the token. Before any
+// route, a request must name an allowed Host, a write must not come from
+// another site's page, and a query parameter may be given once. A Handler
+// is safe for concurrent use.
 package httpapi
 
 import (
@@ -55,16 +58,32 @@ type Options struct {
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
+	// ReadBarrier, when set, is called before each read that did not ask
+	// for consistency=local (wire.ParamConsistency): it returns once the
+	// store holds every write acknowledged, by any instance, before it was
+	// called, or an error (answered 503). A store shared through Kafka
+	// needs it for linearizable reads (bus.Kafka.ReadBarrier). Nil means
+	// the store is linearizable on its own, as the memory and file
+	// backends are.
+	ReadBarrier func(ctx context.Context) error
 	// Logger receives server errors. Nil means discard.
 	Logger *slog.Logger
 
 	// Token, when not empty, is the secret that every request needs, as
-	// the header "Authorization: Bearer <token>" or as the cookie that
-	// POST /login sets (CookieName), except GET /healthz, POST /login and
-	// the web console's page (GET /{$}, GET /ui/...). Without it the answer
-	// is 401, the same whether the token was missing or wrong. Empty means
-	// no authentication.
+	// the header "Authorization: Bearer <token>" or as the session cookie
+	// that POST /login sets (CookieName), except GET /healthz, POST /login,
+	// POST /logout and the web console's page (GET /{$}, GET /ui/...).
+	// Without it the answer is 401, the same whether the token was missing
+	// or wrong. Empty means no authentication.
 	Token string
+	// SessionTTL is how long a session that POST /login starts lasts:
+	// its cookie is refused after that. Zero means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// WrongTokenBurst is how many wrong tokens (to /login, or as a bearer
+	// token) one client address may present before it is slowed to one a
+	// second; meanwhile its requests with a token get 429. IPv6 addresses
+	// count by /64. Zero means 10.
+	WrongTokenBurst int
 	// Pprof mounts net/http/pprof's handlers under /debug/pprof/ (behind
 	// Token like every route). False, the default, leaves them out.
 	Pprof bool
@@ -78,12 +97,23 @@ type Options struct {
 	// Feed is the change feed served at /subscribe. Nil means none: 404.
 	Feed Feed
 	// OriginPatterns lists the origins, besides the request's own host,
-	// whose pages may open /subscribe: path.Match patterns matched against
-	// the Origin's host ("*.example.com"), or against scheme://host when
-	// the pattern holds "://" (see websocket.AcceptOptions). Other
-	// cross-origin handshakes get 403. Nil means same-origin only.
-	// Requests without an Origin header (not from a browser) are allowed.
+	// whose pages may open /subscribe and send writes (every request but
+	// GET and HEAD): path.Match patterns matched against the Origin's host
+	// ("*.example.com"), or against scheme://host when the pattern holds
+	// "://" (see websocket.AcceptOptions). Other cross-origin handshakes
+	// and writes get 403, and so do writes without Origin whose
+	// Sec-Fetch-Site is cross-site or same-site. Nil means same-origin
+	// only. Requests without either header (not from a browser) are
+	// allowed.
 	OriginPatterns []string
+	// AllowedHosts lists the host patterns (path.Match, lower case, no
+	// port: "kvs.example.com", "*.example.com") that requests may name in
+	// their Host header; a request for another host gets 421 on every
+	// route, so that a page whose DNS name an attacker points at this
+	// server (DNS rebinding) cannot use it. IP addresses are always
+	// allowed. Nil means every host; LoopbackHosts suits a server that
+	// listens on a loopback address only.
+	AllowedHosts []string
 	// MaxSubscribers limits the /subscribe connections open at once; a
 	// handshake beyond it gets 429 with Retry-After, before the upgrade.
 	// Zero means DefaultMaxSubscribers.
@@ -110,6 +140,7 @@ type Handler struct {
 	maxValue int
 	maxBody  int
 	ready    func() error
+	barrier  func(context.Context) error // nil: reads need none
 	log      *slog.Logger
 	mux      *http.ServeMux
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
@@ -117,13 +148,15 @@ type Handler struct {
 
 	maxTxnOps int
 
-	auth         *auth // nil: no token
+	auth         *auth            // nil: no token
+	now          func() time.Time // the clock of sessions and the wrong-token limit; tests replace it
 	metrics      metrics
 	logStats     func() kv.LogStats
 	extraMetrics func() []Sample
 
 	feed             Feed
 	origins          []string
+	hosts            []string
 	maxSubs          int
 	progressInterval time.Duration
 	pingInterval     time.Duration
@@ -150,17 +183,20 @@ func New(opts Options) *Handler {
 		maxValue: opts.MaxValueBytes,
 		maxBody:  opts.MaxBodyBytes,
 		ready:    opts.Ready,
+		barrier:  opts.ReadBarrier,
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
 		maxTxnOps: cmp.Or(opts.MaxTxnOps, DefaultMaxTxnOps),
 
-		auth:         newAuth(opts.Token),
+		auth:         newAuth(opts.Token, cmp.Or(opts.SessionTTL, DefaultSessionTTL), cmp.Or(opts.WrongTokenBurst, 10)),
+		now:          time.Now,
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
 
 		feed:             opts.Feed,
 		origins:          opts.OriginPatterns,
+		hosts:            opts.AllowedHosts,
 		maxSubs:          cmp.Or(opts.MaxSubscribers, DefaultMaxSubscribers),
 		progressInterval: cmp.Or(opts.ProgressInterval, 10*time.Second),
 		pingInterval:     cmp.Or(opts.PingInterval, 30*time.Second),
@@ -194,6 +230,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("POST /login", h.login)
+	h.mux.HandleFunc("POST /logout", h.logout)
 	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
 	if opts.Pprof {
 		// net/http/pprof also registers these on http.DefaultServeMux when
@@ -211,9 +248,10 @@ func New(opts Options) *Handler {
 	return h
 }
 
-// ServeHTTP checks the token, routes r, and counts the answer in /metrics.
-// Requests that match no route get the mux's 404 or 405 (with its Allow
-// header), with a JSON body.
+// ServeHTTP checks the Host, where a write comes from, the token and the
+// query string, routes r, and counts the answer in /metrics. Requests that
+// match no route get the mux's 404 or 405 (with its Allow header), with a
+// JSON body.
 //
 // The handler found is called directly, to route once: r.PathValue is
 // therefore not set, and handlers of patterns with wildcards parse
@@ -228,11 +266,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writers.Put(rw)
 	}()
 	switch {
-	case h.auth != nil && !exempt(pattern) && !h.auth.allowed(r):
-		writeUnauthorized(rw)
+	case !hostAllowed(r.Host, h.hosts):
+		h.writeError(rw, r, misdirected(r.Host))
+	case isWrite(r.Method) && checkCrossSite(r, h.origins) != nil:
+		h.writeError(rw, r, checkCrossSite(r, h.origins))
+	case h.auth != nil && !exempt(pattern) && !h.authorize(rw, r, pattern):
+		// authorize answered
 	case pattern == "":
 		rw.jsonErrors = true
 		handler.ServeHTTP(rw, r)
+	case checkQuery(r.URL.RawQuery) != nil:
+		h.writeError(rw, r, checkQuery(r.URL.RawQuery))
 	default:
 		handler.ServeHTTP(rw, r)
 	}
@@ -397,6 +441,9 @@ func (h *Handler) putBuf(bp *[]byte) {
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	req, err := h.readRequest(r, w, false)
+	if err == nil {
+		err = h.readBarrier(r)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -459,6 +506,10 @@ func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 			h.writeError(w, r, badRequest("bad prefix: "+err.Error()))
 			return
 		}
+	}
+	if err := h.readBarrier(r); err != nil {
+		h.writeError(w, r, err)
+		return
 	}
 	hdr := w.Header()
 	if r.Method == http.MethodHead {

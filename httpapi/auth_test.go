@@ -82,12 +82,13 @@ func quote(s string) string {
 }
 
 // TestAuth sends every route with each credential: without the token (or
-// with a wrong one) every route but /healthz and /login answers 401 with
-// a JSON error that does not say which; with it (header or cookie) each
-// answers as without authentication. (The console's routes: see
-// TestConsoleExempt.)
+// with a wrong one) every route but /healthz, /login and /logout answers
+// 401 with a JSON error that does not say which; with it (header or
+// cookie) each answers as without authentication. (The console's routes:
+// see TestConsoleExempt. It presents more wrong tokens than an address may
+// by default: see TestWrongTokenLimit.)
 func TestAuth(t *testing.T) {
-	e := newFeedEnv(t, bus.Options{}, httpapi.Options{Token: testToken, Pprof: true})
+	e := newFeedEnv(t, bus.Options{}, httpapi.Options{Token: testToken, Pprof: true, WrongTokenBurst: 1 << 20})
 	e.store.Set(t.Context(), "a", []byte(`1`))
 	_, cookie := login(t, http.DefaultClient, e.srv.URL, testToken)
 	if cookie == "" {
@@ -116,6 +117,7 @@ func TestAuth(t *testing.T) {
 		{"PATCH", "/set", "", 405, false},
 		{"GET", "/healthz", "", 200, true},
 		{"POST", "/login", `{}`, 400, true},
+		{"POST", "/logout", ``, 200, true},
 	}
 	for _, rt := range routes {
 		for _, cr := range credentials(cookie) {

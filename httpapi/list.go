@@ -13,10 +13,14 @@ import (
 
 // list serves GET /list?prefix=P and POST /list {"Prefix":P}: the entries
 // whose keys start with P, with their revisions, sorted by key, as one
-// consistent snapshot (wire.List). HEAD answers the current revision in
+// consistent snapshot (wire.List), linearizable unless the request asks for
+// consistency=local (see readBarrier). HEAD answers the current revision in
 // the header alone, as for /getall.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	prefix, err := h.listPrefix(w, r)
+	if err == nil {
+		err = h.readBarrier(r)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return

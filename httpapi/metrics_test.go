@@ -205,11 +205,12 @@ func (slowFeed) Rev() int64 { return 0 }
 
 type slowSub struct{ c chan *kv.Event }
 
-func (s *slowSub) From() int64                 { return 5 }
-func (s *slowSub) Replay() iter.Seq[*kv.Event] { return func(func(*kv.Event) bool) {} }
-func (s *slowSub) C() <-chan *kv.Event         { return s.c }
-func (s *slowSub) Err() error                  { return kv.ErrSlowConsumer }
-func (s *slowSub) Close()                      {}
+func (s *slowSub) From() int64                   { return 5 }
+func (s *slowSub) Replay() iter.Seq[[]*kv.Event] { return func(func([]*kv.Event) bool) {} }
+func (s *slowSub) C() <-chan *kv.Event           { return s.c }
+func (s *slowSub) Done(*kv.Event)                {}
+func (s *slowSub) Err() error                    { return kv.ErrSlowConsumer }
+func (s *slowSub) Close()                        {}
 
 func TestMetricsSlowConsumerCloses(t *testing.T) {
 	srv, _ := newAPI(t, httpapi.Options{Feed: slowFeed{}})

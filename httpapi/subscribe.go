@@ -8,7 +8,6 @@ import (
 	"iter"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -30,6 +29,9 @@ const (
 	// StatusCompacted closes a subscriber whose next revision is no longer
 	// retained; the reason names the oldest retained revision.
 	StatusCompacted websocket.StatusCode = wire.CloseCompacted
+	// StatusSessionEnded closes a subscriber whose login session (the
+	// cookie of POST /login) expired or was ended by POST /logout.
+	StatusSessionEnded websocket.StatusCode = wire.CloseSessionEnded
 )
 
 // Feed is the change feed that /subscribe serves.
@@ -48,10 +50,15 @@ type Feed interface {
 type Subscription interface {
 	// From returns the first revision the subscription may deliver.
 	From() int64
-	// Replay yields the retained events to deliver before those on C.
-	Replay() iter.Seq[*kv.Event]
+	// Replay yields the retained events to deliver before those on C, in
+	// chunks; the events of a chunk are Done before the next is asked for.
+	Replay() iter.Seq[[]*kv.Event]
 	// C carries the live events; it is closed when the subscription ends.
 	C() <-chan *kv.Event
+	// Done tells the feed that an event received from Replay or C is
+	// written or given up, so that its memory no longer counts against
+	// the subscriber's bounds. It is called once for each event.
+	Done(*kv.Event)
 	// Err says why the subscription ended (kv.ErrSlowConsumer,
 	// kv.ErrFeedClosed, ...), or nil while it is live.
 	Err() error
@@ -119,20 +126,26 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the client
 	}
 	defer c.CloseNow()
-	h.serveFeed(c, cw.conn, sub)
+	h.serveFeed(c, cw.conn, sub, h.feedSession(r))
 }
 
-// maxBurst bounds the events written with one system call.
-const maxBurst = 256
+// A burst, written with one system call, holds at most maxBurst events
+// and about burstBytes of them; an event of directBytes or more is not
+// copied into it but written on its own, from the feed's bytes.
+const (
+	maxBurst    = 256
+	burstBytes  = 64 << 10
+	directBytes = 32 << 10
+)
 
 // serveFeed writes sub's events to c until the subscription or the
-// connection ends, then closes c with a code that says why and where to
-// resume. Events already queued are written together, as one burst: one
-// system call for many events when the subscriber is behind. A burst ends,
-// and the feed stops, only between revisions: the events of a transaction
-// are written together, so that "resume from R" always starts at a whole
-// revision.
-func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
+// connection ends, or sess (when not nil) expires or is revoked, then
+// closes c with a code that says why and where to resume. Events already
+// queued are written together, as one burst: one system call for many
+// events when the subscriber is behind. A burst ends, and the feed stops,
+// only between revisions: the events of a transaction are written
+// together, so that "resume from R" always starts at a whole revision.
+func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, sess *session) {
 	ctx, cancel := context.WithCancel(h.base)
 	var wg sync.WaitGroup
 	defer wg.Wait()    // 3. for the reader and the pinger to return
@@ -142,42 +155,46 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 	wg.Go(func() { h.ping(ctx, cancel, c) })
 
 	f := feed{h: h, c: c, cc: cc, sub: sub, pos: sub.From() - 1}
-	burst := 0 // events of the replay corked
-	for ev := range sub.Replay() {
-		if burst == 0 {
-			if ctx.Err() != nil {
-				if h.base.Err() != nil {
-					h.closeFeed(c, kv.ErrFeedClosed, f.pos)
-				}
+	defer f.let()
+	for chunk := range sub.Replay() {
+		f.held = append(f.held, chunk...)
+		if ctx.Err() != nil {
+			if h.base.Err() != nil {
+				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
+			}
+			return
+		}
+		cc.cork()
+		for _, ev := range chunk {
+			if !f.add(ev) {
 				return
 			}
-			cc.cork()
 		}
-		f.add(ev)
-		if burst++; burst >= maxBurst && !f.more {
-			if !f.flush() {
-				return
-			}
-			burst = 0
+		if !f.flush() {
+			return
 		}
-	}
-	if burst > 0 && !f.flush() {
-		return
 	}
 
 	progress := time.NewTimer(h.jitter())
 	defer progress.Stop()
+	var expired <-chan time.Time
+	if sess != nil {
+		t := time.NewTimer(time.Until(sess.exp))
+		defer t.Stop()
+		expired = t.C
+	}
 	var lastSent time.Time // of the last burst of events
 	for {
 		select {
 		case ev, ok := <-sub.C():
 			cc.cork()
-			if ok && sub.Err() == nil {
-				f.add(ev)
-				ok = f.addQueued()
-			}
-			if !f.finishRevision() {
-				ok = false
+			if ok {
+				f.held = append(f.held, ev)
+				if sub.Err() != nil {
+					ok = false
+				} else if ok = f.add(ev); ok {
+					ok = f.addQueued() && f.finishRevision()
+				}
 			}
 			if !f.flush() {
 				return
@@ -188,6 +205,10 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			}
 			lastSent = time.Now()
 		case <-progress.C:
+			if sess != nil && h.auth.isRevoked(sess.id) {
+				h.closeSession(c, f.pos, "ended by /logout")
+				return
+			}
 			// Not idle: wait until a progress interval after the last
 			// event (moving the timer at each event would cost more).
 			if wait := time.Until(lastSent.Add(h.jitter())); wait > h.progressInterval/8 {
@@ -204,11 +225,15 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 				if f.pos == before {
 					break
 				}
+				if ok && !f.flush() {
+					return
+				}
+				cc.cork()
 			}
 			if ok {
 				f.pos = max(f.pos, rev)
 				f.buf = appendProgress(f.buf[:0], f.pos)
-				f.write(f.buf)
+				ok = f.write(f.buf, false)
 			}
 			if !f.flush() {
 				return
@@ -219,6 +244,9 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 			}
 			h.metrics.progressSent.Add(1)
 			progress.Reset(h.jitter())
+		case <-expired:
+			h.closeSession(c, f.pos, "expired")
+			return
 		case <-ctx.Done():
 			if h.base.Err() != nil {
 				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
@@ -229,63 +257,88 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription) {
 }
 
 // feed is one subscriber's writing side. Between cork and flush, its
-// writes only fill a buffer.
+// writes only fill a buffer, but for large events.
 type feed struct {
-	h    *Handler
-	c    *websocket.Conn
-	cc   *corkConn
-	sub  Subscription
-	pos  int64 // the revision up to which the client has every matching change
-	more bool  // the last event added has More: its revision goes on
-	buf  []byte
+	h     *Handler
+	c     *websocket.Conn
+	cc    *corkConn
+	sub   Subscription
+	pos   int64       // the revision up to which the client has every matching change
+	more  bool        // the last event added has More: its revision goes on
+	buf   []byte      // for progress events
+	held  []*kv.Event // received and not yet Done: written since the last flush
+	burst int         // bytes of events copied into the corked buffer since the last flush
 }
 
-// add writes ev into the corked buffer.
-func (f *feed) add(ev *kv.Event) {
-	if f.more = ev.More; f.more {
-		f.cc.writeTextMore(ev.Data)
-	} else {
-		f.write(ev.Data)
+// add writes ev into the corked buffer, or on its own when it is large,
+// with "More":true when it has More. It reports false when the connection
+// failed.
+func (f *feed) add(ev *kv.Event) bool {
+	f.more = ev.More
+	if !f.write(ev.Data, ev.More) {
+		return false
+	}
+	if !ev.More {
 		f.pos = ev.Revision
 	}
 	f.h.metrics.eventsSent.Add(1)
+	return true
 }
 
 // finishRevision adds the rest of the revision of the last event added,
 // if it goes on. The hub queues a revision's events together, so they are
 // queued already, or being queued; the feed ends only between revisions.
-// It reports false when the subscription has ended.
+// It reports false when the subscription has ended or the connection
+// failed.
 func (f *feed) finishRevision() bool {
 	for f.more {
 		ev, ok := <-f.sub.C()
 		if !ok {
 			return false
 		}
-		f.add(ev)
+		f.held = append(f.held, ev)
+		if !f.add(ev) {
+			return false
+		}
 	}
 	return true
 }
 
-// write adds data as one text message to the corked buffer. The frame is
-// written here rather than by coder/websocket, whose Write costs more
-// than the system call it leads to when an event goes to many
+// write adds data as one text message to the corked buffer, with
+// "More":true when more, or writes it at once, after what the buffer
+// holds, when it is of directBytes or more, so that it is never copied.
+// The frame is written here rather than by coder/websocket, whose Write
+// costs more than the system call it leads to when an event goes to many
 // subscribers; the library still writes the control frames (ping, pong,
 // close), each in one piece through the same corkConn, so that frames
-// never interleave.
-func (f *feed) write(data []byte) {
-	f.cc.writeText(data)
+// never interleave. It reports false when the connection failed.
+func (f *feed) write(data []byte, more bool) bool {
+	if len(data) >= directBytes {
+		return f.cc.writeTextDirect(data, more) == nil
+	}
+	if more {
+		f.cc.writeTextMore(data)
+	} else {
+		f.cc.writeText(data)
+	}
+	f.burst += len(data)
+	return true
 }
 
-// addQueued adds the events already queued, up to a burst and the end of
-// a revision. It reports false when the subscription has ended.
+// addQueued adds the events already queued, up to a burst, which ends
+// only with a revision (see finishRevision). It reports false when the
+// subscription has ended or the connection failed.
 func (f *feed) addQueued() bool {
-	for range maxBurst {
+	for len(f.held) < maxBurst && f.burst < burstBytes {
 		select {
 		case ev, ok := <-f.sub.C():
-			if !ok || f.sub.Err() != nil && !f.more {
+			if !ok {
 				return false
 			}
-			f.add(ev)
+			f.held = append(f.held, ev)
+			if f.sub.Err() != nil && !f.more || !f.add(ev) {
+				return false
+			}
 		default:
 			return true
 		}
@@ -293,9 +346,23 @@ func (f *feed) addQueued() bool {
 	return true
 }
 
-// flush sends what the burst wrote, bounded by the write timeout.
+// flush sends what the burst wrote, bounded by the write timeout, and
+// lets go of its events.
 func (f *feed) flush() bool {
-	return f.cc.flush() == nil
+	err := f.cc.flush()
+	f.let()
+	f.burst = 0
+	return err == nil
+}
+
+// let tells the subscription that the events of the burst are written or
+// given up.
+func (f *feed) let() {
+	for i, ev := range f.held {
+		f.sub.Done(ev)
+		f.held[i] = nil
+	}
+	f.held = f.held[:0]
 }
 
 // closeFeed closes c for the reason err, telling the client where to resume.
@@ -313,6 +380,12 @@ func (h *Handler) closeFeed(c *websocket.Conn, err error, pos int64) {
 	default:
 		c.Close(websocket.StatusInternalError, wire.ResumeReason("feed ended", pos+1))
 	}
+}
+
+// closeSession closes c because the login session that authorized it has
+// ended (how).
+func (h *Handler) closeSession(c *websocket.Conn, pos int64, how string) {
+	c.Close(StatusSessionEnded, wire.ResumeReason("session "+how+": log in again", pos+1))
 }
 
 // discardReads reads and drops whatever the client sends, so that control
@@ -436,28 +509,11 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) error {
 // one of patterns, as websocket.Accept does; any other gets 403.
 func checkOrigin(r *http.Request, patterns []string) error {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || originAllowed(r, origin, patterns) {
 		return nil
 	}
-	forbidden := &statusError{http.StatusForbidden, "cross-origin WebSocket handshake from " + strconv.Quote(origin) +
+	return &statusError{http.StatusForbidden, "cross-origin WebSocket handshake from " + strconv.Quote(origin) +
 		" refused: kvsd allows its own origin and those in -allowed-origins"}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return forbidden
-	}
-	if strings.EqualFold(r.Host, u.Host) {
-		return nil
-	}
-	for _, p := range patterns {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, err := path.Match(strings.ToLower(p), strings.ToLower(target)); ok && err == nil {
-			return nil
-		}
-	}
-	return forbidden
 }
 
 // ValidOriginPattern reports whether p is a valid pattern for

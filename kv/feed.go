@@ -3,6 +3,7 @@ package kv
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 )
 
 // The change feed's vocabulary lives here, beside Change, so that the feed
@@ -32,7 +33,22 @@ type Event struct {
 	// revision is complete at the first event without it. Data does not
 	// say it; the transport adds it.
 	More bool
+	// Bytes is the memory the event holds: its key, Data and whatever
+	// else Data keeps from being freed. A feed that bounds the memory its
+	// subscribers hold counts it while a subscriber holds the event (see
+	// Hold). Zero for a feed that does not count.
+	Bytes int64
+
+	holders atomic.Int32
 }
+
+// Hold records n more holders of e (a subscriber's queue, or its transport
+// until it has written e; n may be negative) and returns how many it has.
+func (e *Event) Hold(n int32) int32 { return e.holders.Add(n) }
+
+// Release records that a holder let go of e and reports whether it was the
+// last one.
+func (e *Event) Release() bool { return e.holders.Add(-1) == 0 }
 
 // CompactedError reports a subscription from a revision older than the
 // feed's history. errors.Is(err, ErrCompacted) is true for it.

@@ -34,13 +34,17 @@ var (
 type CorruptError struct {
 	// File is the damaged file's path.
 	File string
-	// Offset is the byte offset of the damage in it.
+	// Offset is the byte offset of the damage in it, or -1 when the
+	// damage is to the whole file (missing, or cut short).
 	Offset int64
 	// Reason says what is wrong there.
 	Reason string
 }
 
 func (e *CorruptError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("kv: %s: %s (nothing was changed)", e.File, e.Reason)
+	}
 	return fmt.Sprintf("kv: %s is damaged at offset %d: %s (nothing was changed)", e.File, e.Offset, e.Reason)
 }
 
@@ -103,6 +107,13 @@ type FileLog struct {
 	buf     []byte
 	err     atomic.Pointer[error] // why the log failed; nil while it works
 	stats   logStats              // written by the committer, read by Stats
+
+	// state is the STATE file; seg and acked are what it should say: the
+	// first revision of the current segment, and the last revision
+	// appended (durable unless noSync). The committer sets them.
+	state *stateFile
+	seg   atomic.Int64
+	acked atomic.Int64
 
 	snapc   chan struct{} // asks the snapshot goroutine for a snapshot
 	stop    chan struct{} // closed by Close
@@ -222,6 +233,15 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	if err != nil {
 		return nil, err
 	}
+	st, seq, err := readState(dir)
+	haveState := err == nil
+	if err != nil && !errors.Is(err, errNoState) {
+		return nil, err
+	}
+	if !haveState && (len(df.segs) > 0 || len(df.snaps) > 0) {
+		l.log.Warn("no STATE file (a data directory of an older kvsd, or it was deleted): cannot check that the log still holds every acknowledged revision; it is written from now on",
+			"dir", dir)
+	}
 
 	// The newest snapshot, if any, and the segments that are not wholly
 	// older than it: a segment is covered when the next one starts at or
@@ -250,6 +270,12 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 			return nil, err
 		}
 	}
+	l.last = max(lastRead, l.rec.Rev)
+	if haveState {
+		if err := l.checkState(st, df.segs, l.last); err != nil {
+			return nil, err
+		}
+	}
 	if end.torn > 0 {
 		path := filepath.Join(dir, live[len(live)-1].name)
 		if err := truncateFile(path, end.end); err != nil {
@@ -262,7 +288,6 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	// Append to the last segment if it continues at the next revision,
 	// else to a new one. (The snapshot can be ahead of the log only if a
 	// machine crash lost writes that were not fsynced.)
-	l.last = max(lastRead, l.rec.Rev)
 	l.segs = slices.Clone(live)
 	if len(live) > 0 && end.tail == l.last+1 {
 		path := filepath.Join(dir, live[len(live)-1].name)
@@ -279,6 +304,12 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 		return nil, err
 	}
 	l.snapRev = l.rec.Rev
+	l.seg.Store(l.segs[len(l.segs)-1].first)
+	l.acked.Store(l.last)
+	if l.state, err = createState(dir, logState{seg: l.seg.Load(), acked: l.last}, seq, l.noSync, datasync); err != nil {
+		l.f.Close()
+		return nil, err
+	}
 
 	// Only now that recovery has succeeded: remove what it did not need.
 	var dead []string
@@ -291,6 +322,33 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	}
 	l.remove(dead)
 	return l, nil
+}
+
+// checkState refuses a log that the STATE file st shows damaged: its newest
+// segment gone (segs has none as new), or the log ending at last, before
+// the revision acknowledged.
+func (l *FileLog) checkState(st logState, segs []segment, last int64) error {
+	var newest int64
+	for _, s := range segs {
+		newest = max(newest, s.first)
+	}
+	path := filepath.Join(l.dir, fileName(st.seg, segExt))
+	switch {
+	case newest < st.seg:
+		return &CorruptError{File: path, Offset: -1, Reason: fmt.Sprintf(
+			"the newest segment is missing: it held the revisions from %d on, and those up to %d were acknowledged, but the log ends at revision %d",
+			st.seg, st.acked, last)}
+	case last < st.acked:
+		for _, s := range segs {
+			if s.first <= last+1 {
+				path = filepath.Join(l.dir, s.name)
+			}
+		}
+		return &CorruptError{File: path, Offset: -1, Reason: fmt.Sprintf(
+			"the log ends at revision %d, but the revisions up to %d were acknowledged: %d to %d are missing (a segment emptied or cut short?)",
+			last, st.acked, last+1, st.acked)}
+	}
+	return nil
 }
 
 // lockDir opens and locks dir's LOCK file, and writes the process id in it.
@@ -486,8 +544,9 @@ func (l *FileLog) Recover(snapshot func() ([]*Entry, int64)) Recovery {
 	l.recovered = true
 	rec := l.rec
 	l.rec = Recovery{}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.snapshotLoop(snapshot)
+	go l.stateLoop()
 	return rec
 }
 
@@ -525,7 +584,8 @@ func (l *FileLog) Append(changes []Change) error {
 	if changes[0].Revision != l.last+1 {
 		panic(fmt.Sprintf("kv: append of revision %d after %d", changes[0].Revision, l.last))
 	}
-	if l.size >= l.snapBytes {
+	rolled := l.size >= l.snapBytes
+	if rolled {
 		if err := l.newSegment(changes[0].Revision); err != nil {
 			return fmt.Errorf("kv: start a log segment: %w", err)
 		}
@@ -576,6 +636,16 @@ func (l *FileLog) Append(changes []Change) error {
 	l.size += int64(len(b))
 	l.alloc = max(l.alloc, l.size)
 	l.last = changes[len(changes)-1].Revision
+	if rolled {
+		// STATE names the new segment, holding at least this batch,
+		// before the batch is acknowledged: a segment begins once per
+		// FileOptions.SnapshotBytes, so this fsync is rare.
+		l.seg.Store(changes[0].Revision)
+		if err := l.state.write(logState{seg: changes[0].Revision, acked: l.last}); err != nil {
+			return l.fail(fmt.Errorf("kv: %w", err))
+		}
+	}
+	l.acked.Store(l.last)
 	return nil
 }
 
@@ -598,6 +668,30 @@ func (l *FileLog) snapshotLoop(snapshot func() ([]*Entry, int64)) {
 		}
 		if err := l.snapshot(snapshot); err != nil && !errors.Is(err, errStopped) {
 			l.log.Warn("snapshot failed: the log grows until one succeeds", "err", err)
+		}
+	}
+}
+
+// stateInterval is how often STATE is brought up to date while writes come
+// in.
+const stateInterval = time.Second
+
+// stateLoop records in STATE, once a stateInterval, how far the log got.
+func (l *FileLog) stateLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(stateInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if l.Err() != nil {
+			continue
+		}
+		if err := l.state.write(logState{seg: l.seg.Load(), acked: l.acked.Load()}); err != nil {
+			l.log.Warn("cannot record how far the log got", "err", err)
 		}
 	}
 }
@@ -682,7 +776,10 @@ func (l *FileLog) Close() error {
 		if err == nil {
 			err = l.syncFile(l.f)
 		}
-		l.cerr = errors.Join(err, l.f.Close(), l.lock.Close())
+		if err == nil {
+			err = l.state.write(logState{seg: l.seg.Load(), acked: l.last})
+		}
+		l.cerr = errors.Join(err, l.f.Close(), l.state.close(), l.lock.Close())
 	})
 	return l.cerr
 }

@@ -153,7 +153,7 @@ func names(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, de := range des {
-		if de.Name() != "LOCK" {
+		if de.Name() != "LOCK" && de.Name() != stateName {
 			out = append(out, de.Name())
 		}
 	}

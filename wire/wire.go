@@ -214,6 +214,12 @@ const (
 	// a gap: the next revision it needs is no longer retained. The reason
 	// names the oldest retained revision.
 	CloseCompacted = 4410
+	// CloseSessionEnded (4401) ends a subscription that a login session
+	// (the cookie of POST /login, as browsers use) authorized, when the
+	// session expires or POST /logout ends it; the reason says where to
+	// resume once logged in again. Subscriptions made with the token
+	// itself never get it.
+	CloseSessionEnded = 4401
 )
 
 // resumeMarker precedes the revision in a close reason that says where to

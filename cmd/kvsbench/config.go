@@ -43,6 +43,7 @@ type config struct {
 	prefix      string
 	valueSize   int
 	readRatio   float64
+	local       bool // -consistency local: gets send ?consistency=local
 	rate        float64
 	preload     int
 	timeout     time.Duration
@@ -120,6 +121,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.prefix, "key-prefix", "", "prefix of every key (watch: default kvsbench-<random>/, so that only this run's sets match)")
 	fs.IntVar(&c.valueSize, "value-size", 16, "length of each value, a JSON string of random letters (stored as value-size+2 bytes)")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0.9, "mixed: fraction of requests that are gets")
+	consistency := "linearizable"
+	fs.StringVar(&consistency, "consistency", consistency, "get and mixed: linearizable (the server's default) or local (each get sends ?consistency=local: in Kafka mode it skips the read barrier)")
 	fs.Float64Var(&c.rate, "rate", 0, "requests (watch: sets) per second over all connections; 0 = as fast as answers come (watch default 200)")
 	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get, mixed and txn, none otherwise)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
@@ -165,6 +168,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.duration = 0
 	}
 
+	switch consistency {
+	case "linearizable":
+	case "local":
+		c.local = true
+	default:
+		return c, usageError{fmt.Sprintf("-consistency %q: want linearizable or local", consistency)}
+	}
 	u, err := client.ParseAddress(addr)
 	if err != nil {
 		return c, usageError{fmt.Sprintf("-server-address %q: %v", addr, err)}

@@ -31,6 +31,11 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("got mode %q, connections %d, keys %d, json %v", c.mode, c.connections, c.keys, c.json)
 			}
 		}},
+		{"local gets", []string{"get", "-consistency", "local"}, nil, func(t *testing.T, c config) {
+			if !c.local {
+				t.Error("got linearizable gets, want local ones")
+			}
+		}},
 		{"get preloads the key space", []string{"get", "-keys", "50"}, nil, func(t *testing.T, c config) {
 			if c.preload != 50 {
 				t.Errorf("preload: got %d, want 50", c.preload)
@@ -127,6 +132,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"read ratio", []string{"mixed", "-read-ratio", "1.5"}, "-read-ratio"},
 		{"sweep outside watch", []string{"set", "-sweep", "1,2"}, "-sweep is for watch"},
 		{"bad sweep", []string{"watch", "-sweep", "1,x"}, "-sweep"},
+		{"bad consistency", []string{"get", "-consistency", "stale"}, "-consistency"},
 		{"key size too small", []string{"set", "-keys", "100000", "-key-size", "4"}, "-key-size 4: too small"},
 		{"quote in the prefix", []string{"set", "-key-prefix", `a"b`}, "-key-prefix"},
 		{"key too long", []string{"set", "-key-size", "2000"}, "1024"},

@@ -35,7 +35,8 @@ type bench struct {
 	cfg    config
 	stderr io.Writer
 	kvs    *client.Client
-	width  int // digits of a key number (zero-padded), 0 = as is
+	read   *client.ReadOptions // of the gets: nil, or Local for -consistency local
+	width  int                 // digits of a key number (zero-padded), 0 = as is
 }
 
 func newBench(cfg config, stderr io.Writer) (*bench, error) {
@@ -53,6 +54,9 @@ func newBench(cfg config, stderr io.Writer) (*bench, error) {
 		return nil, err
 	}
 	b := &bench{cfg: cfg, stderr: stderr, kvs: kvs}
+	if cfg.local {
+		b.read = &client.ReadOptions{Local: true}
+	}
 	if cfg.keySize > 0 {
 		b.width = cfg.keySize - len(cfg.prefix) - 1
 	}
@@ -341,7 +345,7 @@ func (w *worker) do(ctx context.Context, op, key int) (int64, error) {
 		}
 		return res.Revision, nil
 	}
-	_, err := w.b.kvs.Get(ctx, string(w.key), nil)
+	_, err := w.b.kvs.Get(ctx, string(w.key), w.b.read)
 	return 0, err
 }
 

@@ -353,15 +353,15 @@ func batteryRaw(t *testing.T, b *battery) {
 		json       bool
 	}{
 		{"garbage request line", "HELLO\r\n\r\n", 400, false},
-		{"header without a colon", "GET /healthz HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400, false},
-		{"NUL in a header", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400, false},
+		{"header without a colon", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nNoColon\r\n\r\n", 400, false},
+		{"NUL in a header", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n", 400, false},
 		{"no Host header", "GET /healthz HTTP/1.1\r\n\r\n", 400, false},
-		{"Content-Length not a number", "POST /set HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: abc\r\n\r\n", 400, false},
-		{"two Content-Lengths", "POST /set HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, false},
-		{"headers over the limit", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 100<<10) + "\r\n\r\n", 431, false},
-		{"query over the header limit", "GET /subscribe?key=" + strings.Repeat("k", 100<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 431, false},
-		{"bad chunk size", "POST /set HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, true},
-		{"WebSocket over HTTP/1.0", "GET /subscribe HTTP/1.0\r\nHost: x\r\n" + auth + "Connection: Upgrade\r\nUpgrade: websocket\r\n" +
+		{"Content-Length not a number", "POST /set HTTP/1.1\r\nHost: localhost\r\n" + auth + "Content-Length: abc\r\n\r\n", 400, false},
+		{"two Content-Lengths", "POST /set HTTP/1.1\r\nHost: localhost\r\n" + auth + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, false},
+		{"headers over the limit", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("b", 100<<10) + "\r\n\r\n", 431, false},
+		{"query over the header limit", "GET /subscribe?key=" + strings.Repeat("k", 100<<10) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", 431, false},
+		{"bad chunk size", "POST /set HTTP/1.1\r\nHost: localhost\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, true},
+		{"WebSocket over HTTP/1.0", "GET /subscribe HTTP/1.0\r\nHost: localhost\r\n" + auth + "Connection: Upgrade\r\nUpgrade: websocket\r\n" +
 			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 426, true},
 	}
 	for _, tt := range tests {
@@ -384,7 +384,7 @@ func batteryRaw(t *testing.T, b *battery) {
 // -read-header-timeout (1s) allows: kvsd closes the connection without an
 // answer long before the headers are complete.
 func batterySlowloris(t *testing.T, b *battery) {
-	const request = "GET /getall HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + batteryToken + "\r\n\r\n"
+	const request = "GET /getall HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + batteryToken + "\r\n\r\n"
 	var wg sync.WaitGroup
 	for range 5 { // several at once, as an attacker would
 		wg.Go(func() {
@@ -447,7 +447,7 @@ func batteryIdle(t *testing.T, b *battery) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
-	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -520,7 +520,7 @@ func rawFrame(t *testing.T, b *battery, frame []byte) (websocket.StatusCode, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a hang guard
-	io.WriteString(conn, "GET /subscribe?key=nothing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+batteryToken+"\r\n"+
+	io.WriteString(conn, "GET /subscribe?key=nothing HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "+batteryToken+"\r\n"+
 		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)

@@ -19,15 +19,13 @@ func (f hubFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription
 	return s, nil
 }
 
-// TestConsoleLogin checks the page against a server that needs a token: it
-// asks for it, says so clearly when it is wrong, and goes live with the
-// right one (the feed too, which a browser can only authorize with the
-// cookie).
-func TestConsoleLogin(t *testing.T) {
-	b := startBrowser(t)
+// tokenServer serves the API with the console and a feed, needing token,
+// with one key set: secret-key.
+func tokenServer(t *testing.T, token string) (*httptest.Server, *kv.Store, *bus.Hub) {
+	t.Helper()
 	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
 	store := kv.New(kv.Options{Publisher: hub})
-	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}, Token: "s3cret"})
+	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}, Token: token})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.Shutdown(t.Context())
@@ -38,6 +36,16 @@ func TestConsoleLogin(t *testing.T) {
 	if _, err := store.Set(t.Context(), "secret-key", []byte(`"secret value"`)); err != nil {
 		t.Fatal(err)
 	}
+	return srv, store, hub
+}
+
+// TestConsoleLogin checks the page against a server that needs a token: it
+// asks for it, says so clearly when it is wrong, and goes live with the
+// right one (the feed too, which a browser can only authorize with the
+// cookie).
+func TestConsoleLogin(t *testing.T) {
+	b := startBrowser(t)
+	srv, store, _ := tokenServer(t, "s3cret")
 
 	b.open(srv.URL + "/")
 	b.waitFor("the login form", `!document.getElementById('login').hidden && document.body.dataset.state === 'login'`)

@@ -73,14 +73,20 @@ func (c *client) set(key, value string) int64 {
 // get returns key's entry, or nil if it is missing.
 func (c *client) get(key string) *httpapi.Entry {
 	c.t.Helper()
-	code, ans, err := c.post("/get", httpapi.WriteRequest{Key: key})
+	return c.getFrom("/get", key)
+}
+
+// getFrom is get with the path (and query) of the request.
+func (c *client) getFrom(path, key string) *httpapi.Entry {
+	c.t.Helper()
+	code, ans, err := c.post(path, httpapi.WriteRequest{Key: key})
 	switch {
 	case err != nil:
-		c.t.Fatalf("get %s: %v", key, err)
+		c.t.Fatalf("%s %s: %v", path, key, err)
 	case code == http.StatusNotFound:
 		return nil
 	case code != http.StatusOK:
-		c.t.Fatalf("get %s: %d %s", key, code, ans)
+		c.t.Fatalf("%s %s: %d %s", path, key, code, ans)
 	}
 	var e httpapi.Entry
 	if err := json.Unmarshal(ans, &e); err != nil {

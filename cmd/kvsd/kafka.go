@@ -17,6 +17,7 @@ type kafkaConfig struct {
 	topic             string
 	replicationFactor int
 	writeTimeout      time.Duration
+	readTimeout       time.Duration
 }
 
 func (c *kafkaConfig) flags(fs *flag.FlagSet) {
@@ -24,6 +25,7 @@ func (c *kafkaConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "kafka-topic", "kvs-changes", "kafka backend: the topic every instance shares (created if missing: one partition, compacted)")
 	fs.IntVar(&c.replicationFactor, "kafka-replication-factor", 0, "kafka backend: replication factor of a new topic (0: the brokers' default)")
 	fs.DurationVar(&c.writeTimeout, "kafka-write-timeout", 5*time.Second, "kafka backend: how long a write may wait for the brokers and for its record to be applied before it fails with 503")
+	fs.DurationVar(&c.readTimeout, "kafka-read-timeout", 5*time.Second, "kafka backend: how long a linearizable read may wait for the brokers and for this instance to apply what they reported before it fails with 503 (reads with ?consistency=local never wait)")
 }
 
 func (c *kafkaConfig) check() error {
@@ -36,6 +38,8 @@ func (c *kafkaConfig) check() error {
 		return fmt.Errorf("-kafka-replication-factor %d: must not be negative", c.replicationFactor)
 	case c.writeTimeout <= 0:
 		return fmt.Errorf("-kafka-write-timeout %v: must be positive", c.writeTimeout)
+	case c.readTimeout <= 0:
+		return fmt.Errorf("-kafka-read-timeout %v: must be positive", c.readTimeout)
 	}
 	return nil
 }
@@ -60,6 +64,8 @@ func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*
 		Topic:             c.topic,
 		ReplicationFactor: c.replicationFactor,
 		WriteTimeout:      c.writeTimeout,
+		ReadTimeout:       c.readTimeout,
+		MaxValueBytes:     maxValueBytes,
 		MaxBatchBytes:     max(1<<20, maxValueBytes+64<<10),
 		OnGap:             hub.Forget,
 		Logger:            log,

@@ -404,7 +404,8 @@ func TestKafkaRestartAndJoin(t *testing.T) {
 }
 
 // TestKafkaBrokerDown stops the broker: writes fail with 503 within the
-// write timeout, reads go on, /readyz says why; when the broker is back
+// write timeout, and so do linearizable reads within the read timeout,
+// while local reads go on; /readyz says why; when the broker is back
 // (with its data, on the same port) writes succeed again and the feed goes
 // on without a gap.
 func TestKafkaBrokerDown(t *testing.T) {
@@ -412,7 +413,7 @@ func TestKafkaBrokerDown(t *testing.T) {
 	if b.external() {
 		t.Skip("KVS_TEST_KAFKA: the broker cannot be stopped by the test")
 	}
-	srv := startKafkaKvsd(t, b, newTopic(), "-kafka-write-timeout", "1s")
+	srv := startKafkaKvsd(t, b, newTopic(), "-kafka-write-timeout", "1s", "-kafka-read-timeout", "1s")
 	c := newClient(t, srv)
 	ws := subscribe(t, srv, 1)
 	var acked []int64
@@ -436,8 +437,17 @@ func TestKafkaBrokerDown(t *testing.T) {
 	if took > 1*time.Second+10*time.Second {
 		t.Errorf("set while the broker is down took %v, want about the 1s write timeout", took)
 	}
-	if e := c.get("k3"); e == nil || e.Revision != acked[3] {
-		t.Fatalf("get while the broker is down: got %+v, want revision %d", e, acked[3])
+	if e := c.getLocal("k3"); e == nil || e.Revision != acked[3] {
+		t.Fatalf("local get while the broker is down: got %+v, want revision %d", e, acked[3])
+	}
+	began = time.Now()
+	code, ans, err = c.post("/get", httpapi.WriteRequest{Key: "k3"})
+	took = time.Since(began)
+	if err != nil || code != http.StatusServiceUnavailable || json.Unmarshal(ans, &e) != nil || !strings.Contains(e.Error, "consistency=local") {
+		t.Fatalf("linearizable get while the broker is down: got %d %s %v, want 503 with a JSON error that names consistency=local", code, ans, err)
+	}
+	if took > 1*time.Second+10*time.Second {
+		t.Errorf("linearizable get while the broker is down took %v, want about the 1s read timeout", took)
 	}
 
 	b.start()
@@ -509,8 +519,13 @@ func TestKafkaDataLost(t *testing.T) {
 	if code, ans, _ := c.post("/set", httpapi.WriteRequest{Key: "k9", Value: json.RawMessage(`9`)}); code != http.StatusServiceUnavailable {
 		t.Fatalf("set after data loss: got %d %s, want 503", code, ans)
 	}
-	if e := c.get("k4"); e == nil {
-		t.Fatal("get after data loss: the data this instance had is gone, want it still served")
+	if e := c.getLocal("k4"); e == nil {
+		t.Fatal("local get after data loss: the data this instance had is gone, want it still served")
+	}
+	// A linearizable read cannot be confirmed: 503 at once, not after the
+	// read timeout.
+	if code, ans, _ := c.post("/get", httpapi.WriteRequest{Key: "k4"}); code != http.StatusServiceUnavailable || !strings.Contains(string(ans), "lost data") {
+		t.Fatalf("linearizable get after data loss: got %d %s, want 503 naming the data loss", code, ans)
 	}
 }
 
@@ -528,6 +543,7 @@ func TestKafkaFlags(t *testing.T) {
 		{"empty topic", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-topic", ""}, "", "-kafka-topic: must not be empty"},
 		{"negative replication factor", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-replication-factor", "-1"}, "", "-kafka-replication-factor -1"},
 		{"write timeout from the environment", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1"}, "KVS_KAFKA_WRITE_TIMEOUT=0s", "-kafka-write-timeout 0s: must be positive"},
+		{"zero read timeout", []string{"-backend", "kafka", "-kafka-brokers", "127.0.0.1:1", "-kafka-read-timeout", "0s"}, "", "-kafka-read-timeout 0s: must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

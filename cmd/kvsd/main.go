@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,9 +32,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			return // -h: the usage went to stdout
 		}
 		fmt.Fprintln(os.Stderr, "kvsd:", err)
 		os.Exit(1)
@@ -51,6 +52,8 @@ type config struct {
 	history         int
 	historyBytes    int64
 	subBuffer       int
+	subBytes        int64
+	feedBytes       int64
 	maxValueBytes   int
 	logFormat       string
 	logLevel        slog.Level
@@ -60,8 +63,10 @@ type config struct {
 
 	token             string
 	tokenFile         string
+	sessionTTL        time.Duration
 	tlsCert, tlsKey   string
 	allowedOrigins    []string
+	allowedHosts      []string // nil: the default for the listener
 	maxSubscribers    int
 	maxBodyBytes      int
 	maxTxnOps         int
@@ -71,11 +76,12 @@ type config struct {
 }
 
 // parseConfig reads flags from args, and for each flag not given there,
-// its environment twin from getenv.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// its environment twin from getenv. Asked for help (-h), it writes the
+// usage to stdout and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are returned, the usage printed below
 	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
 	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data), memory (nothing is written to disk) or kafka (a topic shared by several kvsd, see -kafka-brokers)")
 	fs.StringVar(&c.data, "data", "./kvs-data", "the file backend's data directory (created if missing)")
@@ -85,16 +91,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.history, "history", 100000, "changes kept in memory for subscribers resuming with ?from=")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "the most memory, in bytes, the changes kept for resuming subscribers may take (the oldest go first)")
 	fs.IntVar(&c.subBuffer, "subscriber-buffer", 1024, "events queued per subscriber: one that falls further behind is closed with 4408 and resumes")
+	fs.Int64Var(&c.subBytes, "subscriber-buffer-bytes", 16<<20, "the most memory, in bytes, the events queued to one subscriber and being written to it may take; one that would take more is closed with 4408 and resumes")
+	fs.Int64Var(&c.feedBytes, "feed-buffer-bytes", 256<<20, "the most memory, in bytes, the events held for all subscribers together may take (an event held for many counts once); the subscriber an event would take past it is closed with 4408")
 	fs.IntVar(&c.maxValueBytes, "max-value-bytes", httpapi.DefaultMaxValueBytes, "largest value accepted, in bytes of compact JSON")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
+	fs.StringVar(&c.token, "token", "", "require this token (Authorization: Bearer <token>) on every route but /healthz, /login, /logout and the console page; prefer KVS_TOKEN or -token-file, since command lines are visible to every user of the machine")
 	fs.StringVar(&c.tokenFile, "token-file", "", "read the token from this file (its first line)")
+	fs.DurationVar(&c.sessionTTL, "session-ttl", httpapi.DefaultSessionTTL, "how long a browser session of POST /login lasts before the token must be entered again")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS and WSS with this certificate (PEM; with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the private key of -tls-cert (PEM)")
 	var origins string
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
+	var hosts string
+	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated host patterns (*.example.com) that requests may name in their Host header, against DNS rebinding; IP addresses are always allowed; * allows every host (default: localhost and *.localhost when listening on a loopback address only, else every host)")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
 	fs.IntVar(&c.maxTxnOps, "max-txn-ops", httpapi.DefaultMaxTxnOps, "most conditions of a transaction (POST /txn), and most operations in each of its Then and Else")
@@ -108,11 +119,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (run kvsd -h for the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, fmt.Errorf("unexpected argument %q: kvsd takes flags only (run kvsd -h for them)", fs.Arg(0))
 	}
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -133,6 +148,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			c.allowedOrigins = append(c.allowedOrigins, o)
 		}
 	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			c.allowedHosts = append(c.allowedHosts, h)
+		}
+	}
 	if err := c.checkSecurity(); err != nil {
 		return c, err
 	}
@@ -151,6 +171,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-history-bytes %d: must be positive", c.historyBytes)
 	case c.subBuffer <= 0:
 		return c, fmt.Errorf("-subscriber-buffer %d: must be positive", c.subBuffer)
+	case c.subBytes <= 0:
+		return c, fmt.Errorf("-subscriber-buffer-bytes %d: must be positive", c.subBytes)
+	case c.feedBytes < 2*int64(c.maxValueBytes)+65536:
+		return c, fmt.Errorf("-feed-buffer-bytes %d: must hold the largest event, at least 2 × -max-value-bytes + 65536 = %d", c.feedBytes, 2*int64(c.maxValueBytes)+65536)
 	case c.maxValueBytes <= 0:
 		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
 	case c.shards <= 0 || c.shards > 1<<16:
@@ -192,6 +216,11 @@ func (c *config) checkSecurity() error {
 			return fmt.Errorf("-allowed-origins: bad pattern %q", o)
 		}
 	}
+	for _, h := range c.allowedHosts {
+		if !httpapi.ValidHostPattern(h) {
+			return fmt.Errorf("-allowed-hosts: bad pattern %q: a host name pattern, without scheme or port", h)
+		}
+	}
 	switch {
 	case c.maxSubscribers <= 0:
 		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
@@ -203,6 +232,8 @@ func (c *config) checkSecurity() error {
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
 		return fmt.Errorf("-idle-timeout %v: must be positive", c.idleTimeout)
+	case c.sessionTTL < time.Second:
+		return fmt.Errorf("-session-ttl %v: must be a second or more", c.sessionTTL)
 	}
 	return nil
 }
@@ -212,8 +243,8 @@ func (c *config) checkSecurity() error {
 const deadlineTick = 100 * time.Millisecond
 
 // run serves until ctx is done, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
 		return err
 	}
@@ -235,11 +266,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("the token is short: use at least 16 random characters, e.g. openssl rand -hex 32")
 	}
 
-	hub := bus.New(bus.Options{History: cfg.history, HistoryBytes: cfg.historyBytes, Buffer: cfg.subBuffer, Encode: httpapi.AppendEvent})
+	hub := bus.New(bus.Options{
+		History:          cfg.history,
+		HistoryBytes:     cfg.historyBytes,
+		Buffer:           cfg.subBuffer,
+		BufferBytes:      cfg.subBytes,
+		TotalBufferBytes: cfg.feedBytes,
+		Encode:           httpapi.AppendEvent,
+	})
 	var (
 		fl       *kv.FileLog
 		klog     kv.Log // nil: the memory log
 		ready    func() error
+		barrier  func(context.Context) error // nil: reads are linearizable as they are
 		logStats func() kv.LogStats
 		extra    func() []httpapi.Sample
 		began    = time.Now()
@@ -269,13 +308,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return err
 		}
-		klog, ready = kl, kl.Err
+		klog, ready, barrier = kl, kl.Err, kl.ReadBarrier
 		extra = func() []httpapi.Sample {
 			next, hwm := kl.Lag()
+			reads, requests := kl.ReadBarrierStats()
 			return []httpapi.Sample{
 				{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
 				{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
 				{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
+				{Name: "kvs_kafka_read_barriers_total", Help: "Linearizable reads that asked the broker for the topic's end offset.", Type: "counter", Value: float64(reads)},
+				{Name: "kvs_kafka_read_barrier_requests_total", Help: "End offset requests to the broker that those reads shared.", Type: "counter", Value: float64(requests)},
+				{Name: "kvs_kafka_skipped_records_total", Help: "Kafka records skipped because they break the rules of a change (key, value, kvs headers); each is logged.", Type: "counter", Value: float64(kl.Skipped())},
 			}
 		}
 	}
@@ -284,6 +327,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
 			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
 	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	loopback := net.ParseIP(hostOf(ln.Addr())).IsLoopback()
+	hosts := cfg.allowedHosts
+	switch {
+	case slices.Contains(hosts, "*"):
+		hosts = nil
+	case hosts == nil && loopback:
+		hosts = httpapi.LoopbackHosts
+	}
+	ln = newSweepListener(ln, deadlineTick)
 	api := httpapi.New(httpapi.Options{
 		Store:          store,
 		Feed:           feed{hub},
@@ -291,22 +348,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxBodyBytes:   cfg.maxBodyBytes,
 		MaxTxnOps:      cfg.maxTxnOps,
 		Ready:          ready,
+		ReadBarrier:    barrier,
 		Logger:         log,
 		Token:          cfg.token,
+		SessionTTL:     cfg.sessionTTL,
 		Pprof:          cfg.pprof,
 		LogStats:       logStats,
-		ExtraMetrics:   extra,
+		ExtraMetrics:   feedMetrics(hub, extra),
 		OriginPatterns: cfg.allowedOrigins,
+		AllowedHosts:   hosts,
 		MaxSubscribers: cfg.maxSubscribers,
 		DisableUI:      !cfg.ui,
 	})
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		store.Close()
-		return err
-	}
-	ln = newSweepListener(ln, deadlineTick)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
@@ -317,10 +371,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog:          slog.NewLogLogger(lh, slog.LevelWarn),
 		TLSConfig:         tlsConfig,
 	}
-	if cfg.token == "" {
-		if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
-			log.Warn("no -token: anyone who can reach this address can read and change every key")
-		}
+	if cfg.token == "" && !loopback {
+		log.Warn("no -token: anyone who can reach this address can read and change every key")
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "backend", cfg.backend, "tls", tlsConfig != nil, "token", cfg.token != "")
 	served := make(chan error, 1)
@@ -363,6 +415,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return err
 }
 
+// hostOf returns the host of a listener's address.
+func hostOf(a net.Addr) string {
+	host, _, _ := net.SplitHostPort(a.String())
+	return host
+}
+
 // feed serves a bus.Hub as the change feed of httpapi.
 type feed struct{ *bus.Hub }
 
@@ -372,6 +430,21 @@ func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, e
 		return nil, err
 	}
 	return s, nil
+}
+
+// feedMetrics returns the samples of extra and those of the hub's memory.
+func feedMetrics(hub *bus.Hub, extra func() []httpapi.Sample) func() []httpapi.Sample {
+	return func() []httpapi.Sample {
+		now, peak := hub.Buffered()
+		samples := []httpapi.Sample{
+			{Name: "kvs_feed_buffered_bytes", Help: "Memory the events held for subscribers take (queued, or being written; an event held for many counts once), bounded by -feed-buffer-bytes.", Value: float64(now)},
+			{Name: "kvs_feed_buffered_bytes_peak", Help: "The most memory the events held for subscribers took since kvsd started.", Value: float64(peak)},
+		}
+		if extra != nil {
+			samples = append(samples, extra()...)
+		}
+		return samples
+	}
 }
 
 // procForSync raises GOMAXPROCS by one, unless the environment sets it (to

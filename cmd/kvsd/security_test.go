@@ -308,6 +308,10 @@ func TestSecurityFlags(t *testing.T) {
 		{"negative body limit", nil, "KVS_MAX_BODY_BYTES=-1", "-max-body-bytes -1"},
 		{"header timeout", []string{"-read-header-timeout", "0s"}, "", "-read-header-timeout 0s"},
 		{"idle timeout", []string{"-idle-timeout", "-1s"}, "", "-idle-timeout -1s"},
+		{"session of no time", []string{"-session-ttl", "0s"}, "", "-session-ttl 0s"},
+		{"bad host pattern", []string{"-allowed-hosts", "localhost,http://kvs.example.com"}, "", `-allowed-hosts: bad pattern "http://kvs.example.com"`},
+		{"no subscriber memory", []string{"-subscriber-buffer-bytes", "0"}, "", "-subscriber-buffer-bytes 0"},
+		{"feed memory below the largest event", []string{"-feed-buffer-bytes", "1048576"}, "", "must hold the largest event"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

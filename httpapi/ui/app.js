@@ -159,7 +159,11 @@
       init.headers = { 'Content-Type': 'application/json' };
     }
     const resp = await fetch(path, init);
-    if (resp.ok) return resp;
+    if (resp.ok) {
+      // The server names the expiry of the session that authorized this.
+      if (resp.headers.get('Kvs-Session-Expires')) $('logout').hidden = false;
+      return resp;
+    }
     if (resp.status === 401) showLogin();
     throw new HTTPError(resp.status, await errorText(resp));
   }
@@ -455,13 +459,46 @@
     if (resp.ok) {
       $('token').value = '';
       $('login').hidden = true;
+      $('logout').hidden = !resp.headers.get('Kvs-Session-Expires');
       attempt = 0;
       connect(!listed);
       return;
     }
     msg.textContent = resp.status === 401
       ? 'Wrong token: the server refused it (401). Use the token kvsd was started with (-token or KVS_TOKEN).'
-      : 'Login failed: ' + (await errorText(resp));
+      : resp.status === 429
+        ? 'Too many wrong tokens from this address: wait a few seconds and try again.'
+        : 'Login failed: ' + (await errorText(resp));
+  }
+
+  // logout ends the session on the server (which then refuses its cookie),
+  // stops the feed and empties the table, and asks for the token again.
+  async function logout() {
+    let resp;
+    try {
+      resp = await fetch('/logout', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+    } catch (e) {
+      note('not logged out: the server is unreachable');
+      return;
+    }
+    if (!resp.ok) {
+      note('not logged out: ' + (await errorText(resp)));
+      return;
+    }
+    gen++;
+    clearTimeout(timer);
+    closeSocket();
+    rows.clear();
+    keys = [];
+    $('rows').replaceChildren();
+    setCount();
+    listed = false;
+    setRev(0);
+    setEditing(null);
+    $('logout').hidden = true;
+    note('logged out');
+    setState('login', 'logged out');
+    showLogin();
   }
 
   // ---- the form ----
@@ -583,6 +620,7 @@
     if (tr && tr.dataset.key !== undefined) edit(tr.dataset.key);
   });
   $('login-form').addEventListener('submit', login);
+  $('logout').addEventListener('click', logout);
   let filterTimer = 0;
   $('prefix').addEventListener('input', () => {
     clearTimeout(filterTimer);

@@ -1,0 +1,90 @@
+package bus
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestKafkaRecordRules produces records straight to the topic, as another
+// program (kcat) could: each one that breaks the rules of a change (the
+// key, the value and its size, the kvs headers) is skipped whole by every
+// instance alike, counted in Skipped, and the records after it are applied
+// as usual. Records that keep the rules are applied, a foreign one with
+// kvs-if-revision conditionally.
+func TestKafkaRecordRules(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-rules"
+	small := func(o *KafkaOptions) { o.MaxValueBytes = 1000 }
+	a, b := newReplica(t, c, topic, small), newReplica(t, c, topic, small)
+	origin := header(HeaderOrigin, "some-other-instance")
+	rec := func(k string, v []byte, h ...kafka.Header) kafka.Record {
+		return kafka.Record{Key: kafka.NewBytes([]byte(k)), Value: kafka.NewBytes(v), Headers: h}
+	}
+	str := func(n int) []byte { return []byte(`"` + strings.Repeat("x", n-2) + `"`) }
+	bad := []kafka.Record{
+		rec("big", str(1001)),
+		rec("big-foreign", []byte(`[`+strings.Repeat(`1,`, 500)+`1]`)), // 1003 bytes, compact
+		rec("big-kvs", str(1001), origin, header(HeaderRequest, "1"), header(HeaderVersion, "1")),
+		rec("cond-nan", []byte(`1`), header(HeaderIfRevision, "x")),
+		rec("cond-negative", []byte(`1`), header(HeaderIfRevision, "-1")),
+		rec("cond-empty", []byte(`1`), header(HeaderIfRevision, "")),
+		rec("cond-twice", []byte(`1`), header(HeaderIfRevision, "0"), header(HeaderIfRevision, "0")),
+		rec("cond-huge", []byte(`1`), header(HeaderIfRevision, "99999999999999999999")),
+		rec("version-zero", []byte(`1`), origin, header(HeaderVersion, "0")),
+		rec("version-nan", []byte(`1`), origin, header(HeaderVersion, "one")),
+		rec("request-negative", []byte(`1`), origin, header(HeaderRequest, "-5"), header(HeaderVersion, "1")),
+		rec("foreign-claim", []byte(`1`), header(HeaderVersion, "3")),
+		rec("foreign-restore", nil, header(HeaderRestores, "1")),
+		rec("delete-with-entry", nil, origin, header(HeaderVersion, "1")),
+		rec("revision-outside-restore", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderRevision, "1")),
+		rec("restore-with-condition", []byte(`1`), origin, header(HeaderRestores, "1"), header(HeaderRevision, "1"), header(HeaderVersion, "1"), header(HeaderIfRevision, "0")),
+		rec("unknown-kvs-header", []byte(`1`), origin, header(HeaderVersion, "1"), header("kvs-txn", "1")),
+		rec("bad-utf8", []byte("\"\xff\"")),
+		rec(strings.Repeat("k", 1025), []byte(`1`)),
+		rec("ctl\x01", []byte(`1`)),
+	}
+	good := func(i int) kafka.Record { // a fresh record: produce reads each one's bytes
+		return []kafka.Record{
+			rec("at-limit", str(1000)),
+			rec("foreign-compacted", []byte(`[ `+strings.Repeat(`1, `, 400)+`1 ]`)), // 801 bytes once compact
+			rec("conditional", []byte(`"created"`), header(HeaderIfRevision, "0")),
+			rec("conditional", []byte(`"again"`), header(HeaderIfRevision, "0")), // fails: the key exists
+			rec("other-headers", []byte(`2`), header("traceparent", "00-abc"), header("content-type", "application/json")),
+		}[i%5]
+	}
+	var all []kafka.Record
+	for i, r := range bad {
+		all = append(all, r, good(i)) // each bad record between good ones
+	}
+	produce(t, c, topic, all...)
+	settled(t, topic, c, a, b)
+
+	for _, r := range []*replica{a, b} {
+		if got := r.k.Skipped(); got != int64(len(bad)) {
+			t.Errorf("skipped %d records, want %d", got, len(bad))
+		}
+		got := state(r.s)
+		for k, e := range got {
+			if !slices.Contains([]string{"at-limit", "foreign-compacted", "conditional", "other-headers"}, k) {
+				t.Errorf("%.40q: applied as %+v, want it skipped", k, e)
+			}
+		}
+		for _, k := range []string{"at-limit", "foreign-compacted", "other-headers"} {
+			if _, ok := got[k]; !ok {
+				t.Errorf("%s: not applied", k)
+			}
+		}
+		if e := got["conditional"]; string(e.Value) != `"created"` || e.Version != 1 || e.Revision != 6 {
+			t.Errorf("conditional: got %+v, want the first (only if absent) and not the second", e)
+		}
+		if e := got["foreign-compacted"]; strings.Contains(string(e.Value), " ") {
+			t.Errorf("foreign value stored as %.40q, want it compact", e.Value)
+		}
+	}
+	if d := diff(state(a.s), state(b.s)); d != "" || a.s.Rev() != b.s.Rev() {
+		t.Fatalf("the instances differ (revisions %d and %d):\n%s", a.s.Rev(), b.s.Rev(), d)
+	}
+}
