@@ -121,3 +121,34 @@ func TestKafkaRecordRules(t *testing.T) {
 		t.Fatalf("the instances differ (revisions %d and %d):\n%s", a.s.Rev(), b.s.Rev(), d)
 	}
 }
+
+// TestKafkaTxnRecordDecodes: a transaction record decodes to a record that
+// is the transaction alone (its Change zero), whoever wrote it, with the
+// request id of this instance's own only.
+func TestKafkaTxnRecordDecodes(t *testing.T) {
+	k := &Kafka{origin: "me", maxValue: 1000}
+	value := []byte(`{"Then":[{"Op":"set","Key":"a","Value":1}]}`)
+	for _, tt := range []struct {
+		name    string
+		headers []kafka.Header
+		ours    bool
+		request uint64
+	}{
+		{"ours", []kafka.Header{header(HeaderOrigin, "me"), header(HeaderRequest, "7"), header(HeaderTxn, "1")}, true, 7},
+		{"another instance's", []kafka.Header{header(HeaderOrigin, "other"), header(HeaderRequest, "7"), header(HeaderTxn, "1")}, false, 0},
+		{"another program's", []kafka.Header{header(HeaderTxn, "1")}, false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := k.decodeRecord(&kafka.Record{Key: kafka.NewBytes([]byte(TxnKey)), Value: kafka.NewBytes(value), Headers: tt.headers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Txn == nil || len(r.Txn.Then) != 1 || r.Change.Key != "" || r.Change.Value != nil || r.Change.Op != 0 {
+				t.Fatalf("got %+v, want the transaction and a zero Change", r)
+			}
+			if r.Ours != tt.ours || r.Request != tt.request {
+				t.Fatalf("Ours %v, Request %d; want %v, %d", r.Ours, r.Request, tt.ours, tt.request)
+			}
+		})
+	}
+}

@@ -181,9 +181,10 @@ func (k *Kafka) encodeTxnRecord(t *kv.Txn, req uint64) kafka.Record {
 
 // decodeTxnRecord returns the transaction of a fetched record whose Kafka
 // key is TxnKey, given r, what the record's headers say (decodeRecord
-// checked them), and value, the transaction. Its keys and values are held
-// to the rules of a single change's (see kv.Txn.Check, Kafka.checkValue):
-// a transaction that breaks one is skipped whole.
+// checked them: only Ours and Request count), and value, the transaction.
+// Its keys and values are held to the rules of a single change's (see
+// kv.Txn.Check, Kafka.checkValue): a transaction that breaks one is
+// skipped whole.
 func (k *Kafka) decodeTxnRecord(r kv.Record, value []byte) (kv.Record, error) {
 	t, err := decodeTxn(value)
 	if err == nil {
@@ -192,11 +193,11 @@ func (k *Kafka) decodeTxnRecord(r kv.Record, value []byte) (kv.Record, error) {
 	if err != nil {
 		return kv.Record{}, fmt.Errorf("%w: %v", errSkip, err)
 	}
-	r.Key, r.Txn = "", t
-	if !r.Ours {
-		r.Request = 0
+	rec := kv.Record{Txn: t, Ours: r.Ours}
+	if r.Ours {
+		rec.Request = r.Request
 	}
-	return r, nil
+	return rec, nil
 }
 
 // checkTxnValues checks the values of t's conditions and sets (see
