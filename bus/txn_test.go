@@ -7,9 +7,11 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -348,33 +350,55 @@ func TestKafkaTxnSerialize(t *testing.T) {
 	check()
 }
 
-// FuzzKafkaTxnDecode feeds any bytes to the transaction record decoder: it
-// must not panic, what it returns must pass kv's check, and encode back to
-// the same transaction.
+// FuzzKafkaTxnDecode feeds any bytes to the decoder as a transaction
+// record, kvs's and another program's: it must not panic, what it returns
+// must be a transaction alone that passes kv's check, with values that
+// keep the rules of a value, and encode back to the same transaction.
 func FuzzKafkaTxnDecode(f *testing.F) {
 	f.Add([]byte(`{"If":[{"Key":"k","Target":"revision","Compare":"<","Revision":3},{"Key":"v","Target":"value","Value":[1, 2]}],"Then":[{"Op":"set","Key":"k","Value":{"a":1}},{"Op":"get","Key":"v"}],"Else":[{"Op":"delete","Key":"k"}]}`))
 	f.Add([]byte(`{"If":[{"Key":"k","Target":"exists","Exists":true}]}`))
 	f.Add([]byte(`{"Then":[{"Op":"set","Key":"k","Value":null}]}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"Then":[{"Op":"set","Key":"k","Value":"` + strings.Repeat("x", 99) + `"}]}`))
+	f.Add([]byte("{\"Then\":[{\"Op\":\"set\",\"Key\":\"k\",\"Value\":\"\xff\"}]}"))
 	f.Fuzz(func(t *testing.T, value []byte) {
-		tx, err := decodeTxn(value)
-		if err != nil {
-			return
-		}
-		if err := tx.Check(); err != nil {
-			t.Fatalf("decoded a transaction that kv refuses: %v", err)
-		}
-		for _, op := range slices.Concat(tx.Then, tx.Else) {
-			if op.Op == kv.OpSet && !json.Valid(op.Value) {
-				t.Fatalf("decoded a set of %q", op.Value)
+		k := &Kafka{origin: "me", maxValue: 100}
+		ours := []kafka.Header{header(HeaderOrigin, "me"), header(HeaderRequest, "1"), header(HeaderTxn, "1")}
+		for _, hs := range [][]kafka.Header{ours, {header(HeaderTxn, "1")}} {
+			r, err := k.decode(&kafka.Record{Key: kafka.NewBytes([]byte(TxnKey)), Value: kafka.NewBytes(value), Headers: hs})
+			if err != nil {
+				continue
 			}
-		}
-		back, err := decodeTxn(encodeTxn(tx))
-		if err != nil {
-			t.Fatalf("decoding the encoding of %+v: %v", tx, err)
-		}
-		if !reflect.DeepEqual(back, tx) {
-			t.Fatalf("round trip: got %+v, want %+v", back, tx)
+			tx := r.Txn
+			if tx == nil || r.Key != "" || r.Value != nil || r.Op != 0 {
+				t.Fatalf("decoded %+v, want a transaction alone", r)
+			}
+			if err := tx.Check(); err != nil {
+				t.Fatalf("decoded a transaction that kv refuses: %v", err)
+			}
+			values := make([][]byte, 0, len(tx.If))
+			for _, c := range tx.If {
+				if c.Value != nil {
+					values = append(values, c.Value)
+				}
+			}
+			for _, op := range slices.Concat(tx.Then, tx.Else) {
+				if op.Op == kv.OpSet {
+					values = append(values, op.Value)
+				}
+			}
+			for _, v := range values {
+				if !json.Valid(v) || !utf8.Valid(v) || len(v) > 100 {
+					t.Fatalf("decoded a value %q, against the rules of a value", v)
+				}
+			}
+			back, err := k.decode(ptr(k.encodeTxnRecord(tx, r.Request)))
+			if err != nil {
+				t.Fatalf("decoding the encoding of %+v: %v", tx, err)
+			}
+			if !reflect.DeepEqual(back.Txn, tx) || back.Request != r.Request {
+				t.Fatalf("round trip: got %+v, want %+v", back, r)
+			}
 		}
 	})
 }
