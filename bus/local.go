@@ -135,9 +135,17 @@ func (h *Hub) Publish(changes []kv.Change) {
 		if rev <= h.last {
 			panic("bus: publish out of revision order")
 		}
+		if len(h.subs) == 0 {
+			for i := start; i < end; i++ {
+				h.appendLocked(&changes[i])
+			}
+			start = end
+			continue
+		}
 		p.reset(changes[start:end])
 		for i := range p.changes {
 			p.payloads[i], p.pins[i], p.places[i] = h.appendLocked(&p.changes[i])
+			p.sizes[i] = eventBytes(&p.changes[i], p.payloads[i], p.pins[i])
 		}
 		for s := range h.subs {
 			if rev < s.from {
@@ -166,6 +174,7 @@ type publication struct {
 	payloads [][]byte // by change: see history.add
 	pins     []int
 	places   []place
+	sizes    []int64     // by change: the Bytes of its events
 	evs      []*kv.Event // by 2*change + more; nil until made
 	queued   []int32     // by 2*change + more: the queues evs[i] went to
 }
@@ -177,6 +186,7 @@ func (p *publication) reset(changes []kv.Change) {
 	p.payloads = slices.Grow(p.payloads[:0], n)[:n]
 	p.pins = slices.Grow(p.pins[:0], n)[:n]
 	p.places = slices.Grow(p.places[:0], n)[:n]
+	p.sizes = slices.Grow(p.sizes[:0], n)[:n]
 	p.evs = slices.Grow(p.evs[:0], 2*n)[:2*n]
 	clear(p.evs)
 	p.queued = slices.Grow(p.queued[:0], 2*n)[:2*n]
@@ -206,10 +216,9 @@ func (h *Hub) queueLocked(s *Subscription, p *publication, match []int) {
 	}
 	var need, fresh int64 // the events' Bytes; those of the ones to make
 	for j, i := range match {
-		n := eventBytes(&p.changes[i], p.payloads[i], p.pins[i])
-		need += n
+		need += p.sizes[i]
 		if p.evs[variant(i, j < len(match)-1)] == nil {
-			fresh += n
+			fresh += p.sizes[i]
 		}
 	}
 	if !h.roomLocked(s, need) || fresh > 0 && !h.countLocked(fresh) {
