@@ -38,27 +38,6 @@ func readUntilClose(t *testing.T, w *watcher) ([]httpapi.Event, websocket.CloseE
 	}
 }
 
-// released waits until every subscription of e has ended and let go of
-// every event it held: each event the transports received was Done, on
-// every path that closed them.
-func released(t *testing.T, e *feedEnv, ws ...*watcher) {
-	t.Helper()
-	for _, w := range ws {
-		w.c.CloseNow()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		now, _ := e.hub.Buffered()
-		if now == 0 && e.hub.Len() == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the subscribers left: %d subscriptions, %d bytes held; want none", e.hub.Len(), now)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // resumeFrom returns the revision after the last of evs, or 1.
 func resumeFrom(evs []httpapi.Event) int64 {
 	if len(evs) == 0 {
