@@ -342,11 +342,18 @@ func (k *Kafka) Close() error {
 
 func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
 	rec := k.encode(r)
-	return &proposal{rec: rec, size: len(r.Key) + len(r.Value) + 128, done: done}
+	size := len(r.Key) + len(r.Value) + 128
+	if r.Txn != nil {
+		size = rec.Value.Len() + 128
+	}
+	return &proposal{rec: rec, size: size, done: done}
 }
 
 // encode returns the Kafka record of r.
 func (k *Kafka) encode(r kv.Record) kafka.Record {
+	if r.Txn != nil {
+		return k.encodeTxnRecord(r.Txn, r.Request)
+	}
 	h := make([]kafka.Header, 0, 5)
 	num := func(key string, n int64) {
 		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
@@ -386,6 +393,7 @@ var headerBits = map[string]uint{
 	HeaderCreateRevision: 1 << 4,
 	HeaderRestores:       1 << 5,
 	HeaderRevision:       1 << 6,
+	HeaderTxn:            1 << 7,
 }
 
 // decode returns the change of a fetched record, or why it is skipped,
@@ -408,7 +416,9 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 // MaxValueBytes, which every instance of a cluster must share), so every
 // instance skips the same records. A record written by another program
 // (no kvs-origin) may carry kvs-if-revision, to be applied conditionally,
-// and no other kvs header.
+// and no other kvs header. A transaction record (key TxnKey) carries
+// kvs-txn and may carry kvs-origin and kvs-request (the latter only with
+// the former), and no other; its keys and values keep the same rules.
 func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	var r kv.Record
 	key, err := kafka.ReadAll(m.Key)
@@ -419,8 +429,9 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	if err != nil {
 		return r, err
 	}
+	txn := string(key) == TxnKey // a transaction (see TxnKey)
 	r.Key = string(key)
-	if !kv.ValidKey(r.Key) {
+	if !txn && !kv.ValidKey(r.Key) {
 		return r, fmt.Errorf("%w: invalid key %.80q", errSkip, key)
 	}
 	skip := func(format string, args ...any) (kv.Record, error) {
@@ -453,6 +464,12 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 			}
 			continue
 		}
+		if h.Key == HeaderTxn {
+			if string(h.Value) != "1" {
+				return skip("header %s %.40q: a transaction format this kvs does not know (written by a newer kvs?)", h.Key, h.Value)
+			}
+			continue
+		}
 		n, err := strconv.ParseInt(string(h.Value), 10, 64)
 		low := int64(1) // versions and revisions start at 1
 		if h.Key == HeaderIfRevision || h.Key == HeaderRestores {
@@ -475,8 +492,22 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 		}
 	}
 	kvs := seen&headerBits[HeaderOrigin] != 0
+	if txn {
+		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn]
+		switch {
+		case seen&headerBits[HeaderTxn] == 0:
+			return skip("a transaction record without %s", HeaderTxn)
+		case seen&^txnHeaders != 0:
+			return skip("kvs headers other than %s, %s and %s on a transaction", HeaderOrigin, HeaderRequest, HeaderTxn)
+		case !kvs && seen&headerBits[HeaderRequest] != 0:
+			return skip("%s without %s", HeaderRequest, HeaderOrigin)
+		}
+		return k.decodeTxnRecord(r, value)
+	}
 	entry := headerBits[HeaderVersion] | headerBits[HeaderCreateRevision] | headerBits[HeaderRevision]
 	switch {
+	case seen&headerBits[HeaderTxn] != 0:
+		return skip("header %s outside a transaction", HeaderTxn)
 	case !kvs && seen&^headerBits[HeaderIfRevision] != 0:
 		return skip("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
 	case r.IsRestore && seen&(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]) != 0:
@@ -492,23 +523,33 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 		r.Request = 0
 	}
 	if r.Op == kv.OpSet {
-		switch {
-		case !utf8.Valid(value):
-			return skip("value is not valid UTF-8")
-		case !json.Valid(value) || string(value) == "null":
-			return skip("value is not a JSON value other than null")
-		}
-		if !kvs {
-			// Written by another program: stored compact.
-			var b bytes.Buffer
-			json.Compact(&b, value)
-			r.Value = b.Bytes()
-		}
-		if k.maxValue > 0 && len(r.Value) > k.maxValue {
-			return skip("value of %d bytes is over the limit of %d (-max-value-bytes)", len(r.Value), k.maxValue)
+		if r.Value, err = k.checkValue(value, !kvs); err != nil {
+			return skip("%v", err)
 		}
 	}
 	return r, nil
+}
+
+// checkValue returns value, a value that a record sets, stored compact
+// when compact (written by another program), or why it breaks the rules of
+// a value: JSON other than null, valid UTF-8, at most
+// KafkaOptions.MaxValueBytes once compact.
+func (k *Kafka) checkValue(value []byte, compact bool) ([]byte, error) {
+	switch {
+	case !utf8.Valid(value):
+		return nil, errors.New("value is not valid UTF-8")
+	case !json.Valid(value) || string(value) == "null":
+		return nil, errors.New("value is not a JSON value other than null")
+	}
+	if compact {
+		var b bytes.Buffer
+		json.Compact(&b, value)
+		value = b.Bytes()
+	}
+	if k.maxValue > 0 && len(value) > k.maxValue {
+		return nil, fmt.Errorf("value of %d bytes is over the limit of %d (-max-value-bytes)", len(value), k.maxValue)
+	}
+	return value, nil
 }
 
 // Skipped returns how many records the log skipped because they were not
@@ -797,16 +838,33 @@ func (k *Kafka) fetchLoop() {
 			k.mu.Lock()
 			replaying, seed := !k.caughtUp, m.Offset < k.seedEnd
 			k.mu.Unlock()
-			if seed && r.IsRestore && r.Restores == 0 {
-				// A key's entry from the backup: taken as it is.
+			switch {
+			case seed && r.IsRestore && r.Restores == 0:
+				// A key's entry from the backup: taken as it is, and
+				// known from then on like a key whose records all came.
 				r.Isolated = true
-			} else if replaying {
+				if replaying && k.seen != nil {
+					k.seen[r.Key] = struct{}{}
+				}
+			case replaying && r.Txn != nil:
+				r.Isolated = k.sawGap && !k.sawAll(txnKeys(r.Txn))
+			case replaying:
 				if _, ok := k.seen[r.Key]; !ok {
 					r.Isolated = k.sawGap
 					k.seen[r.Key] = struct{}{}
 				}
 			}
 			recs = append(recs, r)
+			if r.Txn != nil && r.Isolated {
+				// Decided against keys whose records compaction may have
+				// removed: this instance may decide it otherwise than
+				// those that applied every record. Its restores repair
+				// the state; the feed cannot vouch for its revision.
+				recs = k.flushApply(recs)
+				if k.opts.OnGap != nil {
+					k.opts.OnGap(r.Revision)
+				}
+			}
 		}
 		recs = k.flushApply(recs)
 		k.advance(next)
@@ -826,8 +884,14 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	last := make(map[string]int64, len(recs))
 	k.pmu.Lock()
 	for i := range recs {
-		delete(k.pending, recs[i].Key)
-		last[recs[i].Key] = recs[i].Revision
+		keys := []string{recs[i].Key}
+		if recs[i].Txn != nil {
+			keys = recs[i].Txn.WriteKeys()
+		}
+		for _, key := range keys {
+			delete(k.pending, key)
+			last[key] = recs[i].Revision
+		}
 	}
 	kicked := false
 	for _, r := range restores {

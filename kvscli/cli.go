@@ -38,6 +38,7 @@ func usageErrorf(format string, args ...any) error {
 // cli is one invocation of kvscli.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // for txn -file -; nil: none
 	getenv         func(string) string
 
 	// Set from the global flags before a command runs.
@@ -142,6 +143,7 @@ func commands() []command {
 				"every current key as a set line at that revision, and continues. Ctrl-C\n" +
 				"stops it with exit code 0.",
 			defineWatch, false},
+		{"txn", strings.TrimPrefix(txnUsage, "txn "), txnDoc, defineTxn, false},
 		{"health", "",
 			"Check that kvsd is ready to serve current data (its /readyz): print \"ready\"\n" +
 				"and exit 0 if it is, else say why not and exit 3. For health checks, such as\n" +
@@ -197,14 +199,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		}
 		cmd, ok := lookup(rest[0])
 		if !ok {
-			return usageErrorf("help: unknown command %q; the commands are get, set, del, watch, health and snapshot", rest[0])
+			return usageErrorf("help: unknown command %q; the commands are get, set, del, txn, watch, health and snapshot", rest[0])
 		}
 		c.commandUsage(c.stdout, cmd)
 		return nil
 	}
 	cmd, ok := lookup(name)
 	if !ok {
-		return usageErrorf("unknown command %q; the commands are get, set, del, watch, health and snapshot (run kvscli -h)", name)
+		return usageErrorf("unknown command %q; the commands are get, set, del, txn, watch, health and snapshot (run kvscli -h)", name)
 	}
 
 	cfs := flag.NewFlagSet("kvscli "+name, flag.ContinueOnError)
@@ -228,7 +230,7 @@ func (c *cli) main(ctx context.Context, args []string) error {
 	}
 	if cfs.NArg() > 0 {
 		hint := ""
-		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" {
+		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" && name != "txn" {
 			hint = fmt.Sprintf(" (did you mean -key %s?)", cfs.Arg(0))
 		}
 		return usageErrorf("%s: unexpected argument %q%s\nusage: kvscli [global flags] %s", name, cfs.Arg(0), hint, cmd.line())
@@ -293,7 +295,8 @@ func (c *cli) configure(g globalFlags) error {
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, `kvscli is the command-line client of kvs: get, set and delete keys on a kvsd
-server, watch its changes, check its health, and back it up.
+server, change several at once (txn), watch its changes, check its health, and
+back it up.
 
 usage:
   kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -320,8 +323,9 @@ environment:
 
 exit codes:
   0  ok
-  1  key not found, condition (-if-revision) failed, watch history compacted,
-     or a backup file that is damaged or cannot be read or written
+  1  key not found, condition (-if-revision) failed, a txn ran -else, watch
+     history compacted, or a backup file that is damaged or cannot be read or
+     written
   2  usage: bad flags or arguments, or a request the server rejected as malformed
   3  server unreachable, too slow (-timeout), refused the request (401) or failed
 

@@ -21,6 +21,7 @@ import (
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := newCLI(os.Getenv, os.Stdout, os.Stderr)
+	c.stdin = os.Stdin
 	stop := onInterrupt(cancel, interruptGrace, func() { os.Exit(int(c.interruptCode.Load())) })
 	code := c.run(ctx, os.Args[1:])
 	stop()

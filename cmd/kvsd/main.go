@@ -71,6 +71,7 @@ type config struct {
 	maxSubscribers    int
 	maxSnapshots      int
 	maxBodyBytes      int
+	maxTxnOps         int
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	pprof             bool
@@ -110,6 +111,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxSnapshots, "max-snapshots", httpapi.DefaultMaxSnapshots, "backups (GET /snapshot) streamed at once at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
+	fs.IntVar(&c.maxTxnOps, "max-txn-ops", httpapi.DefaultMaxTxnOps, "most conditions of a transaction (POST /txn), and most operations in each of its Then and Else")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
@@ -233,6 +235,8 @@ func (c *config) checkSecurity() error {
 		return fmt.Errorf("-max-snapshots %d: must be positive", c.maxSnapshots)
 	case c.maxBodyBytes < 0:
 		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
+	case c.maxTxnOps <= 0:
+		return fmt.Errorf("-max-txn-ops %d: must be positive", c.maxTxnOps)
 	case c.readHeaderTimeout <= 0:
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
@@ -318,7 +322,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		klog, ready, logStats = fl, fl.Err, fl.Stats
 	}
 	if cfg.backend == "kafka" {
-		kl, err := cfg.kafka.open(hub, cfg.maxValueBytes, log)
+		// A record holds a value, or a transaction of at most a body.
+		kl, err := cfg.kafka.open(hub, max(cfg.maxValueBytes, cfg.maxBodyBytes), log)
 		if err != nil {
 			return err
 		}
@@ -360,6 +365,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Feed:           feed{hub},
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxTxnOps:      cfg.maxTxnOps,
 		Ready:          ready,
 		ReadBarrier:    barrier,
 		Logger:         log,
