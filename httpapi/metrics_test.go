@@ -17,13 +17,13 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
-	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 	"github.com/kvsdb/kvs/kv"
 )
 
 // scrape gets /metrics and parses it, failing the test if it does not
 // parse as the Prometheus text format.
-func scrape(t *testing.T, url string) *kvstest.Exposition {
+func scrape(t *testing.T, url string) *promtext.Exposition {
 	t.Helper()
 	a := do(t, "GET", url+"/metrics", "")
 	if a.code != 200 {
@@ -32,7 +32,7 @@ func scrape(t *testing.T, url string) *kvstest.Exposition {
 	if ct := a.header.Get("Content-Type"); ct != httpapi.ContentTypeMetrics {
 		t.Fatalf("Content-Type %q, want %q", ct, httpapi.ContentTypeMetrics)
 	}
-	e, err := kvstest.ParseExposition(a.body)
+	e, err := promtext.Parse(a.body)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, a.body)
 	}
@@ -42,7 +42,7 @@ func scrape(t *testing.T, url string) *kvstest.Exposition {
 	return e
 }
 
-func wantValue(t *testing.T, e *kvstest.Exposition, want float64, name string, labels ...string) {
+func wantValue(t *testing.T, e *promtext.Exposition, want float64, name string, labels ...string) {
 	t.Helper()
 	got, ok := e.Value(name, labels...)
 	if !ok {
@@ -54,7 +54,7 @@ func wantValue(t *testing.T, e *kvstest.Exposition, want float64, name string, l
 	}
 }
 
-func wantAbsent(t *testing.T, e *kvstest.Exposition, name string, labels ...string) {
+func wantAbsent(t *testing.T, e *promtext.Exposition, name string, labels ...string) {
 	t.Helper()
 	if got, ok := e.Value(name, labels...); ok {
 		t.Errorf("%s%v: got %v, want no such series", name, labels, got)
@@ -265,7 +265,7 @@ func TestMetricsRouteLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kvstest.ParseExposition(string(body))
+	m, err := promtext.Parse(string(body))
 	if err != nil {
 		t.Fatal(err)
 	}
