@@ -277,7 +277,9 @@ func (s *subscriber) closed(err error) (int64, bool) {
 	return next, s.f.resume
 }
 
-// watch runs the watch mode at rate sets per second.
+// watch runs the watch mode at rate sets per second: subscribers connect,
+// sets are made, then every subscriber must have received each
+// acknowledged revision once, in order.
 func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	cfg := &b.cfg
 	rep := b.newReport()
@@ -308,60 +310,31 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		from = rev + 1
 	}
 
-	subs := make([]*subscriber, cfg.subscribers)
 	// Subscribers outlive an interrupt of the set phase long enough to
 	// receive what was acknowledged; an interrupt while they subscribe
 	// stops them at once.
 	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSubs()
 	stopDialing := context.AfterFunc(ctx, cancelSubs)
-	var dialed, running sync.WaitGroup
-	dialed.Add(len(subs))
-	sem := make(chan struct{}, 64) // handshakes at a time
-	for i := range subs {
-		s := newSubscriber(f)
-		subs[i] = s
-		running.Go(func() {
-			sem <- struct{}{}
-			s.run(subCtx, from, func() {
-				<-sem
-				dialed.Done()
-			})
-		})
+	subs, running := b.subscribe(subCtx, f, from)
+	stop := func() {
+		cancelSubs()
+		running.Wait()
 	}
-	if !cfg.from {
-		// Every subscription is registered when its handshake is done:
-		// the first set comes after all of them.
-		dialed.Wait()
-		connected := 0
+	if !cfg.from && !anyConnected(subs) {
+		stop()
+		var errs errorSet
 		for _, s := range subs {
-			if s.connected {
-				connected++
-			}
+			errs.merge(s.errs)
 		}
-		if connected == 0 {
-			cancelSubs()
-			running.Wait()
-			var errs errorSet
-			for _, s := range subs {
-				errs.merge(s.errs)
-			}
-			counts, samples := errorMaps(errs)
-			return nil, fmt.Errorf("no subscriber could subscribe at %s%s: %s", cfg.base, wire.PathSubscribe, errorsText(counts, samples))
-		}
-	}
-
-	delivered := func() int64 {
-		var n int64
-		for _, s := range subs {
-			n += s.n.Load()
-		}
-		return n
+		counts, samples := errorMaps(errs)
+		return nil, fmt.Errorf("no subscriber could subscribe at %s%s: %s", cfg.base, wire.PathSubscribe, errorsText(counts, samples))
 	}
 	if !stopDialing() {
 		running.Wait()
 		return nil, ctx.Err()
 	}
+
 	start := f.acks.since(time.Now())
 	res := b.runPhase(ctx, phase{
 		label:    fmt.Sprintf("watch %g/s", rate),
@@ -372,11 +345,13 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		total:    cfg.total,
 		onAck:    f.acks.add,
 		extra: func(el time.Duration) string {
-			n := delivered()
+			var n int64
+			for _, s := range subs {
+				n += s.n.Load()
+			}
 			return fmt.Sprintf(", %d events delivered (%.0f/s)", n, perSec(n, el))
 		},
 	})
-
 	// Wait until every subscriber has every acknowledged revision.
 	if target := f.acks.last(); target > 0 {
 		drain := cfg.drain
@@ -388,13 +363,58 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	cancelSubs()
-	running.Wait()
+	stop()
 
+	b.fillLoad(rep, res)
+	b.verifyWatch(rep, f, subs, res.errs, start)
+	return rep, nil
+}
+
+// subscribe starts cfg.subscribers subscribers of f from the revision
+// from (0: from now on), at most 64 handshakes at a time. Unless cfg.from,
+// it returns once every handshake is done, so that each subscription is
+// registered before the first set. running ends when all have stopped.
+func (b *bench) subscribe(ctx context.Context, f *feed, from int64) ([]*subscriber, *sync.WaitGroup) {
+	subs := make([]*subscriber, b.cfg.subscribers)
+	var dialed sync.WaitGroup
+	running := new(sync.WaitGroup)
+	dialed.Add(len(subs))
+	sem := make(chan struct{}, 64) // handshakes at a time
+	for i := range subs {
+		s := newSubscriber(f)
+		subs[i] = s
+		running.Go(func() {
+			sem <- struct{}{}
+			s.run(ctx, from, func() {
+				<-sem
+				dialed.Done()
+			})
+		})
+	}
+	if !b.cfg.from {
+		dialed.Wait()
+	}
+	return subs, running
+}
+
+// anyConnected reports whether a subscriber completed its handshake.
+func anyConnected(subs []*subscriber) bool {
+	for _, s := range subs {
+		if s.connected {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyWatch checks what each subscriber received against the
+// acknowledged sets, and writes the verdict, the delivery latency and the
+// errors (errs: the set phase's, then the subscribers') into rep. start is
+// when the sets began.
+func (b *bench) verifyWatch(rep *report, f *feed, subs []*subscriber, errs errorSet, start int64) {
 	acked := f.acks.sorted()
 	var (
 		total     verdict
-		errs      = res.errs
 		hist      = new(histogram)
 		lastAt    int64
 		bad       int
@@ -426,12 +446,10 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		reconn += s.reconnects
 		lastAt = max(lastAt, s.lastAt)
 	}
-
-	b.fillLoad(rep, res)
 	rep.Latency["delivery"] = hist.stats()
 	rep.Errors, rep.ErrorSamples = errorMaps(errs)
 	rep.Watch = &watchReport{
-		KeyPrefix:       cfg.prefix,
+		KeyPrefix:       b.cfg.prefix,
 		Subscribers:     len(subs),
 		Connected:       connected,
 		verdict:         total,
@@ -444,7 +462,6 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	if rep.Preload != nil && len(rep.Preload.Errors) > 0 {
 		rep.OK = false
 	}
-	return rep, nil
 }
 
 // caughtUp reports whether every subscriber still reading has received
