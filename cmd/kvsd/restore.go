@@ -87,7 +87,7 @@ func restore(ctx context.Context, cfg *config, log *slog.Logger) (kv.Log, int64,
 	if cfg.backend == "memory" {
 		return &restoredLog{kv.Recovery{Entries: entries, Rev: at}}, at, nil
 	}
-	if err := kv.CreateDataDir(cfg.data, entries, at); err != nil {
+	if err := kv.CreateDataDir(cfg.data, entries, nil, at); err != nil {
 		if errors.Is(err, kv.ErrNotEmpty) {
 			return nil, 0, fmt.Errorf("-restore %s: %v; nothing was written "+
 				"(-restore builds a new data directory: give a new or empty -data, or start without -restore to serve %s as it is)", file, err, cfg.data)
