@@ -144,4 +144,3 @@ func TestLeaseExpiredKeepAlive(t *testing.T) {
 		t.Fatalf("keep-alive of an expired lease: got %d %s, want 404", got.code, got.body)
 	}
 }
-
