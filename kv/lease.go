@@ -449,6 +449,15 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
+// LeaseCount returns the number of leases, expired ones whose end is not
+// applied yet included.
+func (s *Store) LeaseCount() int {
+	ls := s.lessor
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.leases)
+}
+
 // snapshotLeasesLocked returns every lease, expired or not, sorted by ID,
 // for a snapshot. The caller holds recMu.
 func (s *Store) snapshotLeasesLocked() []Lease {
