@@ -79,8 +79,11 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads a JSON string of Go duration text, or a JSON number
-// of seconds.
+// of seconds; null leaves d as it is.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	v, err := ParseDuration(b)
 	if err != nil {
 		return err
