@@ -518,7 +518,7 @@ func (s *Store) Revoke(ctx context.Context, id int64) (int64, error) {
 		return 0, err
 	}
 	if s.repl != nil {
-		if _, ok := s.LeaseRemaining(id); !ok {
+		if s.leaseExpiredHere(id) {
 			return 0, ErrLeaseNotFound
 		}
 		o := s.propose(ctx, Record{LeaseOp: &LeaseOp{Kind: LeaseRevoke, ID: id}})

@@ -19,6 +19,18 @@ func (s *Store) leaseExists(id int64) bool {
 	return ok
 }
 
+// leaseExpiredHere reports whether this store holds lease id and counts it
+// expired: the log has not ended it yet, but it is gone for the calls made
+// here. A lease this store does not hold may be one it has not applied the
+// grant of yet: the log decides.
+func (s *Store) leaseExpiredHere(id int64) bool {
+	ls := s.lessor
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l := ls.leases[id]
+	return l != nil && l.deadline <= ls.now()
+}
+
 // grantReplicated proposes the grant of a lease, choosing a free ID when
 // id is 0 (again if another store took it meanwhile).
 func (s *Store) grantReplicated(ctx context.Context, id int64, ttl time.Duration) (Lease, error) {
@@ -46,16 +58,12 @@ func (s *Store) grantReplicated(ctx context.Context, id int64, ttl time.Duration
 func (s *Store) keepAliveReplicated(ctx context.Context, ids []int64) ([]Lease, error) {
 	out := make([]Lease, len(ids))
 	var live []int64
-	ls := s.lessor
-	ls.mu.Lock()
-	now := ls.now()
 	for i, id := range ids {
 		out[i].ID = id
-		if ls.liveLocked(id, now) != nil {
+		if !s.leaseExpiredHere(id) {
 			live = append(live, id)
 		}
 	}
-	ls.mu.Unlock()
 	if len(live) == 0 {
 		return out, nil
 	}

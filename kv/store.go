@@ -368,6 +368,11 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	}
 	c.Revision, c.TTL, c.Reason = 0, 0, ReasonNone
 	if s.repl != nil {
+		if c.Lease != 0 && s.leaseExpiredHere(c.Lease) {
+			// The log may not have ended it yet, but this store says it
+			// is gone, as it says to a keep-alive.
+			return 0, ErrLeaseNotFound
+		}
 		return s.submitReplicated(ctx, c)
 	}
 
