@@ -160,8 +160,9 @@ func commands() []command {
 				"an existing FILE as it was. -timeout bounds each wait for more of the backup,\n" +
 				"not the whole transfer. Restore it with kvsd -restore FILE.\n\n" +
 				"status FILE: check the backup in FILE, all of it (every checksum, every entry),\n" +
-				"and print its revision, number of keys and leases, size in bytes, when it was taken and\n" +
-				"its checksum, as NAME<TAB>VALUE lines. A damaged or cut short file exits 1.",
+				"and print its revision, number of keys and leases, size in bytes, when it was\n" +
+				"taken and its checksum, as NAME<TAB>VALUE lines. A damaged or cut short file\n" +
+				"exits 1.",
 			defineSnapshot, true},
 		{"lease", "grant TTL [-id N] | keepalive ID... [-once] | revoke ID | ttl ID [-keys] [-json] | list [-json]",
 			leaseDoc, defineLease, true},
