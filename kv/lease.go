@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -435,18 +436,8 @@ func (s *Store) Leases() []Lease {
 			out = append(out, l.info(now))
 		}
 	}
-	slices.SortFunc(out, func(a, b Lease) int { return cmpInt(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Lease) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // LeaseCount returns the number of leases, expired ones whose end is not
@@ -468,7 +459,7 @@ func (s *Store) snapshotLeasesLocked() []Lease {
 	for _, l := range ls.leases {
 		out = append(out, Lease{ID: l.id, TTL: l.ttl})
 	}
-	slices.SortFunc(out, func(a, b Lease) int { return cmpInt(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Lease) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
