@@ -13,17 +13,24 @@ import (
 	"github.com/kvsdb/kvs/wire"
 )
 
+// leaseClient returns a client of a new server.
+func leaseClient(t *testing.T) *client.Client {
+	t.Helper()
+	srv := newServer(t, bus.Options{}, httpapi.Options{})
+	c, err := client.New(srv.Addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestLeases runs the lease calls against a server: grant, set with a
 // lease or a TTL, get and list showing the lease and its time, keep-alive
 // of several leases in one call, time to live with the keys, the leases,
 // revoke, a transaction's set with a lease, and the errors.
 func TestLeases(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, bus.Options{}, httpapi.Options{})
-	c, err := client.New(srv.Addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := leaseClient(t)
 	ctx := t.Context()
 	l, err := c.Grant(ctx, time.Minute, nil)
 	if err != nil || l.ID <= 0 || l.GrantedTTL != wire.Duration(time.Minute) {
@@ -113,11 +120,7 @@ func TestLeases(t *testing.T) {
 // Keeper whose lease is revoked stops with ErrLeaseNotFound.
 func TestKeep(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, bus.Options{}, httpapi.Options{})
-	c, err := client.New(srv.Addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := leaseClient(t)
 	const ttl = 300 * time.Millisecond
 	l, err := c.Grant(t.Context(), ttl, nil)
 	if err != nil {
@@ -172,11 +175,7 @@ func TestKeep(t *testing.T) {
 // that TTL asks the server for the time left on it.
 func TestMirrorLeases(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, bus.Options{}, httpapi.Options{})
-	c, err := client.New(srv.Addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := leaseClient(t)
 	ctx := t.Context()
 	l, _ := c.Grant(ctx, time.Hour, nil)
 	c.Set(ctx, "listed", client.String("1"), &client.WriteOptions{Lease: l.ID})

@@ -493,7 +493,7 @@ func (s *Store) Grant(ctx context.Context, id int64, ttl time.Duration) (Lease, 
 		return s.grantReplicated(ctx, id, ttl)
 	}
 	lr := &leaseRequest{kind: LeaseGrant, id: id, ttl: ttl}
-	if err := s.submitLease(lr); err != nil {
+	if _, err := s.submitLease(lr); err != nil {
 		return Lease{}, err
 	}
 	return lr.lease, nil
@@ -515,16 +515,7 @@ func (s *Store) Revoke(ctx context.Context, id int64) (int64, error) {
 		o := s.propose(ctx, Record{LeaseOp: &LeaseOp{Kind: LeaseRevoke, ID: id}})
 		return o.rev, o.err
 	}
-	lr := &leaseRequest{kind: LeaseRevoke, id: id}
-	r := s.requests.Get().(*request)
-	r.lease = lr
-	if !s.enqueue(r) {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
-	return rev, err
+	return s.submitLease(&leaseRequest{kind: LeaseRevoke, id: id})
 }
 
 // KeepAlive renews each lease of ids that exists and has not expired: it
@@ -555,18 +546,18 @@ func (s *Store) KeepAlive(ctx context.Context, ids []int64) ([]Lease, error) {
 	return out, nil
 }
 
-// submitLease queues a lease request and returns its error once it is
-// committed.
-func (s *Store) submitLease(lr *leaseRequest) error {
+// submitLease queues a lease request and returns its revision (that of a
+// revocation's deletes) and its error once it is committed.
+func (s *Store) submitLease(lr *leaseRequest) (int64, error) {
 	r := s.requests.Get().(*request)
 	r.lease = lr
 	if !s.enqueue(r) {
-		return fmt.Errorf("%w: store closed", ErrUnavailable)
+		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
-	err := r.err
+	rev, err := r.rev, r.err
 	*r = request{done: r.done}
 	s.requests.Put(r)
-	return err
+	return rev, err
 }
 
 // leaseLiveForCommit reports whether a set may attach a key to lease id
@@ -772,7 +763,7 @@ func (s *Store) expireLoop(ctx context.Context, health func() error) {
 			continue
 		}
 		if s.repl == nil {
-			err := s.submitLease(&leaseRequest{kind: LeaseExpire, expire: ids})
+			_, err := s.submitLease(&leaseRequest{kind: LeaseExpire, expire: ids})
 			outage = err != nil
 			continue
 		}
