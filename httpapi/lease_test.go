@@ -126,7 +126,8 @@ func TestLeaseBadInput(t *testing.T) {
 }
 
 // TestLeaseExpiredKeepAlive checks that a lease whose TTL has passed is
-// not found, for a keep-alive too, even before its keys are deleted.
+// not found, for a keep-alive too, even before its end is applied: a 404
+// JSON error for each request that names it, and nothing changed.
 func TestLeaseExpiredKeepAlive(t *testing.T) {
 	t.Parallel()
 	srv, store := newAPI(t, httpapi.Options{})
@@ -139,8 +140,90 @@ func TestLeaseExpiredKeepAlive(t *testing.T) {
 			break
 		}
 	}
-	got := do(t, "POST", srv.URL+"/lease/keepalive", `{"ID":`+strconv.FormatInt(l.ID, 10)+`}`)
-	if got.code != 404 {
-		t.Fatalf("keep-alive of an expired lease: got %d %s, want 404", got.code, got.body)
+	id := strconv.FormatInt(l.ID, 10)
+	for _, r := range []struct{ name, method, path, body string }{
+		{"keep-alive", "POST", "/lease/keepalive", `{"ID":` + id + `}`},
+		{"set", "POST", "/set", `{"Key":"k","Value":1,"Lease":` + id + `}`},
+		{"transaction's set", "POST", "/txn", `{"Then":[{"Op":"set","Key":"k","Value":1,"Lease":` + id + `}]}`},
+		{"revoke", "POST", "/lease/revoke", `{"ID":` + id + `}`},
+		{"ttl", "GET", "/lease/ttl?id=" + id, ``},
+	} {
+		got := do(t, r.method, srv.URL+r.path, r.body)
+		var e wire.Error
+		if got.code != 404 || json.Unmarshal([]byte(got.body), &e) != nil || !strings.Contains(e.Error, "lease not found") {
+			t.Errorf("%s of an expired lease: got %d %s, want 404 lease not found", r.name, got.code, got.body)
+		}
+	}
+	if _, ok := store.Get("k"); ok || store.Rev() != 0 {
+		t.Fatalf("the refusals changed the store: revision %d", store.Rev())
+	}
+}
+
+// TestLeaseEndAtomicInList lists a lease's keys over and over while the
+// lease is revoked, and while it expires: every answer holds all of its
+// keys at the revision of the last set, or none at the revision after it
+// (the one revision of the lease's end); never some of them.
+func TestLeaseEndAtomicInList(t *testing.T) {
+	t.Parallel()
+	srv, store := newAPI(t, httpapi.Options{})
+	const n = 16
+	for round := range 6 {
+		revoke := round%2 == 0
+		ttl := "1h"
+		if !revoke {
+			ttl = "2s" // long enough for n sets on a busy machine
+		}
+		g := do(t, "POST", srv.URL+"/lease/grant", `{"TTL":"`+ttl+`"}`)
+		var l wire.Lease
+		if g.code != 200 || json.Unmarshal([]byte(g.body), &l) != nil {
+			t.Fatalf("grant: %d %s", g.code, g.body)
+		}
+		prefix := "r" + strconv.Itoa(round) + "/"
+		for i := range n {
+			body := `{"Key":"` + prefix + strconv.Itoa(i) + `","Value":1,"Lease":` + strconv.FormatInt(l.ID, 10) + `}`
+			if a := do(t, "POST", srv.URL+"/set", body); a.code != 200 {
+				t.Fatalf("round %d: set: %d %s", round, a.code, a.body)
+			}
+		}
+		last := store.Rev()
+		listed, done := make(chan struct{}), make(chan struct{})
+		if revoke {
+			go func() { // while the lists go on
+				defer close(done)
+				<-listed
+				store.Revoke(t.Context(), l.ID)
+			}()
+		}
+		lists := 0
+		for deadline := time.Now().Add(30 * time.Second); ; lists++ {
+			a := do(t, "GET", srv.URL+"/list?prefix="+prefix, "")
+			var list wire.List
+			if a.code != 200 || json.Unmarshal([]byte(a.body), &list) != nil {
+				t.Fatalf("round %d: list: %d %s", round, a.code, a.body)
+			}
+			switch {
+			case len(list.Entries) == n && list.Revision == last:
+			case len(list.Entries) == 0 && list.Revision == last+1:
+			default:
+				t.Fatalf("round %d (revoke %v): list at revision %d holds %d of the %d keys (last set at %d)",
+					round, revoke, list.Revision, len(list.Entries), n, last)
+			}
+			if len(list.Entries) == 0 {
+				break
+			}
+			if lists == 0 {
+				close(listed)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the lease's keys are still there after 30s", round)
+			}
+			if !revoke {
+				time.Sleep(time.Millisecond) // polling for the expiry
+			}
+		}
+		if revoke {
+			<-done
+		}
+		t.Logf("round %d (revoke %v): %d lists saw all the keys, then one none", round, revoke, lists)
 	}
 }
