@@ -44,7 +44,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendEntry(b, e)
+		b = h.appendEntry(b, e)
 		if len(b) >= 32<<10 {
 			if _, err := w.Write(b); err != nil {
 				return

@@ -28,7 +28,9 @@ var octetStream = []string{"application/octet-stream"}
 // the current revision alone. At most Options.MaxSnapshots backups stream
 // at once; one more gets 429.
 //
-// The entries come from Store.Snapshot, which does not stop writers: the
+// The entries and leases come from Store.SnapshotLeases (a lease's TTL, not
+// the time left on it: a restore grants it its whole TTL again), which does
+// not stop writers: the
 // backup holds a pointer to each entry of its revision (8 bytes a key),
 // and so keeps alive the entries that writers replace before it sends
 // them. Each entry's pointer is dropped once it is encoded, so what a slow
@@ -51,18 +53,22 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	began := time.Now()
-	entries, rev := h.store.Snapshot("")
+	entries, leases, rev := h.store.SnapshotLeases()
+	bl := make([]wire.BackupLease, len(leases))
+	for i, l := range leases {
+		bl[i] = wire.BackupLease{ID: l.ID, TTL: l.TTL}
+	}
 	hdr["Content-Type"] = octetStream
 	hdr[wire.RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
 	hdr.Set("Content-Disposition", `attachment; filename="kvs-backup-`+strconv.FormatInt(rev, 10)+`.snap"`)
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	sw := &stallWriter{w: w, rc: http.NewResponseController(w)}
-	bw, err := wire.NewBackupWriter(sw, wire.BackupHeader{Revision: rev, Entries: int64(len(entries)), Created: began})
+	bw, err := wire.NewBackupWriterLeases(sw, wire.BackupHeader{Revision: rev, Entries: int64(len(entries)), Created: began}, bl)
 	for i := 0; err == nil && i < len(entries); i++ {
 		e := entries[i]
 		entries[i] = nil
-		err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version})
+		err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Lease: e.Lease})
 	}
 	if err == nil {
 		err = bw.Close()
@@ -71,7 +77,7 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("backup cut short: the client has an incomplete file", "rev", rev, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	h.log.Info("backup sent", "rev", rev, "keys", len(entries), "bytes", bw.Info().Size,
+	h.log.Info("backup sent", "rev", rev, "keys", len(entries), "leases", len(leases), "bytes", bw.Info().Size,
 		"remote", r.RemoteAddr, "took", time.Since(began).Round(time.Millisecond))
 }
 
