@@ -404,14 +404,27 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	}
 	br.sum = crc32.Update(0, castagnoli, magic[:])
 	br.off = int64(len(magic))
-	p, off, err := br.frame()
+	nleases, err := br.readHeader()
 	if err != nil {
 		return nil, err
+	}
+	if err := br.readLeases(nleases); err != nil {
+		return nil, err
+	}
+	return br, nil
+}
+
+// readHeader reads the header frame: the revision, when it was taken and
+// the sections. It returns the number of leases.
+func (br *BackupReader) readHeader() (uint64, error) {
+	p, off, err := br.frame()
+	if err != nil {
+		return 0, err
 	}
 	d := backupDecoder{p: p}
 	kind, rev, created, nsec := d.byte(), d.uvarint(), d.uvarint(), d.uvarint()
 	if d.err != nil || kind != backupKindHeader || rev > 1<<62 || created > 1<<62 {
-		return nil, br.bad(off, "bad header")
+		return 0, br.bad(off, "bad header")
 	}
 	br.info.Revision = int64(rev)
 	if created > 0 {
@@ -423,16 +436,16 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 		k, count := d.byte(), d.uvarint()
 		switch {
 		case d.err != nil:
-			return nil, br.bad(off, "bad header")
+			return 0, br.bad(off, "bad header")
 		case k != backupKindEntries && k != backupKindLeases:
-			return nil, br.bad(off, "a section of kind %d, which this kvs does not know: "+
+			return 0, br.bad(off, "a section of kind %d, which this kvs does not know: "+
 				"the backup was written by a newer kvs; restore it with that version", k)
 		case entries:
-			return nil, br.bad(off, "bad header: a section after the entries")
+			return 0, br.bad(off, "bad header: a section after the entries")
 		case k == backupKindLeases && (leases || count == 0 || count > backupMaxLeaseID):
-			return nil, br.bad(off, "bad header: a second section of leases, or %d leases", count)
+			return 0, br.bad(off, "bad header: a second section of leases, or %d leases", count)
 		case count > 1<<62:
-			return nil, br.bad(off, "bad header: %d entries", count)
+			return 0, br.bad(off, "bad header: %d entries", count)
 		}
 		if k == backupKindLeases {
 			leases, nleases = true, count
@@ -442,8 +455,13 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 		br.info.Entries = int64(count)
 	}
 	if !entries || len(d.p) != 0 {
-		return nil, br.bad(off, "bad header")
+		return 0, br.bad(off, "bad header")
 	}
+	return nleases, nil
+}
+
+// readLeases reads the frames of the section of nleases leases.
+func (br *BackupReader) readLeases(nleases uint64) error {
 	br.info.Leases = int64(nleases)
 	if nleases > 0 {
 		br.leases = make([]BackupLease, 0, min(nleases, 1<<16))
@@ -451,31 +469,31 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	for uint64(len(br.leases)) < nleases {
 		p, off, err := br.frame()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d := backupDecoder{p: p}
 		kind, n := d.byte(), d.uvarint()
 		if d.err != nil || kind != backupKindLeases || n == 0 || n > nleases-uint64(len(br.leases)) {
-			return nil, br.bad(off, "damaged: a bad frame of leases, after %d of %d", len(br.leases), nleases)
+			return br.bad(off, "damaged: a bad frame of leases, after %d of %d", len(br.leases), nleases)
 		}
 		for range n {
 			id, ttl := d.uvarint(), d.uvarint()
 			ls := br.leases
 			switch {
 			case d.err != nil:
-				return nil, br.bad(off, "damaged: lease %d: %v", len(ls), d.err)
+				return br.bad(off, "damaged: lease %d: %v", len(ls), d.err)
 			case id == 0 || id > backupMaxLeaseID || len(ls) > 0 && int64(id) <= ls[len(ls)-1].ID:
-				return nil, br.bad(off, "lease %d: ID %d, out of range or order", len(ls), id)
+				return br.bad(off, "lease %d: ID %d, out of range or order", len(ls), id)
 			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
-				return nil, br.bad(off, "lease %d: TTL of %d ms", id, ttl)
+				return br.bad(off, "lease %d: TTL of %d ms", id, ttl)
 			}
 			br.leases = append(ls, BackupLease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
 		}
 		if len(d.p) != 0 {
-			return nil, br.bad(off, "damaged: %d bytes after the last lease of a frame", len(d.p))
+			return br.bad(off, "damaged: %d bytes after the last lease of a frame", len(d.p))
 		}
 	}
-	return br, nil
+	return nil
 }
 
 // Leases returns the backup's leases, sorted by ID.
