@@ -81,8 +81,8 @@ func ackedUpTo(acked []int64, rev int64) []int64 {
 	return acked[:i]
 }
 
-// feed is what the subscribers of one watch run share.
-type feed struct {
+// watchRun is what the subscribers of one watch run share.
+type watchRun struct {
 	acks   *ackLog
 	prefix string
 	// kvs opens the subscriptions; its timeout bounds each handshake.
@@ -92,7 +92,7 @@ type feed struct {
 }
 
 // dial subscribes, from revision from when it is > 0.
-func (f *feed) dial(ctx context.Context, from int64) (*client.Subscription, error) {
+func (f *watchRun) dial(ctx context.Context, from int64) (*client.Subscription, error) {
 	return f.kvs.Subscribe(ctx, client.SubscribeOptions{Prefix: f.prefix, From: from})
 }
 
@@ -104,7 +104,7 @@ type delivery struct{ rev, at int64 }
 // written by its own goroutine only; the atomics are also read by the
 // progress line and the drain wait.
 type subscriber struct {
-	f       *feed
+	f       *watchRun
 	check   feedCheck
 	hist    *histogram // acknowledgement to delivery
 	pending []delivery
@@ -123,7 +123,7 @@ type subscriber struct {
 	ended atomic.Bool  // the goroutine is done reading
 }
 
-func newSubscriber(f *feed) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
+func newSubscriber(f *watchRun) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
 
 // run subscribes (from revision from when > 0) and reads until ctx is done
 // or the server ends the subscription. dialed is called after the first
@@ -299,7 +299,7 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &feed{acks: newAckLog(), prefix: cfg.prefix, kvs: kvs, resume: cfg.resume}
+	f := &watchRun{acks: newAckLog(), prefix: cfg.prefix, kvs: kvs, resume: cfg.resume}
 	defer kvs.CloseIdleConnections()
 	var from int64
 	if cfg.from {
@@ -374,7 +374,7 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 // from (0: from now on), at most 64 handshakes at a time. Unless cfg.from,
 // it returns once every handshake is done, so that each subscription is
 // registered before the first set. running ends when all have stopped.
-func (b *bench) subscribe(ctx context.Context, f *feed, from int64) ([]*subscriber, *sync.WaitGroup) {
+func (b *bench) subscribe(ctx context.Context, f *watchRun, from int64) ([]*subscriber, *sync.WaitGroup) {
 	subs := make([]*subscriber, b.cfg.subscribers)
 	var dialed sync.WaitGroup
 	running := new(sync.WaitGroup)
@@ -411,7 +411,7 @@ func anyConnected(subs []*subscriber) bool {
 // acknowledged sets, and writes the verdict, the delivery latency and the
 // errors (errs: the set phase's, then the subscribers') into rep. start is
 // when the sets began.
-func (b *bench) verifyWatch(rep *report, f *feed, subs []*subscriber, errs errorSet, start int64) {
+func (b *bench) verifyWatch(rep *report, f *watchRun, subs []*subscriber, errs errorSet, start int64) {
 	acked := f.acks.sorted()
 	var (
 		total     verdict
