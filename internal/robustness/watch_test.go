@@ -23,8 +23,10 @@ type watchItem struct {
 	Key   string
 	Value string
 	Rev   int64
-	At    int64 // when it was received
-	Node  int
+	// More: another event of the same revision follows.
+	More bool
+	At   int64 // when it was received
+	Node int
 	// A closed connection's close status (-1: none, 410: refused before
 	// the upgrade) and reason.
 	Code   int
@@ -54,7 +56,10 @@ type watcher struct {
 
 	mu    sync.Mutex
 	items []watchItem
-	last  int64 // the revision up to which it has every matching change
+	// last is the revision up to which it has every matching change: a
+	// revision counts once its last event (without More) came, so that a
+	// connection lost inside one resumes from its start.
+	last  int64
 	conns int
 	gap   bool // refused for a gap (410, 4410): it stopped
 }
@@ -69,7 +74,7 @@ func (w *watcher) matches(key string) bool {
 func (w *watcher) record(it watchItem) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if it.Kind != "closed" {
+	if it.Kind == "progress" || (it.Kind == "set" || it.Kind == "delete") && !it.More {
 		w.last = max(w.last, it.Rev)
 	}
 	if it.Kind == "closed" && (it.Code == 410 || it.Code == 4410) {
@@ -199,12 +204,13 @@ func (w *watcher) connect(ctx context.Context, hc *http.Client, base string) {
 			Key      string
 			Value    json.RawMessage
 			Revision int64
+			More     bool
 		}
 		if err := json.Unmarshal(data, &ev); err != nil {
 			w.record(watchItem{Kind: "closed", Code: -1, Reason: fmt.Sprintf("malformed event %q: %v", data, err), At: w.clock.now(), Node: w.node})
 			return
 		}
-		w.record(watchItem{Kind: ev.Type, Key: ev.Key, Value: string(ev.Value), Rev: ev.Revision, At: w.clock.now(), Node: w.node})
+		w.record(watchItem{Kind: ev.Type, Key: ev.Key, Value: string(ev.Value), Rev: ev.Revision, More: ev.More, At: w.clock.now(), Node: w.node})
 	}
 }
 
