@@ -410,9 +410,11 @@ var errTooLarge = errors.New("request body too large")
 // could not read.
 func (h *Handler) bodyError(w http.ResponseWriter, err error) error {
 	if errors.Is(err, errTooLarge) {
-		// Do not read the rest of a body this large: close the
-		// connection after the answer.
-		w.Header().Set("Connection", "close")
+		// The rest of the body is left to net/http: it reads and drops
+		// up to 256 KiB of it before the answer, so that a client still
+		// sending gets to read it, and closes the connection after the
+		// answer when more is left. Closing it with the body unread
+		// would reset it, and the client would see that instead.
 		return &statusError{http.StatusRequestEntityTooLarge,
 			"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
 	}
