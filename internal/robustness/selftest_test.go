@@ -2,9 +2,10 @@ package robustness
 
 import (
 	"cmp"
-	"slices"
+	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -374,30 +375,53 @@ func TestCheckerFindsLostWrites(t *testing.T) {
 }
 
 // TestCheckerFindsFeedDefects has the first watcher record one event twice
-// and skip another: the watch validators must catch both.
+// and skip another, record a close with 4408 inside a transaction's
+// revision (after its first event), and drop More from the first event of
+// another transaction: the watch validators must catch each. A run on a
+// very busy machine may make too few transactions of several changes for
+// both: up to three runs.
 func TestCheckerFindsFeedDefects(t *testing.T) {
 	t.Parallel()
-	n := 0
-	res := runScenario(t, scenario{
-		name: "feed-defects", backend: "file", nodes: 1, watchers: 2,
-		traffic: trafficConfig{clients: 4, keys: 3},
-		inject: func(items []watchItem, it watchItem) []watchItem {
-			if it.Kind == "set" || it.Kind == "delete" {
-				n++
-				switch n {
-				case 5:
-					return append(items, it, it) // duplicated
-				case 9:
-					return items // lost
+	for run := 1; ; run++ {
+		var n, txns int
+		res := runScenario(t, scenario{
+			name: "feed-defects", backend: "file", nodes: 1, watchers: 2,
+			traffic: trafficConfig{clients: 4, keys: 3},
+			inject: func(items []watchItem, it watchItem) []watchItem {
+				if it.Kind != "set" && it.Kind != "delete" {
+					return append(items, it)
 				}
+				n++
+				switch {
+				case n == 5:
+					return append(items, it, it) // duplicated
+				case n == 9:
+					return items // lost
+				case it.More && txns == 0:
+					txns++
+					return append(items, it, watchItem{Kind: "closed", Code: 4408, Reason: fmt.Sprintf("slow consumer, resume from %d", it.Rev), At: it.At})
+				case it.More && txns == 1:
+					txns++
+					it.More = false
+				}
+				return append(items, it)
+			},
+		}, 1500*time.Millisecond)
+		all := strings.Join(res.problems, "\n")
+		want := []string{"duplicate or out of order", "watcher 0.0 differs from"}
+		if txns == 2 {
+			want = append(want, "closed with 4408 (slow consumer, resume from", "a revision's events without More")
+		}
+		for _, w := range want {
+			if !strings.Contains(all, w) {
+				t.Errorf("a duplicated and a lost event, a close inside a revision, a missing More: got problems %q, want one with %q", all, w)
 			}
-			return append(items, it)
-		},
-	}, 1500*time.Millisecond)
-	all := strings.Join(res.problems, "\n")
-	for _, want := range []string{"duplicate or out of order", "watcher 0.0 differs from"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("a duplicated and a lost event: got problems %q, want one with %q", all, want)
+		}
+		switch {
+		case txns == 2 || t.Failed():
+			return
+		case run == 3:
+			t.Fatalf("three runs made %d transactions of several changes, want 2", txns)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/anishathalye/porcupine"
+
 	"github.com/kvsdb/kvs/wire"
 )
 
@@ -454,4 +456,35 @@ func (cl *client) learnTxn(t *txn, out response) {
 			cl.known[op.Key], cl.knownValue[op.Key] = r.Entry.Rev, r.Entry.Value
 		}
 	}
+}
+
+// txnCounts counts a run's transactions by outcome, for its log.
+type txnCounts struct {
+	then, els, readOnly, multi, unknown int
+}
+
+func (c *txnCounts) count(keys []string, op porcupine.Operation) {
+	in, out := op.Input.(request), op.Output.(response)
+	switch {
+	case in.Kind != opTxn:
+	case out.Unknown:
+		c.unknown++
+	default:
+		if out.Succeeded {
+			c.then++
+		} else {
+			c.els++
+		}
+		switch n := len(changes(keys, in, out)); {
+		case n == 0:
+			c.readOnly++
+		case n > 1:
+			c.multi++
+		}
+	}
+}
+
+func (c txnCounts) String() string {
+	return fmt.Sprintf("%d Then, %d Else, %d changing nothing, %d changing several keys, %d without an answer",
+		c.then, c.els, c.readOnly, c.multi, c.unknown)
 }

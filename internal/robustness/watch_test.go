@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
 // watchItem is what a watcher received: an event, a progress event, or
@@ -44,8 +46,9 @@ type watcher struct {
 	clock       clock
 	node        int
 	roam        bool
-	// rcvbuf, when positive, shrinks the socket's receive buffer, so that
-	// a watcher that stops reading is found out soon.
+	// rcvbuf, when positive, is the socket's receive buffer, so that
+	// kvsd's writes to a watcher that stops reading stall soon (Linux
+	// would grow it to many MiB).
 	rcvbuf int
 	// pause, when set, makes the watcher stop reading until each context
 	// sent on it is done (a subscriber that stops reading).
@@ -127,11 +130,10 @@ func (w *watcher) progressEvents() int {
 
 // run watches until ctx is done.
 func (w *watcher) run(ctx context.Context) {
-	dialer := &net.Dialer{Timeout: time.Second}
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
 	if w.rcvbuf > 0 {
-		dialer.Control = setRcvbuf(w.rcvbuf)
+		hc = kvstest.SmallReceiveBuffer(w.rcvbuf)
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
 	for ctx.Err() == nil && !w.stopped() {
 		base := w.c.nodes[w.node].url()
 		if base != "" {
