@@ -127,7 +127,8 @@ func (w *watcher) next(d time.Duration) (httpapi.Event, error) {
 }
 
 // changes reads events until it has n set/delete events (skipping
-// progress events).
+// progress events). It fails after 30s without one (a hang guard: a busy
+// machine may take longer than that for all n).
 func (w *watcher) changes(n int) []httpapi.Event {
 	w.t.Helper()
 	var out []httpapi.Event
@@ -139,6 +140,7 @@ func (w *watcher) changes(n int) []httpapi.Event {
 		}
 		if ev.Type != "progress" {
 			out = append(out, ev)
+			deadline = time.Now().Add(30 * time.Second)
 		}
 	}
 	return out
