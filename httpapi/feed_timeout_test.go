@@ -16,9 +16,11 @@ import (
 // write timeout is cut off. The server writes nothing after the write that
 // timed out, which may have left a frame half written (a close frame there
 // would be read as the rest of that frame), and does not count it as closed
-// with 4408, although the hub dropped it for falling behind meanwhile: it
-// never got the 4408. The events are large, so that each is written on its
-// own rather than from the cork buffer.
+// with 4408, even when the hub dropped it for falling behind meanwhile (as
+// it does unless the machine is so busy that the sets come slower than the
+// timeout): it never got the 4408. The events are large, so that each is
+// written on its own rather than from the cork buffer. (TestCorkConnFailedWrite
+// checks the mechanism on its own.)
 func TestFeedWriteTimeout(t *testing.T) {
 	e := newFeedEnv(t, bus.Options{Buffer: 4}, httpapi.Options{WriteTimeout: 500 * time.Millisecond})
 	slow := e.dialSlow(t, "")
@@ -26,9 +28,7 @@ func TestFeedWriteTimeout(t *testing.T) {
 	for range 200 { // 13 MB: more than the sockets hold, and then the queue
 		e.set(t, "big", big)
 	}
-	if got := e.hub.SlowConsumers(); got != 1 {
-		t.Fatalf("the hub dropped %d subscribers for falling behind, want 1", got)
-	}
+	t.Logf("the hub dropped %d subscribers for falling behind", e.hub.SlowConsumers())
 	deadline := time.Now().Add(30 * time.Second) // a hang guard
 	for {
 		subs, _ := scrape(t, e.srv.URL).Value("kvs_subscribers")
