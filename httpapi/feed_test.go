@@ -46,12 +46,23 @@ type feedEnv struct {
 
 func newFeedEnv(t *testing.T, bopts bus.Options, opts httpapi.Options) *feedEnv {
 	t.Helper()
+	return newFeedEnvSendBuffer(t, bopts, opts, 0)
+}
+
+// newFeedEnvSendBuffer is newFeedEnv whose server sets the send buffer of
+// the connections it accepts to sndbuf bytes, when positive.
+func newFeedEnvSendBuffer(t *testing.T, bopts bus.Options, opts httpapi.Options, sndbuf int) *feedEnv {
+	t.Helper()
 	bopts.Encode = httpapi.AppendEvent
 	hub := bus.New(bopts)
 	store := kv.New(kv.Options{Publisher: hub})
 	opts.Store, opts.Feed = store, hubFeed{hub}
 	h := httpapi.New(opts)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if sndbuf > 0 {
+		srv.Listener = sendBufferListener{srv.Listener, sndbuf}
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -61,6 +72,23 @@ func newFeedEnv(t *testing.T, bopts bus.Options, opts httpapi.Options) *feedEnv 
 		store.Close()
 	})
 	return &feedEnv{srv: srv, store: store, hub: hub, h: h, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/subscribe"}
+}
+
+// sendBufferListener sets the send buffer of the connections it accepts.
+type sendBufferListener struct {
+	net.Listener
+	size int
+}
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		if err = c.(*net.TCPConn).SetWriteBuffer(l.size); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, err
 }
 
 // set writes key=value over HTTP and returns the acknowledged revision.

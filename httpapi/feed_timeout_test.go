@@ -21,11 +21,33 @@ import (
 // timeout): it never got the 4408. The events are large, so that each is
 // written on its own rather than from the cork buffer. (TestCorkConnFailedWrite
 // checks the mechanism on its own.)
+//
+// The sockets hold at most 2*(32+128) KiB (Linux doubles the buffer sizes
+// asked for), less than 5 events. Until the handler has written 4 events,
+// or the socket is full and its write timed out, the sets wait for the
+// handler to keep within 2 events of them: the hub must not drop the
+// subscriber while the socket has room, or it rightly gets its 4408 (a
+// busy machine made the handler fall behind the sets before). Then the
+// sets go on at once, and usually fill the queue before the write times
+// out: the hub drops it meanwhile.
 func TestFeedWriteTimeout(t *testing.T) {
-	e := newFeedEnv(t, bus.Options{Buffer: 4}, httpapi.Options{WriteTimeout: 500 * time.Millisecond})
-	slow := e.dialSlow(t, "")
+	e := newFeedEnvSendBuffer(t, bus.Options{Buffer: 4}, httpapi.Options{WriteTimeout: 500 * time.Millisecond}, 32<<10)
+	slow := e.dialSlow(t, "") // a receive buffer of 128 KiB
 	big := `"` + strings.Repeat("x", 64<<10) + `"`
-	for range 200 { // 13 MB: more than the sockets hold, and then the queue
+	const fit = 4        // events that may be written while nothing is read
+	for i := range 200 { // 13 MB: more than the sockets hold, and then the queue
+		for deadline := time.Now().Add(30 * time.Second); i <= fit+2; { // a hang guard
+			x := scrape(t, e.srv.URL)
+			sent, _ := x.Value("kvs_feed_events_sent_total")
+			subs, _ := x.Value("kvs_subscribers")
+			if int(sent) >= min(i-2, fit) || subs == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("before set %d: %v events sent, %v subscribers after 30 s", i+1, sent, subs)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		e.set(t, "big", big)
 	}
 	t.Logf("the hub dropped %d subscribers for falling behind", e.hub.SlowConsumers())
