@@ -60,7 +60,7 @@ func newFeedEnvSendBuffer(t *testing.T, bopts bus.Options, opts httpapi.Options,
 	h := httpapi.New(opts)
 	srv := httptest.NewUnstartedServer(h)
 	if sndbuf > 0 {
-		srv.Listener = sendBufferListener{srv.Listener, sndbuf}
+		srv.Listener = bufferListener{Listener: srv.Listener, write: sndbuf}
 	}
 	srv.Start()
 	t.Cleanup(func() {
@@ -74,21 +74,30 @@ func newFeedEnvSendBuffer(t *testing.T, bopts bus.Options, opts httpapi.Options,
 	return &feedEnv{srv: srv, store: store, hub: hub, h: h, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/subscribe"}
 }
 
-// sendBufferListener sets the send buffer of the connections it accepts.
-type sendBufferListener struct {
+// bufferListener sets the send (write) and receive (read) buffers of the
+// connections it accepts to so many bytes, those that are positive.
+type bufferListener struct {
 	net.Listener
-	size int
+	write, read int
 }
 
-func (l sendBufferListener) Accept() (net.Conn, error) {
+func (l bufferListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		if err = c.(*net.TCPConn).SetWriteBuffer(l.size); err != nil {
-			c.Close()
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	tc := c.(*net.TCPConn)
+	if l.write > 0 {
+		err = tc.SetWriteBuffer(l.write)
+	}
+	if l.read > 0 && err == nil {
+		err = tc.SetReadBuffer(l.read)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // set writes key=value over HTTP and returns the acknowledged revision.
