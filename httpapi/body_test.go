@@ -36,15 +36,7 @@ func TestBodyOverLimitAnswered(t *testing.T) {
 		if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", path, len(body), body); err != nil {
 			t.Fatalf("POST %s: sending the body: %v", path, err)
 		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("POST %s: reading the answer: %v", path, err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "over the limit") {
-			t.Fatalf("POST %s: got %d %s (%v), want 413", path, resp.StatusCode, b, err)
-		}
+		resp := read413(t, br, path)
 		if resp.Close {
 			t.Fatalf("POST %s: the 413 closes the connection", path)
 		}
@@ -88,18 +80,26 @@ func TestBodyOverLimitConnectionClose(t *testing.T) {
 			_, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", path, len(body), body)
 			sent <- err
 		}()
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("POST %s: reading the answer: %v", path, err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "over the limit") {
-			t.Fatalf("POST %s: got %d %s (%v), want 413", path, resp.StatusCode, b, err)
-		}
+		read413(t, bufio.NewReader(conn), path)
 		if err := <-sent; err != nil {
 			t.Errorf("POST %s: sending the body: %v", path, err)
 		}
 		conn.Close()
 	}
+}
+
+// read413 reads an answer from br and checks that it is the 413 for a body
+// over the limit.
+func read413(t *testing.T, br *bufio.Reader, path string) *http.Response {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("POST %s: reading the answer: %v", path, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "over the limit") {
+		t.Fatalf("POST %s: got %d %s (%v), want 413", path, resp.StatusCode, b, err)
+	}
+	return resp
 }
