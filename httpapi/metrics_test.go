@@ -200,21 +200,20 @@ func TestMetricsWithoutLog(t *testing.T) {
 // slowFeed is a Feed whose every subscriber is dropped at once as too slow.
 type slowFeed struct{}
 
-func (slowFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
+func (slowFeed) Subscribe(context.Context, string, string, int64) (httpapi.Subscription, int64, error) {
 	c := make(chan *kv.Event)
 	close(c)
-	return &slowSub{c: c}, nil
+	return &slowSub{c: c}, 5, nil
 }
 func (slowFeed) Rev() int64 { return 0 }
 
 type slowSub struct{ c chan *kv.Event }
 
-func (s *slowSub) From() int64                   { return 5 }
-func (s *slowSub) Replay() iter.Seq[[]*kv.Event] { return func(func([]*kv.Event) bool) {} }
-func (s *slowSub) C() <-chan *kv.Event           { return s.c }
-func (s *slowSub) Done(*kv.Event)                {}
-func (s *slowSub) Err() error                    { return kv.ErrSlowConsumer }
-func (s *slowSub) Close()                        {}
+func (s *slowSub) Events() (iter.Seq[[]*kv.Event], <-chan *kv.Event) {
+	return func(func([]*kv.Event) bool) {}, s.c
+}
+func (s *slowSub) Done(*kv.Event) {}
+func (s *slowSub) Err() error     { return kv.ErrSlowConsumer }
 
 func TestMetricsSlowConsumerCloses(t *testing.T) {
 	srv, _ := newAPI(t, httpapi.Options{Feed: slowFeed{}})

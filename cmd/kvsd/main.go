@@ -26,6 +26,7 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
 
@@ -367,7 +368,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ln = newSweepListener(ln, deadlineTick)
 	api := httpapi.New(httpapi.Options{
 		Store:          store,
-		Feed:           feed{hub},
+		Feed:           hubfeed.Feed{Hub: hub},
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
 		MaxTxnOps:      cfg.maxTxnOps,
@@ -445,17 +446,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func hostOf(a net.Addr) string {
 	host, _, _ := net.SplitHostPort(a.String())
 	return host
-}
-
-// feed serves a bus.Hub as the change feed of httpapi.
-type feed struct{ *bus.Hub }
-
-func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
-	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // feedMetrics returns the samples of extra, those of the hub's memory and
