@@ -12,20 +12,6 @@ import (
 	"github.com/kvsdb/kvs/kv"
 )
 
-// The records of a topic seeded from a backup (see Seed).
-const (
-	// HeaderSeed marks the seed record, the first of a seeded topic: its
-	// value is the record's revision, from which the revisions of the
-	// topic count on (a record's revision is its offset + 1 + that
-	// revision - 1 then). HeaderSeedRecords is the number of records of
-	// the backup that follow it.
-	HeaderSeed        = "kvs-seed"
-	HeaderSeedRecords = "kvs-seed-records"
-	// seedKey is the Kafka key of the seed record: not a valid store key,
-	// and never written again, so that compaction keeps the record.
-	seedKey = "\x00kvs-seed"
-)
-
 // ErrTopicNotEmpty is returned by Seed for a topic that already holds
 // records.
 var ErrTopicNotEmpty = errors.New("bus: kafka: topic not empty")
@@ -152,21 +138,4 @@ func Seed(ctx context.Context, opts KafkaOptions, rev int64, leases []kv.Lease, 
 		return 0, fmt.Errorf("bus: kafka: seeding %s: the backup has %s entries, not the %d it announced: delete the topic, or seed another one", topic, have, count)
 	}
 	return rev + int64(len(leases)) + count, nil
-}
-
-// seedRecord returns the revision and the number of records that follow
-// of a seed record, and false for any other record.
-func seedRecord(m *kafka.Record) (rev, records int64, ok bool) {
-	var seed, recs bool
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderSeed:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			rev, seed = n, err == nil && n >= 0
-		case HeaderSeedRecords:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			records, recs = n, err == nil && n >= 0
-		}
-	}
-	return rev, records, seed && recs
 }
