@@ -39,6 +39,100 @@ const (
 	HeaderRevision = "kvs-revision"
 )
 
+// A transaction is one record of the Kafka log, applied all or nothing by
+// every instance when it reads it, its conditions decided then:
+//
+//   - Its Kafka key is TxnKey, the same for every transaction and never a
+//     store key (it starts with a NUL byte), so that compaction keeps only
+//     the newest transaction record.
+//   - Its value is the transaction as JSON (txnRecord): conditions and the
+//     two lists of operations, values as their compact JSON text.
+//   - Its headers are kvs-origin, kvs-request and kvs-txn (the format
+//     version, "1").
+//
+// After applying one, every instance owes a restore record (see kv.Record)
+// for each key that either list writes, holding the key's entry right
+// after the transaction: the writer writes them at once, the others if it
+// does not. So the effects of a transaction also reach each key's own
+// records, which is what survives compaction, and what other Kafka
+// consumers of the topic see as changes.
+const (
+	// TxnKey is the Kafka key of every transaction record.
+	TxnKey = "\x00kvs-txn"
+	// HeaderTxn marks a transaction record; its value is the version of
+	// the record's format.
+	HeaderTxn = "kvs-txn"
+)
+
+// The records of leases (see kv.LeaseOp). A lease's grant, its end and
+// the restores of its state have the Kafka key LeaseKeyPrefix + its ID in
+// decimal, so that compaction keeps each lease's last one: the grant while
+// the lease lives, or what ended it. A keep-alive renews many leases in one
+// record, with the Kafka key KeepAliveKey: compaction keeps only the newest,
+// and a replica that replays the topic renews every lease anyway (its time
+// counts from when it applied the lease's last grant or keep-alive).
+//
+//   - grant: value {"ID":7,"TTLMillis":30000}, header kvs-lease-op: grant.
+//   - keepalive: value {"IDs":[7,8]}, header kvs-lease-op: keepalive.
+//   - revoke, expire: a tombstone; an expire has kvs-lease-renewed, the
+//     revision of the renewal it was proposed after (it ends the lease only
+//     if that is still its last one).
+//   - restore: the lease's state after a record whose claim did not hold:
+//     a grant's value, or a tombstone for a lease that does not exist.
+//
+// Each may carry kvs-origin and kvs-request (with kvs-origin only), and no
+// other kvs header. A set (and a key's restore) with a lease carries
+// kvs-lease, the lease's ID.
+const (
+	// LeaseKeyPrefix starts the Kafka key of a lease's records: not a
+	// valid store key (it starts with a NUL byte).
+	LeaseKeyPrefix = "\x00kvs-lease/"
+	// KeepAliveKey is the Kafka key of every keep-alive record.
+	KeepAliveKey = "\x00kvs-keepalive"
+	// HeaderLease is the lease a set attaches its key to.
+	HeaderLease = "kvs-lease"
+	// HeaderLeaseOp makes a record a lease record: grant, keepalive,
+	// revoke, expire or restore.
+	HeaderLeaseOp = "kvs-lease-op"
+	// HeaderLeaseRenewed is the condition of an expire record.
+	HeaderLeaseRenewed = "kvs-lease-renewed"
+)
+
+// The records of a topic seeded from a backup (see Seed).
+const (
+	// HeaderSeed marks the seed record, the first of a seeded topic: its
+	// value is the record's revision, from which the revisions of the
+	// topic count on (a record's revision is its offset + 1 + that
+	// revision - 1 then). HeaderSeedRecords is the number of records of
+	// the backup that follow it.
+	HeaderSeed        = "kvs-seed"
+	HeaderSeedRecords = "kvs-seed-records"
+	// seedKey is the Kafka key of the seed record: not a valid store key,
+	// and never written again, so that compaction keeps the record.
+	seedKey = "\x00kvs-seed"
+)
+
+// maxKeepAliveIDs bounds the leases of one keep-alive record.
+const maxKeepAliveIDs = 100000
+
+// errSkip marks a record that is not a change kvs can apply.
+var errSkip = errors.New("not a kvs change")
+
+// The kvs headers, as bits of a set.
+var headerBits = map[string]uint{
+	HeaderOrigin:         1 << 0,
+	HeaderRequest:        1 << 1,
+	HeaderIfRevision:     1 << 2,
+	HeaderVersion:        1 << 3,
+	HeaderCreateRevision: 1 << 4,
+	HeaderRestores:       1 << 5,
+	HeaderRevision:       1 << 6,
+	HeaderTxn:            1 << 7,
+	HeaderLease:          1 << 8,
+	HeaderLeaseOp:        1 << 9,
+	HeaderLeaseRenewed:   1 << 10,
+}
+
 // encode returns the Kafka record of r.
 func (k *Kafka) encode(r kv.Record) kafka.Record {
 	if r.Txn != nil {
@@ -77,22 +171,48 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 	return kafka.Record{Key: kafka.NewBytes([]byte(r.Key)), Value: kafka.NewBytes(value), Headers: h}
 }
 
-// errSkip marks a record that is not a change kvs can apply.
-var errSkip = errors.New("not a kvs change")
+// encodeTxnRecord returns the Kafka record of a transaction proposed with
+// request id req.
+func (k *Kafka) encodeTxnRecord(t *kv.Txn, req uint64) kafka.Record {
+	return kafka.Record{
+		Key:   kafka.NewBytes([]byte(TxnKey)),
+		Value: kafka.NewBytes(encodeTxn(t)),
+		Headers: []kafka.Header{
+			{Key: HeaderOrigin, Value: []byte(k.origin)},
+			{Key: HeaderRequest, Value: strconv.AppendUint(nil, req, 10)},
+			{Key: HeaderTxn, Value: []byte("1")},
+		},
+	}
+}
 
-// The kvs headers, as bits of a set.
-var headerBits = map[string]uint{
-	HeaderOrigin:         1 << 0,
-	HeaderRequest:        1 << 1,
-	HeaderIfRevision:     1 << 2,
-	HeaderVersion:        1 << 3,
-	HeaderCreateRevision: 1 << 4,
-	HeaderRestores:       1 << 5,
-	HeaderRevision:       1 << 6,
-	HeaderTxn:            1 << 7,
-	HeaderLease:          1 << 8,
-	HeaderLeaseOp:        1 << 9,
-	HeaderLeaseRenewed:   1 << 10,
+// encodeLeaseRecord returns the Kafka record of a lease operation proposed
+// with request id req (0 for a restore, which has none).
+func (k *Kafka) encodeLeaseRecord(op *kv.LeaseOp, req uint64) kafka.Record {
+	h := []kafka.Header{
+		{Key: HeaderOrigin, Value: []byte(k.origin)},
+		{Key: HeaderLeaseOp, Value: []byte(leaseKindName[op.Kind])},
+	}
+	if req != 0 {
+		h = append(h, kafka.Header{Key: HeaderRequest, Value: strconv.AppendUint(nil, req, 10)})
+	}
+	key := leaseKey(op.ID)
+	var value []byte
+	switch op.Kind {
+	case kv.LeaseGrant, kv.LeaseRestore:
+		if op.TTL > 0 {
+			value, _ = json.Marshal(leaseGrant{ID: op.ID, TTLMillis: int64(op.TTL / time.Millisecond)})
+		}
+	case kv.LeaseKeepAlive:
+		key = KeepAliveKey
+		value, _ = json.Marshal(leaseKeepAlive{IDs: op.IDs})
+	case kv.LeaseExpire:
+		h = append(h, kafka.Header{Key: HeaderLeaseRenewed, Value: strconv.AppendInt(nil, op.Renewed, 10)})
+	}
+	rec := kafka.Record{Key: kafka.NewBytes([]byte(key)), Headers: h}
+	if value != nil {
+		rec.Value = kafka.NewBytes(value)
+	}
+	return rec
 }
 
 // decode returns the change of a fetched record, or why it is skipped,
@@ -291,30 +411,134 @@ func (k *Kafka) checkValue(value []byte, compact bool) ([]byte, error) {
 	return value, nil
 }
 
-// A transaction is one record of the Kafka log, applied all or nothing by
-// every instance when it reads it, its conditions decided then:
-//
-//   - Its Kafka key is TxnKey, the same for every transaction and never a
-//     store key (it starts with a NUL byte), so that compaction keeps only
-//     the newest transaction record.
-//   - Its value is the transaction as JSON (txnRecord): conditions and the
-//     two lists of operations, values as their compact JSON text.
-//   - Its headers are kvs-origin, kvs-request and kvs-txn (the format
-//     version, "1").
-//
-// After applying one, every instance owes a restore record (see kv.Record)
-// for each key that either list writes, holding the key's entry right
-// after the transaction: the writer writes them at once, the others if it
-// does not. So the effects of a transaction also reach each key's own
-// records, which is what survives compaction, and what other Kafka
-// consumers of the topic see as changes.
-const (
-	// TxnKey is the Kafka key of every transaction record.
-	TxnKey = "\x00kvs-txn"
-	// HeaderTxn marks a transaction record; its value is the version of
-	// the record's format.
-	HeaderTxn = "kvs-txn"
-)
+// decodeTxnRecord returns the transaction of a fetched record whose Kafka
+// key is TxnKey, given r, what the record's headers say (decodeRecord
+// checked them: only Ours and Request count), and value, the transaction.
+// Its keys and values are held to the rules of a single change's (see
+// kv.Txn.Check, Kafka.checkValue): a transaction that breaks one is
+// skipped whole.
+func (k *Kafka) decodeTxnRecord(r kv.Record, value []byte) (kv.Record, error) {
+	t, err := decodeTxn(value)
+	if err == nil {
+		err = k.checkTxnValues(t)
+	}
+	if err != nil {
+		return kv.Record{}, fmt.Errorf("%w: %v", errSkip, err)
+	}
+	rec := kv.Record{Txn: t, Ours: r.Ours}
+	if r.Ours {
+		rec.Request = r.Request
+	}
+	return rec, nil
+}
+
+// checkTxnValues checks the values of t's conditions and sets (see
+// Kafka.checkValue).
+func (k *Kafka) checkTxnValues(t *kv.Txn) error {
+	for i, c := range t.If {
+		if c.Value == nil {
+			continue
+		}
+		if _, err := k.checkValue(c.Value, false); err != nil {
+			return fmt.Errorf("transaction: condition %d: %v", i, err)
+		}
+	}
+	for _, branch := range [...]struct {
+		name string
+		ops  []kv.TxnOp
+	}{{"then", t.Then}, {"else", t.Else}} {
+		for i, op := range branch.ops {
+			if op.Op != kv.OpSet {
+				continue
+			}
+			if _, err := k.checkValue(op.Value, false); err != nil {
+				return fmt.Errorf("transaction: %s operation %d: %v", branch.name, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// decodeLeaseRecord returns the lease operation of a fetched record whose
+// Kafka key is key (LeaseKeyPrefix + an ID, or KeepAliveKey), given op, the
+// value of its kvs-lease-op header, renewed, that of kvs-lease-renewed (0
+// when absent), and value. A record that breaks a rule is skipped whole.
+func decodeLeaseRecord(key string, op string, renewed int64, value []byte) (*kv.LeaseOp, error) {
+	kind, ok := leaseKinds[op]
+	if !ok {
+		return nil, fmt.Errorf("header %s %.40q: a lease operation this kvs does not know (written by a newer kvs?)", HeaderLeaseOp, op)
+	}
+	if (key == KeepAliveKey) != (kind == kv.LeaseKeepAlive) {
+		return nil, fmt.Errorf("a %s record with the Kafka key %.60q", op, key)
+	}
+	if (renewed != 0) != (kind == kv.LeaseExpire) {
+		return nil, fmt.Errorf("header %s on a %s record, or an expire without it", HeaderLeaseRenewed, op)
+	}
+	lo := &kv.LeaseOp{Kind: kind, Renewed: renewed}
+	if kind == kv.LeaseKeepAlive {
+		var ka leaseKeepAlive
+		if err := strictJSON(value, &ka); err != nil {
+			return nil, fmt.Errorf("keep-alive: %v", err)
+		}
+		if len(ka.IDs) == 0 || len(ka.IDs) > maxKeepAliveIDs {
+			return nil, fmt.Errorf("keep-alive of %d leases: from 1 to %d", len(ka.IDs), maxKeepAliveIDs)
+		}
+		for _, id := range ka.IDs {
+			if id < 1 || id > kv.MaxLeaseID {
+				return nil, fmt.Errorf("keep-alive of lease %d: out of range", id)
+			}
+		}
+		lo.IDs = ka.IDs
+		return lo, nil
+	}
+	idText := strings.TrimPrefix(key, LeaseKeyPrefix)
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil || id < 1 || id > kv.MaxLeaseID || strconv.FormatInt(id, 10) != idText {
+		return nil, fmt.Errorf("Kafka key %.60q does not name a lease", key)
+	}
+	lo.ID = id
+	switch {
+	case kind == kv.LeaseGrant && value == nil:
+		return nil, errors.New("a grant without its TTL")
+	case (kind == kv.LeaseRevoke || kind == kv.LeaseExpire) && value != nil:
+		return nil, fmt.Errorf("a %s with a value", op)
+	case value != nil:
+		var g leaseGrant
+		if err := strictJSON(value, &g); err != nil {
+			return nil, fmt.Errorf("%s: %v", op, err)
+		}
+		if g.ID != id || g.TTLMillis < 1 || g.TTLMillis > int64(1<<62/time.Millisecond) {
+			return nil, fmt.Errorf("%s of lease %d with ID %d and TTL of %d ms", op, id, g.ID, g.TTLMillis)
+		}
+		lo.TTL = time.Duration(g.TTLMillis) * time.Millisecond
+	}
+	return lo, nil
+}
+
+// isLeaseKey reports whether a Kafka key is that of a lease record.
+func isLeaseKey(key string) bool {
+	return key == KeepAliveKey || strings.HasPrefix(key, LeaseKeyPrefix)
+}
+
+// leaseKey returns the Kafka key of lease id's records.
+func leaseKey(id int64) string { return LeaseKeyPrefix + strconv.FormatInt(id, 10) }
+
+// seedRecord returns the revision and the number of records that follow
+// of a seed record, and false for any other record.
+func seedRecord(m *kafka.Record) (rev, records int64, ok bool) {
+	var seed, recs bool
+	for _, h := range m.Headers {
+		switch h.Key {
+		case HeaderSeed:
+			n, err := strconv.ParseInt(string(h.Value), 10, 64)
+			rev, seed = n, err == nil && n >= 0
+		case HeaderSeedRecords:
+			n, err := strconv.ParseInt(string(h.Value), 10, 64)
+			records, recs = n, err == nil && n >= 0
+		}
+	}
+	return rev, records, seed && recs
+}
 
 // txnRecord is the value of a transaction record.
 type txnRecord struct {
@@ -446,113 +670,11 @@ func decodeTxn(b []byte) (*kv.Txn, error) {
 	return t, nil
 }
 
-// encodeTxnRecord returns the Kafka record of a transaction proposed with
-// request id req.
-func (k *Kafka) encodeTxnRecord(t *kv.Txn, req uint64) kafka.Record {
-	return kafka.Record{
-		Key:   kafka.NewBytes([]byte(TxnKey)),
-		Value: kafka.NewBytes(encodeTxn(t)),
-		Headers: []kafka.Header{
-			{Key: HeaderOrigin, Value: []byte(k.origin)},
-			{Key: HeaderRequest, Value: strconv.AppendUint(nil, req, 10)},
-			{Key: HeaderTxn, Value: []byte("1")},
-		},
-	}
-}
-
-// decodeTxnRecord returns the transaction of a fetched record whose Kafka
-// key is TxnKey, given r, what the record's headers say (decodeRecord
-// checked them: only Ours and Request count), and value, the transaction.
-// Its keys and values are held to the rules of a single change's (see
-// kv.Txn.Check, Kafka.checkValue): a transaction that breaks one is
-// skipped whole.
-func (k *Kafka) decodeTxnRecord(r kv.Record, value []byte) (kv.Record, error) {
-	t, err := decodeTxn(value)
-	if err == nil {
-		err = k.checkTxnValues(t)
-	}
-	if err != nil {
-		return kv.Record{}, fmt.Errorf("%w: %v", errSkip, err)
-	}
-	rec := kv.Record{Txn: t, Ours: r.Ours}
-	if r.Ours {
-		rec.Request = r.Request
-	}
-	return rec, nil
-}
-
-// checkTxnValues checks the values of t's conditions and sets (see
-// Kafka.checkValue).
-func (k *Kafka) checkTxnValues(t *kv.Txn) error {
-	for i, c := range t.If {
-		if c.Value == nil {
-			continue
-		}
-		if _, err := k.checkValue(c.Value, false); err != nil {
-			return fmt.Errorf("transaction: condition %d: %v", i, err)
-		}
-	}
-	for _, branch := range [...]struct {
-		name string
-		ops  []kv.TxnOp
-	}{{"then", t.Then}, {"else", t.Else}} {
-		for i, op := range branch.ops {
-			if op.Op != kv.OpSet {
-				continue
-			}
-			if _, err := k.checkValue(op.Value, false); err != nil {
-				return fmt.Errorf("transaction: %s operation %d: %v", branch.name, i, err)
-			}
-		}
-	}
-	return nil
-}
-
-// The records of leases (see kv.LeaseOp). A lease's grant, its end and
-// the restores of its state have the Kafka key LeaseKeyPrefix + its ID in
-// decimal, so that compaction keeps each lease's last one: the grant while
-// the lease lives, or what ended it. A keep-alive renews many leases in one
-// record, with the Kafka key KeepAliveKey: compaction keeps only the newest,
-// and a replica that replays the topic renews every lease anyway (its time
-// counts from when it applied the lease's last grant or keep-alive).
-//
-//   - grant: value {"ID":7,"TTLMillis":30000}, header kvs-lease-op: grant.
-//   - keepalive: value {"IDs":[7,8]}, header kvs-lease-op: keepalive.
-//   - revoke, expire: a tombstone; an expire has kvs-lease-renewed, the
-//     revision of the renewal it was proposed after (it ends the lease only
-//     if that is still its last one).
-//   - restore: the lease's state after a record whose claim did not hold:
-//     a grant's value, or a tombstone for a lease that does not exist.
-//
-// Each may carry kvs-origin and kvs-request (with kvs-origin only), and no
-// other kvs header. A set (and a key's restore) with a lease carries
-// kvs-lease, the lease's ID.
-const (
-	// LeaseKeyPrefix starts the Kafka key of a lease's records: not a
-	// valid store key (it starts with a NUL byte).
-	LeaseKeyPrefix = "\x00kvs-lease/"
-	// KeepAliveKey is the Kafka key of every keep-alive record.
-	KeepAliveKey = "\x00kvs-keepalive"
-	// HeaderLease is the lease a set attaches its key to.
-	HeaderLease = "kvs-lease"
-	// HeaderLeaseOp makes a record a lease record: grant, keepalive,
-	// revoke, expire or restore.
-	HeaderLeaseOp = "kvs-lease-op"
-	// HeaderLeaseRenewed is the condition of an expire record.
-	HeaderLeaseRenewed = "kvs-lease-renewed"
-)
-
-// maxKeepAliveIDs bounds the leases of one keep-alive record.
-const maxKeepAliveIDs = 100000
-
 // leaseKinds maps the values of HeaderLeaseOp to kinds, both ways.
 var (
 	leaseKinds    = map[string]kv.LeaseKind{"grant": kv.LeaseGrant, "keepalive": kv.LeaseKeepAlive, "revoke": kv.LeaseRevoke, "expire": kv.LeaseExpire, "restore": kv.LeaseRestore}
 	leaseKindName = map[kv.LeaseKind]string{kv.LeaseGrant: "grant", kv.LeaseKeepAlive: "keepalive", kv.LeaseRevoke: "revoke", kv.LeaseExpire: "expire", kv.LeaseRestore: "restore"}
 )
-
-// leaseKey returns the Kafka key of lease id's records.
-func leaseKey(id int64) string { return LeaseKeyPrefix + strconv.FormatInt(id, 10) }
 
 // leaseGrant is the value of a grant or of the restore of a lease that
 // exists.
@@ -564,92 +686,6 @@ type leaseGrant struct {
 // leaseKeepAlive is the value of a keep-alive record.
 type leaseKeepAlive struct {
 	IDs []int64
-}
-
-// encodeLeaseRecord returns the Kafka record of a lease operation proposed
-// with request id req (0 for a restore, which has none).
-func (k *Kafka) encodeLeaseRecord(op *kv.LeaseOp, req uint64) kafka.Record {
-	h := []kafka.Header{
-		{Key: HeaderOrigin, Value: []byte(k.origin)},
-		{Key: HeaderLeaseOp, Value: []byte(leaseKindName[op.Kind])},
-	}
-	if req != 0 {
-		h = append(h, kafka.Header{Key: HeaderRequest, Value: strconv.AppendUint(nil, req, 10)})
-	}
-	key := leaseKey(op.ID)
-	var value []byte
-	switch op.Kind {
-	case kv.LeaseGrant, kv.LeaseRestore:
-		if op.TTL > 0 {
-			value, _ = json.Marshal(leaseGrant{ID: op.ID, TTLMillis: int64(op.TTL / time.Millisecond)})
-		}
-	case kv.LeaseKeepAlive:
-		key = KeepAliveKey
-		value, _ = json.Marshal(leaseKeepAlive{IDs: op.IDs})
-	case kv.LeaseExpire:
-		h = append(h, kafka.Header{Key: HeaderLeaseRenewed, Value: strconv.AppendInt(nil, op.Renewed, 10)})
-	}
-	rec := kafka.Record{Key: kafka.NewBytes([]byte(key)), Headers: h}
-	if value != nil {
-		rec.Value = kafka.NewBytes(value)
-	}
-	return rec
-}
-
-// decodeLeaseRecord returns the lease operation of a fetched record whose
-// Kafka key is key (LeaseKeyPrefix + an ID, or KeepAliveKey), given op, the
-// value of its kvs-lease-op header, renewed, that of kvs-lease-renewed (0
-// when absent), and value. A record that breaks a rule is skipped whole.
-func decodeLeaseRecord(key string, op string, renewed int64, value []byte) (*kv.LeaseOp, error) {
-	kind, ok := leaseKinds[op]
-	if !ok {
-		return nil, fmt.Errorf("header %s %.40q: a lease operation this kvs does not know (written by a newer kvs?)", HeaderLeaseOp, op)
-	}
-	if (key == KeepAliveKey) != (kind == kv.LeaseKeepAlive) {
-		return nil, fmt.Errorf("a %s record with the Kafka key %.60q", op, key)
-	}
-	if (renewed != 0) != (kind == kv.LeaseExpire) {
-		return nil, fmt.Errorf("header %s on a %s record, or an expire without it", HeaderLeaseRenewed, op)
-	}
-	lo := &kv.LeaseOp{Kind: kind, Renewed: renewed}
-	if kind == kv.LeaseKeepAlive {
-		var ka leaseKeepAlive
-		if err := strictJSON(value, &ka); err != nil {
-			return nil, fmt.Errorf("keep-alive: %v", err)
-		}
-		if len(ka.IDs) == 0 || len(ka.IDs) > maxKeepAliveIDs {
-			return nil, fmt.Errorf("keep-alive of %d leases: from 1 to %d", len(ka.IDs), maxKeepAliveIDs)
-		}
-		for _, id := range ka.IDs {
-			if id < 1 || id > kv.MaxLeaseID {
-				return nil, fmt.Errorf("keep-alive of lease %d: out of range", id)
-			}
-		}
-		lo.IDs = ka.IDs
-		return lo, nil
-	}
-	idText := strings.TrimPrefix(key, LeaseKeyPrefix)
-	id, err := strconv.ParseInt(idText, 10, 64)
-	if err != nil || id < 1 || id > kv.MaxLeaseID || strconv.FormatInt(id, 10) != idText {
-		return nil, fmt.Errorf("Kafka key %.60q does not name a lease", key)
-	}
-	lo.ID = id
-	switch {
-	case kind == kv.LeaseGrant && value == nil:
-		return nil, errors.New("a grant without its TTL")
-	case (kind == kv.LeaseRevoke || kind == kv.LeaseExpire) && value != nil:
-		return nil, fmt.Errorf("a %s with a value", op)
-	case value != nil:
-		var g leaseGrant
-		if err := strictJSON(value, &g); err != nil {
-			return nil, fmt.Errorf("%s: %v", op, err)
-		}
-		if g.ID != id || g.TTLMillis < 1 || g.TTLMillis > int64(1<<62/time.Millisecond) {
-			return nil, fmt.Errorf("%s of lease %d with ID %d and TTL of %d ms", op, id, g.ID, g.TTLMillis)
-		}
-		lo.TTL = time.Duration(g.TTLMillis) * time.Millisecond
-	}
-	return lo, nil
 }
 
 // strictJSON decodes data into v, refusing unknown members and trailing
@@ -664,40 +700,4 @@ func strictJSON(data []byte, v any) error {
 		return errors.New("data after the value")
 	}
 	return nil
-}
-
-// isLeaseKey reports whether a Kafka key is that of a lease record.
-func isLeaseKey(key string) bool {
-	return key == KeepAliveKey || strings.HasPrefix(key, LeaseKeyPrefix)
-}
-
-// The records of a topic seeded from a backup (see Seed).
-const (
-	// HeaderSeed marks the seed record, the first of a seeded topic: its
-	// value is the record's revision, from which the revisions of the
-	// topic count on (a record's revision is its offset + 1 + that
-	// revision - 1 then). HeaderSeedRecords is the number of records of
-	// the backup that follow it.
-	HeaderSeed        = "kvs-seed"
-	HeaderSeedRecords = "kvs-seed-records"
-	// seedKey is the Kafka key of the seed record: not a valid store key,
-	// and never written again, so that compaction keeps the record.
-	seedKey = "\x00kvs-seed"
-)
-
-// seedRecord returns the revision and the number of records that follow
-// of a seed record, and false for any other record.
-func seedRecord(m *kafka.Record) (rev, records int64, ok bool) {
-	var seed, recs bool
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderSeed:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			rev, seed = n, err == nil && n >= 0
-		case HeaderSeedRecords:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			records, recs = n, err == nil && n >= 0
-		}
-	}
-	return rev, records, seed && recs
 }
