@@ -15,10 +15,59 @@ import (
 	"github.com/kvsdb/kvs/kv"
 )
 
-// The record headers of the Kafka log. The Kafka key of a record is the
-// store key and its value the JSON value (nil, a tombstone, for a delete),
-// so that any Kafka consumer can read the topic as a changelog; the
-// headers carry what kvs needs besides. Numbers are decimal text.
+// # The Kafka record protocol
+//
+// This comment and the file that holds it, bus/kafka_record.go, are the
+// whole wire format of the Kafka log: every kind of record that kvs writes
+// to its topic, how it is encoded, and the rules a record must keep to be
+// applied. kv.Record is what a record means once decoded (it explains
+// claims and restores, and why they are needed); kv.Restore is a restore
+// record still to be written.
+//
+// The topic has one partition and is compacted (cleanup.policy=compact): in
+// the end Kafka keeps only the last record of each Kafka key. A record's
+// revision is its offset + 1, or in a topic seeded from a backup its
+// offset + the seed record's revision. Every record kvs writes carries
+// kvs-origin, the random id of the kvsd instance that wrote it; numbers in
+// headers are decimal text. Headers whose names do not start with "kvs-"
+// belong to other programs and are ignored. The Kafka key tells the kinds
+// apart:
+//
+//   - A change: the Kafka key is the store key, the value the compact JSON
+//     value, or a tombstone (no value) for a delete, so that any Kafka
+//     consumer can read the topic as a changelog. Headers: kvs-origin,
+//     kvs-request (the request id at that instance), kvs-if-revision on a
+//     conditional change; and on a set, its claim (the entry it expects to
+//     make): kvs-version, kvs-create-revision (absent: the set creates the
+//     key) and kvs-lease when it attaches the key to a lease. A record that
+//     another program writes has no kvs-origin: it may carry
+//     kvs-if-revision and no other kvs header, and it claims nothing.
+//   - A restore: the Kafka key is the store key; it holds the key's entry
+//     right after a record whose claim did not hold. Headers: kvs-origin,
+//     kvs-restores (the revision of the entry that record claimed, 0 for
+//     an absence) and, for an entry (a set), kvs-revision, kvs-version,
+//     kvs-create-revision and kvs-lease of the entry; a tombstone when the
+//     key is absent. No request, no condition. The instance that wrote the
+//     record writes its restore at once, the others after
+//     KafkaOptions.RestoreAfter if none came (the writer died); the topic
+//     leaves records an hour before compacting them, so the restore lands
+//     first.
+//   - A transaction: the Kafka key is TxnKey, the value the transaction as
+//     JSON; see TxnKey.
+//   - A lease's grant, keep-alive, end or restore: the Kafka key is
+//     LeaseKeyPrefix + the lease's ID, or KeepAliveKey; see LeaseKeyPrefix.
+//   - The seed record, the first of a topic seeded from a backup (see
+//     Seed): the Kafka key is "\x00kvs-seed", headers kvs-origin, kvs-seed
+//     and kvs-seed-records, value {"Revision":R,"Records":N} for the eye.
+//     The N records of the backup follow it: a grant of each lease, then a
+//     restore of each key's entry with kvs-restores 0.
+//
+// Every instance decides alone, from a record and MaxValueBytes, whether
+// it is applied, so every instance skips the same records (see
+// Kafka.Skipped): a key that is not a store key, a value that is not JSON,
+// a kvs header that is unknown, given twice, not a number in range, or that
+// does not belong on the kind of record it is on, makes the whole record
+// skipped, never applied in part.
 const (
 	// HeaderOrigin is the id of the kvsd instance that wrote the record.
 	HeaderOrigin = "kvs-origin"

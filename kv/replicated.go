@@ -44,6 +44,10 @@ type Replicated interface {
 // the log writes a restore record for the key right after it, holding the
 // key's real entry. The last record of a key is then always one whose
 // claim held, or a restore: self-contained either way.
+//
+// How the Kafka log writes each kind of record (change, restore,
+// transaction, lease, seed), its headers and the rules a record must keep,
+// is documented in one place: bus/kafka_record.go.
 type Record struct {
 	Change
 	// Txn, when not nil, makes the record a transaction instead of a
@@ -109,7 +113,8 @@ type Record struct {
 }
 
 // Restore is a restore record for the log to write: a record whose claim
-// did not hold, and the entry its key has right after it.
+// did not hold, and the entry its key has right after it. (Its wire format
+// in the Kafka log: bus/kafka_record.go.)
 type Restore struct {
 	// After is the revision of the record whose claim did not hold.
 	After int64
