@@ -87,7 +87,9 @@ type Kafka struct {
 	apply     func([]kv.Record) []kv.Restore
 	proposals chan *proposal
 	kick      chan struct{} // wakes the restorer
-	ctx       context.Context
+	// stop is closed by Close, and cancel (set by Start) cancels the
+	// context that the loops run under: the loops end, Propose fails.
+	stop      chan struct{}
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -159,6 +161,7 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 		log:       opts.Logger,
 		proposals: make(chan *proposal, 4096),
 		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 		seen:      make(map[string]struct{}),
 		pending:   make(map[string]*pendingRestore),
 	}
@@ -171,7 +174,6 @@ func NewKafka(opts KafkaOptions) (*Kafka, error) {
 	// second (kafka-go's default is 6s).
 	k.admin = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
 	k.fetcher = &kafka.Client{Addr: addr, Transport: &kafka.Transport{Dial: dial, ClientID: "kvsd", MetadataTTL: time.Second}}
-	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.ri = newReadIndex(func(ctx context.Context) (int64, error) { return k.offset(ctx, kafka.LastOffset) }, opts.ReadTimeout)
 	return k, nil
 }
@@ -182,13 +184,15 @@ func (k *Kafka) Origin() string { return k.origin }
 // Start starts connecting, replaying and producing. kv.New calls it.
 func (k *Kafka) Start(apply func([]kv.Record) []kv.Restore) {
 	k.apply = apply
+	ctx, cancel := context.WithCancel(context.Background())
+	k.cancel = cancel
 	k.wg.Add(4)
-	go k.produceLoop()
-	go k.fetchLoop()
-	go k.restoreLoop()
+	go k.produceLoop(ctx)
+	go k.fetchLoop(ctx)
+	go k.restoreLoop(ctx)
 	go func() {
 		defer k.wg.Done()
-		k.ri.loop(k.ctx)
+		k.ri.loop(ctx)
 	}()
 }
 
@@ -250,7 +254,10 @@ func (k *Kafka) Close() error {
 		if k.apply != nil {
 			k.flushRestores()
 		}
-		k.cancel()
+		close(k.stop)
+		if k.cancel != nil {
+			k.cancel()
+		}
 		k.wg.Wait()
 		for _, c := range []*kafka.Client{k.admin, k.fetcher} {
 			if t, ok := c.Transport.(*kafka.Transport); ok {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,19 +14,19 @@ import (
 
 // fetchLoop reads the partition from the first offset, in order, and
 // applies what it reads.
-func (k *Kafka) fetchLoop() {
+func (k *Kafka) fetchLoop(ctx context.Context) {
 	defer k.wg.Done()
 	backoff := func(d *time.Duration) {
 		select {
 		case <-time.After(*d):
-		case <-k.ctx.Done():
+		case <-ctx.Done():
 		}
 		*d = min(*d*2, 2*time.Second)
 	}
 	wait := 50 * time.Millisecond
 	maxBytes := max(4<<20, 2*k.opts.MaxBatchBytes)
 	var recs []kv.Record
-	for k.ctx.Err() == nil {
+	for ctx.Err() == nil {
 		k.mu.Lock()
 		connected, next, lost := k.connected, k.next, k.lost != nil
 		k.mu.Unlock()
@@ -33,8 +34,8 @@ func (k *Kafka) fetchLoop() {
 			return
 		}
 		if !connected {
-			if err := k.connect(); err != nil {
-				if k.ctx.Err() == nil {
+			if err := k.connect(ctx); err != nil {
+				if ctx.Err() == nil {
 					k.setFetchErr(err)
 					backoff(&wait)
 				}
@@ -44,7 +45,7 @@ func (k *Kafka) fetchLoop() {
 			next = k.next
 			k.mu.Unlock()
 		}
-		res, err := k.fetcher.Fetch(k.ctx, &kafka.FetchRequest{
+		res, err := k.fetcher.Fetch(ctx, &kafka.FetchRequest{
 			Topic: k.opts.Topic, Partition: 0, Offset: next,
 			MinBytes: 1, MaxBytes: int64(maxBytes), MaxWait: k.opts.FetchWait,
 		})
@@ -52,7 +53,7 @@ func (k *Kafka) fetchLoop() {
 			err = res.Error
 		}
 		if err != nil {
-			if k.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			switch {

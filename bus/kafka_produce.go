@@ -43,7 +43,7 @@ func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
 	case k.proposals <- p:
 	case <-ctx.Done():
 		return fmt.Errorf("bus: kafka: write queue full: %w", ctx.Err())
-	case <-k.ctx.Done():
+	case <-k.stop:
 		return errors.New("bus: kafka: log closed")
 	}
 	select {
@@ -68,7 +68,7 @@ func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
 
 // produceLoop sends queued proposals to the broker, as many as are queued
 // (up to MaxBatchBytes) in each produce request, one request at a time.
-func (k *Kafka) produceLoop() {
+func (k *Kafka) produceLoop(ctx context.Context) {
 	defer k.wg.Done()
 	var (
 		batch []*proposal
@@ -77,7 +77,7 @@ func (k *Kafka) produceLoop() {
 	for {
 		batch, recs = batch[:0], recs[:0]
 		select {
-		case <-k.ctx.Done():
+		case <-ctx.Done():
 			for {
 				select {
 				case p := <-k.proposals:
@@ -98,7 +98,7 @@ func (k *Kafka) produceLoop() {
 			case p := <-k.proposals:
 				if size+p.size > k.opts.MaxBatchBytes {
 					// Too big for this batch: send it first in the next.
-					k.produce(batch, recs)
+					k.produce(ctx, batch, recs)
 					batch, recs, size = append(batch[:0], p), recs[:0], 0
 				} else {
 					batch = append(batch, p)
@@ -108,17 +108,17 @@ func (k *Kafka) produceLoop() {
 				break more
 			}
 		}
-		k.produce(batch, recs)
+		k.produce(ctx, batch, recs)
 	}
 }
 
 // produce sends one produce request with the records of batch and answers
 // each proposal.
-func (k *Kafka) produce(batch []*proposal, recs []kafka.Record) {
+func (k *Kafka) produce(ctx context.Context, batch []*proposal, recs []kafka.Record) {
 	for _, p := range batch {
 		recs = append(recs, p.rec)
 	}
-	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, k.opts.WriteTimeout)
 	res, err := k.admin.Produce(ctx, &kafka.ProduceRequest{
 		Topic:        k.opts.Topic,
 		Partition:    0,

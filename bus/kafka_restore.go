@@ -62,13 +62,13 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 
 // restoreLoop writes due restores: this instance's at once, other
 // instances' when their writer did not.
-func (k *Kafka) restoreLoop() {
+func (k *Kafka) restoreLoop(ctx context.Context) {
 	defer k.wg.Done()
 	tick := time.NewTicker(min(k.opts.RestoreAfter/4, time.Second))
 	defer tick.Stop()
 	for {
 		select {
-		case <-k.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-k.kick:
@@ -105,7 +105,7 @@ func (k *Kafka) flushRestores() {
 	if len(recs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(k.ctx, min(k.opts.WriteTimeout, 2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), min(k.opts.WriteTimeout, 2*time.Second))
 	defer cancel()
 	res, err := k.admin.Produce(ctx, &kafka.ProduceRequest{
 		Topic: k.opts.Topic, Partition: 0, RequiredAcks: kafka.RequireAll,

@@ -10,8 +10,8 @@ import (
 )
 
 // connect creates the topic if missing and lists its offsets.
-func (k *Kafka) connect() error {
-	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+func (k *Kafka) connect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, k.opts.WriteTimeout)
 	defer cancel()
 	if err := k.createTopic(ctx); err != nil {
 		return err
