@@ -213,11 +213,6 @@ func (k *Kafka) ReadBarrierStats() (reads, requests int64) {
 	return k.ri.reads.Load(), k.ri.requests.Load()
 }
 
-// Append is not used: a Store proposes changes to a kv.Replicated log.
-func (k *Kafka) Append([]kv.Change) error {
-	return errors.New("bus: kafka: Append is not used, the store proposes")
-}
-
 // Err returns why the log cannot serve current data, or nil.
 func (k *Kafka) Err() error {
 	k.mu.Lock()

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// Replicated is implemented by a Log that several stores share and that
-// orders their changes itself, such as bus.Kafka. With a Replicated log a
-// Store does not log its own changes: Submit proposes the change to the
+// Replicated is a log that several stores share and that orders their
+// changes itself, such as bus.Kafka; a Store takes it as
+// Options.Replicated. With a Replicated log a Store does not log its own
+// changes, and never appends: Submit proposes the change to the
 // log, every store applies every record in log order, and Submit answers
 // once this store applied its own record (read-your-writes). Conditions
 // are decided when each store applies the record, against the same state
@@ -19,7 +20,6 @@ import (
 // restore record, and a record removed by compaction each leave a number
 // out.
 type Replicated interface {
-	Log
 	// Propose hands r to the shared log (r.Revision is zero). It returns
 	// once the log holds r durably, or an error if it may not: the record
 	// may then still be applied later. Propose is called from many
@@ -30,6 +30,9 @@ type Replicated interface {
 	// its Revision set. apply returns the restores the log should write
 	// (see Restore).
 	Start(apply func(recs []Record) []Restore)
+	// Close stops the log: once it returns, apply is not called again.
+	// The Store calls it once, from Store.Close.
+	Close() error
 }
 
 // Record is a change as a Replicated log carries it, with what the

@@ -289,7 +289,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	var (
 		fl       *kv.FileLog
-		klog     kv.Log // nil: the memory log
+		klog     kv.Log        // nil: the memory log
+		repl     kv.Replicated // the Kafka log, instead of klog
 		ready    func() error
 		barrier  func(context.Context) error // nil: reads are linearizable as they are
 		logStats func() kv.LogStats
@@ -331,7 +332,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		klog, ready, barrier = kl, kl.Err, kl.ReadBarrier
+		repl, ready, barrier = kl, kl.Err, kl.ReadBarrier
 		extra = func() []httpapi.Sample {
 			next, hwm := kl.Lag()
 			reads, requests := kl.ReadBarrierStats()
@@ -345,7 +346,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}
-	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Replicated: repl, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
 		LeaseTakeover: cfg.kafka.leaseTakeover})
 	if fl != nil {
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
