@@ -303,59 +303,87 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	if !txn && !lease && !kv.ValidKey(r.Key) {
 		return r, fmt.Errorf("%w: invalid key %.80q", errSkip, key)
 	}
-	skip := func(format string, args ...any) (kv.Record, error) {
-		return kv.Record{}, fmt.Errorf("%w: key %.80q: %s", errSkip, key, fmt.Sprintf(format, args...))
-	}
 	r.Op = kv.OpDelete
 	if value != nil {
 		r.Op, r.Value = kv.OpSet, value
 	}
-	var (
-		seen    uint
-		leaseOp string
-		renewed int64
-	)
-	for _, h := range m.Headers {
-		if !strings.HasPrefix(h.Key, "kvs-") {
+	h, err := k.readHeaders(&r, m.Headers)
+	if err == nil {
+		switch {
+		case lease:
+			r, err = leaseRecord(r, h, value)
+		case txn:
+			if err = txnRules(h); err == nil {
+				return k.decodeTxnRecord(r, value)
+			}
+		default:
+			r, err = k.changeRecord(r, h, key, value)
+		}
+	}
+	if err != nil {
+		return kv.Record{}, fmt.Errorf("%w: key %.80q: %v", errSkip, key, err)
+	}
+	return r, nil
+}
+
+// kvsHeaders is what the kvs headers of a record say besides what
+// readHeaders sets in its kv.Record.
+type kvsHeaders struct {
+	seen    uint   // the headers present, as headerBits
+	leaseOp string // kvs-lease-op
+	renewed int64  // kvs-lease-renewed, 0 when absent
+}
+
+// has reports whether any of the headers of bits is present.
+func (h kvsHeaders) has(bits uint) bool { return h.seen&bits != 0 }
+
+// readHeaders reads the kvs headers of a record into r, or returns the
+// first that kvs does not write that way: unknown, given twice, or a
+// number that does not parse or is out of range.
+func (k *Kafka) readHeaders(r *kv.Record, headers []kafka.Header) (kvsHeaders, error) {
+	var h kvsHeaders
+	var err error
+	for _, hd := range headers {
+		if !strings.HasPrefix(hd.Key, "kvs-") {
 			continue // another program's header
 		}
-		bit, ok := headerBits[h.Key]
+		bit, ok := headerBits[hd.Key]
 		switch {
 		case !ok:
-			return skip("unknown header %.40q (written by a newer kvs?)", h.Key)
-		case seen&bit != 0:
-			return skip("header %s given twice", h.Key)
+			return h, fmt.Errorf("unknown header %.40q (written by a newer kvs?)", hd.Key)
+		case h.seen&bit != 0:
+			return h, fmt.Errorf("header %s given twice", hd.Key)
 		}
-		seen |= bit
-		if h.Key == HeaderOrigin {
-			r.Ours = string(h.Value) == k.origin
+		h.seen |= bit
+		if hd.Key == HeaderOrigin {
+			r.Ours = string(hd.Value) == k.origin
 			continue
 		}
-		if h.Key == HeaderRequest {
-			if r.Request, err = strconv.ParseUint(string(h.Value), 10, 64); err != nil {
-				return skip("header %s %.40q is not a request id", h.Key, h.Value)
+		if hd.Key == HeaderRequest {
+			if r.Request, err = strconv.ParseUint(string(hd.Value), 10, 64); err != nil {
+				return h, fmt.Errorf("header %s %.40q is not a request id", hd.Key, hd.Value)
 			}
 			continue
 		}
-		if h.Key == HeaderTxn {
-			if string(h.Value) != "1" {
-				return skip("header %s %.40q: a transaction format this kvs does not know (written by a newer kvs?)", h.Key, h.Value)
+		if hd.Key == HeaderTxn {
+			if string(hd.Value) != "1" {
+				return h, fmt.Errorf("header %s %.40q: a transaction format this kvs does not know (written by a newer kvs?)", hd.Key, hd.Value)
 			}
 			continue
 		}
-		if h.Key == HeaderLeaseOp {
-			leaseOp = string(h.Value)
+		if hd.Key == HeaderLeaseOp {
+			h.leaseOp = string(hd.Value)
 			continue
 		}
-		n, err := strconv.ParseInt(string(h.Value), 10, 64)
+		n, err := strconv.ParseInt(string(hd.Value), 10, 64)
 		low := int64(1) // versions and revisions start at 1
-		if h.Key == HeaderIfRevision || h.Key == HeaderRestores {
+		if hd.Key == HeaderIfRevision || hd.Key == HeaderRestores {
 			low = 0 // 0: the key absent
 		}
 		if err != nil || n < low {
-			return skip("header %s %.40q is not a number from %d", h.Key, h.Value, low)
+			return h, fmt.Errorf("header %s %.40q is not a number from %d", hd.Key, hd.Value, low)
 		}
-		switch h.Key {
+		switch hd.Key {
 		case HeaderIfRevision:
 			r.Cond, r.IfRevision = true, n
 		case HeaderVersion:
@@ -368,71 +396,88 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 			r.EntryRevision = n
 		case HeaderLease:
 			if n > kv.MaxLeaseID {
-				return skip("header %s %d is not a lease ID", h.Key, n)
+				return h, fmt.Errorf("header %s %d is not a lease ID", hd.Key, n)
 			}
 			r.Change.Lease = n
 		case HeaderLeaseRenewed:
-			renewed = n
+			h.renewed = n
 		}
 	}
-	kvs := seen&headerBits[HeaderOrigin] != 0
-	if lease {
-		leaseHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderLeaseOp] | headerBits[HeaderLeaseRenewed]
-		switch {
-		case seen&headerBits[HeaderLeaseOp] == 0:
-			return skip("a lease record without %s", HeaderLeaseOp)
-		case seen&^leaseHeaders != 0:
-			return skip("kvs headers other than %s, %s, %s and %s on a lease record", HeaderOrigin, HeaderRequest, HeaderLeaseOp, HeaderLeaseRenewed)
-		case !kvs && seen&headerBits[HeaderRequest] != 0:
-			return skip("%s without %s", HeaderRequest, HeaderOrigin)
-		}
-		op, err := decodeLeaseRecord(string(key), leaseOp, renewed, value)
-		if err != nil {
-			return skip("%v", err)
-		}
-		rec := kv.Record{LeaseOp: op, Ours: r.Ours}
-		if r.Ours {
-			rec.Request = r.Request
-		}
-		return rec, nil
-	}
-	if txn {
-		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn] // no lease headers
-		switch {
-		case seen&headerBits[HeaderTxn] == 0:
-			return skip("a transaction record without %s", HeaderTxn)
-		case seen&^txnHeaders != 0:
-			return skip("kvs headers other than %s, %s and %s on a transaction", HeaderOrigin, HeaderRequest, HeaderTxn)
-		case !kvs && seen&headerBits[HeaderRequest] != 0:
-			return skip("%s without %s", HeaderRequest, HeaderOrigin)
-		}
-		return k.decodeTxnRecord(r, value)
-	}
-	entry := headerBits[HeaderVersion] | headerBits[HeaderCreateRevision] | headerBits[HeaderRevision]
+	return h, nil
+}
+
+// leaseRecord returns the lease operation of r, a record whose Kafka key
+// is a lease's (see LeaseKeyPrefix) and whose kvs headers are h, or the
+// rule it breaks.
+func leaseRecord(r kv.Record, h kvsHeaders, value []byte) (kv.Record, error) {
+	leaseHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderLeaseOp] | headerBits[HeaderLeaseRenewed]
 	switch {
-	case seen&headerBits[HeaderTxn] != 0:
-		return skip("header %s outside a transaction", HeaderTxn)
-	case seen&(headerBits[HeaderLeaseOp]|headerBits[HeaderLeaseRenewed]) != 0:
-		return skip("headers of a lease record on a record of key %.80q", key)
-	case r.Op == kv.OpDelete && seen&headerBits[HeaderLease] != 0:
-		return skip("a delete with header %s", HeaderLease)
-	case !kvs && seen&^headerBits[HeaderIfRevision] != 0:
-		return skip("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
-	case r.IsRestore && seen&(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]) != 0:
-		return skip("a restore with a request or a condition")
-	case !r.IsRestore && seen&headerBits[HeaderRevision] != 0:
-		return skip("header %s outside a restore", HeaderRevision)
-	case r.Op == kv.OpDelete && seen&entry != 0:
-		return skip("a delete with the headers of an entry")
+	case !h.has(headerBits[HeaderLeaseOp]):
+		return kv.Record{}, fmt.Errorf("a lease record without %s", HeaderLeaseOp)
+	case h.has(^leaseHeaders):
+		return kv.Record{}, fmt.Errorf("kvs headers other than %s, %s, %s and %s on a lease record", HeaderOrigin, HeaderRequest, HeaderLeaseOp, HeaderLeaseRenewed)
+	case !h.has(headerBits[HeaderOrigin]) && h.has(headerBits[HeaderRequest]):
+		return kv.Record{}, fmt.Errorf("%s without %s", HeaderRequest, HeaderOrigin)
+	}
+	op, err := decodeLeaseRecord(r.Key, h.leaseOp, h.renewed, value)
+	if err != nil {
+		return kv.Record{}, err
+	}
+	rec := kv.Record{LeaseOp: op, Ours: r.Ours}
+	if r.Ours {
+		rec.Request = r.Request
+	}
+	return rec, nil
+}
+
+// txnRules returns the rule that the kvs headers h of a transaction record
+// break, or nil.
+func txnRules(h kvsHeaders) error {
+	txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn] // no lease headers
+	switch {
+	case !h.has(headerBits[HeaderTxn]):
+		return fmt.Errorf("a transaction record without %s", HeaderTxn)
+	case h.has(^txnHeaders):
+		return fmt.Errorf("kvs headers other than %s, %s and %s on a transaction", HeaderOrigin, HeaderRequest, HeaderTxn)
+	case !h.has(headerBits[HeaderOrigin]) && h.has(headerBits[HeaderRequest]):
+		return fmt.Errorf("%s without %s", HeaderRequest, HeaderOrigin)
+	}
+	return nil
+}
+
+// changeRecord returns r, a change or a restore of Kafka key key whose kvs
+// headers are h, or the rule it breaks.
+func (k *Kafka) changeRecord(r kv.Record, h kvsHeaders, key, value []byte) (kv.Record, error) {
+	kvs := h.has(headerBits[HeaderOrigin])
+	entry := headerBits[HeaderVersion] | headerBits[HeaderCreateRevision] | headerBits[HeaderRevision]
+	var err error
+	switch {
+	case h.has(headerBits[HeaderTxn]):
+		err = fmt.Errorf("header %s outside a transaction", HeaderTxn)
+	case h.has(headerBits[HeaderLeaseOp] | headerBits[HeaderLeaseRenewed]):
+		err = fmt.Errorf("headers of a lease record on a record of key %.80q", key)
+	case r.Op == kv.OpDelete && h.has(headerBits[HeaderLease]):
+		err = fmt.Errorf("a delete with header %s", HeaderLease)
+	case !kvs && h.has(^headerBits[HeaderIfRevision]):
+		err = fmt.Errorf("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
+	case r.IsRestore && h.has(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]):
+		err = errors.New("a restore with a request or a condition")
+	case !r.IsRestore && h.has(headerBits[HeaderRevision]):
+		err = fmt.Errorf("header %s outside a restore", HeaderRevision)
+	case r.Op == kv.OpDelete && h.has(entry):
+		err = errors.New("a delete with the headers of an entry")
 	case r.IsRestore && r.Op == kv.OpSet && (r.EntryRevision == 0 || r.Version == 0):
-		return skip("restore without its entry")
+		err = errors.New("restore without its entry")
+	}
+	if err != nil {
+		return kv.Record{}, err
 	}
 	if !r.Ours {
 		r.Request = 0
 	}
 	if r.Op == kv.OpSet {
 		if r.Value, err = k.checkValue(value, !kvs); err != nil {
-			return skip("%v", err)
+			return kv.Record{}, err
 		}
 	}
 	return r, nil
