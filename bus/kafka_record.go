@@ -617,6 +617,18 @@ func isLeaseKey(key string) bool {
 // leaseKey returns the Kafka key of lease id's records.
 func leaseKey(id int64) string { return LeaseKeyPrefix + strconv.FormatInt(id, 10) }
 
+// encodeSeedRecord returns the seed record of a topic seeded from a backup
+// (see Seed): of revision rev, and followed by n records.
+func (k *Kafka) encodeSeedRecord(rev, n int64) kafka.Record {
+	h := []kafka.Header{
+		{Key: HeaderOrigin, Value: []byte(k.origin)},
+		{Key: HeaderSeed, Value: strconv.AppendInt(nil, rev, 10)},
+		{Key: HeaderSeedRecords, Value: strconv.AppendInt(nil, n, 10)},
+	}
+	value := fmt.Appendf(nil, `{"Revision":%d,"Records":%d}`, rev, n)
+	return kafka.Record{Key: kafka.NewBytes([]byte(seedKey)), Value: kafka.NewBytes(value), Headers: h}
+}
+
 // seedRecord returns the revision and the number of records that follow
 // of a seed record, and false for any other record.
 func seedRecord(m *kafka.Record) (rev, records int64, ok bool) {
