@@ -211,10 +211,10 @@ func (s *Store) applyLeaseEnd(r *Record) (outcome, []Restore) {
 func (s *Store) applyLeaseRestore(r *Record) (outcome, []Restore) {
 	op := r.LeaseOp
 	ls := s.lessor
+	var rs []Restore
 	s.recMu.Lock()
 	ls.mu.Lock()
 	l := ls.leases[op.ID]
-	var rs []Restore
 	switch {
 	case r.Isolated && op.TTL > 0 && l == nil:
 		ls.grantLocked(op.ID, op.TTL, r.Revision, false)
