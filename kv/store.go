@@ -70,6 +70,11 @@ type Options struct {
 	// written and revisions come from a counter. A Log that is also a
 	// Recoverer gives the Store its state to start from.
 	Log Log
+	// Replicated, when not nil, is a log that several stores share (see
+	// Replicated), which the Store uses instead of a Log: Log must be nil
+	// then. A Replicated log that has an Err() error method reports
+	// through it why it cannot serve current data.
+	Replicated Replicated
 	// Publisher receives every applied change. Nil means none.
 	Publisher Publisher
 	// WriteTimeout bounds Submit with a Replicated log: how long it waits
@@ -198,7 +203,10 @@ func New(opts Options) *Store {
 	if r, ok := s.log.(Recoverer); ok {
 		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
 	}
-	if r, ok := s.log.(Replicated); ok {
+	if r := opts.Replicated; r != nil {
+		if opts.Log != nil {
+			panic("kv: Options with both a Log and a Replicated log")
+		}
 		s.repl, s.waiters = r, make(map[uint64]chan outcome)
 		s.writeTimeout = opts.WriteTimeout
 		if s.writeTimeout <= 0 {
@@ -207,7 +215,11 @@ func New(opts Options) *Store {
 		r.Start(s.applyRecords)
 	}
 	var health func() error
-	if h, ok := s.log.(interface{ Err() error }); ok {
+	var logged any = s.log
+	if s.repl != nil {
+		logged = s.repl
+	}
+	if h, ok := logged.(interface{ Err() error }); ok {
 		health = h.Err
 	}
 	s.startLeases(health)
@@ -483,7 +495,7 @@ func (s *Store) Close() error {
 	}
 	if s.repl != nil {
 		// The log's applier takes commitMu: close the log first.
-		err := s.log.Close()
+		err := s.repl.Close()
 		s.failWaiters(fmt.Errorf("%w: store closed", ErrUnavailable))
 		return err
 	}

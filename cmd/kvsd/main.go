@@ -314,7 +314,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	store := kv.New(kv.Options{Shards: cfg.shards, Log: be.log, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: be.log, Replicated: be.repl, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
 		LeaseTakeover: cfg.kafka.leaseTakeover})
 	if be.file != nil {
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
@@ -393,8 +393,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // backend is the log behind the store and what kvsd serves of it.
 type backend struct {
-	log      kv.Log      // nil: the memory log
-	file     *kv.FileLog // the file backend's log, or nil
+	log      kv.Log        // nil: the memory log
+	repl     kv.Replicated // the Kafka log, instead of log
+	file     *kv.FileLog   // the file backend's log, or nil
 	ready    func() error
 	barrier  func(context.Context) error // nil: reads are linearizable as they are
 	logStats func() kv.LogStats
@@ -441,7 +442,7 @@ func openBackend(ctx context.Context, cfg *config, hub *bus.Hub, getenv func(str
 		if err != nil {
 			return be, err
 		}
-		be.log, be.ready, be.barrier, be.extra = kl, kl.Err, kl.ReadBarrier, kafkaMetrics(kl)
+		be.repl, be.ready, be.barrier, be.extra = kl, kl.Err, kl.ReadBarrier, kafkaMetrics(kl)
 	}
 	return be, nil
 }
