@@ -385,7 +385,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 		return err
 	}
 	defer f.Close()
-	entries, got, err := readSnapshot(f)
+	snap, got, err := readSnapshot(f)
 	var se *snapshotError
 	switch {
 	case errors.As(err, &se):
@@ -395,7 +395,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 	case got != rev:
 		return &CorruptError{File: path, Reason: fmt.Sprintf("it holds revision %d, but its name says %d", got, rev)}
 	}
-	l.rec.Entries, l.rec.Rev = entries, rev
+	l.rec.Entries, l.rec.Len, l.rec.Rev = snap.all(), snap.n, rev
 	return nil
 }
 
@@ -537,7 +537,7 @@ func (l *FileLog) remove(names []string) {
 // Recover hands over the state Open found, once, and starts the snapshot
 // goroutine, which calls snapshot whenever the log has grown by
 // FileOptions.SnapshotBytes. New calls it.
-func (l *FileLog) Recover(snapshot func() ([]*Entry, int64)) Recovery {
+func (l *FileLog) Recover(snapshot func() *View) Recovery {
 	if l.recovered {
 		panic("kv: FileLog.Recover called twice: a log serves one Store")
 	}
@@ -658,7 +658,7 @@ func (l *FileLog) fail(err error) error {
 	return err
 }
 
-func (l *FileLog) snapshotLoop(snapshot func() ([]*Entry, int64)) {
+func (l *FileLog) snapshotLoop(snapshot func() *View) {
 	defer l.wg.Done()
 	for {
 		select {
@@ -698,9 +698,10 @@ func (l *FileLog) stateLoop() {
 
 // snapshot writes a snapshot of the store, then removes the segments and
 // snapshots it covers.
-func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
+func (l *FileLog) snapshot(snapshot func() *View) error {
 	began := time.Now()
-	entries, rev := snapshot()
+	v := snapshot()
+	rev := v.Rev()
 	l.mu.Lock()
 	have := l.snapRev
 	l.mu.Unlock()
@@ -714,7 +715,7 @@ func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
 	if err != nil {
 		return err
 	}
-	err = writeSnapshot(f, entries, rev, l.stop)
+	err = writeSnapshotSeq(f, v.Len(), v.All(), rev, l.stop)
 	if err == nil {
 		err = l.syncFile(f)
 	}
@@ -756,7 +757,7 @@ func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
 		}
 	}
 	l.remove(dead)
-	l.log.Info("snapshot written", "rev", rev, "keys", len(entries), "bytes", size,
+	l.log.Info("snapshot written", "rev", rev, "keys", v.Len(), "bytes", size,
 		"took", time.Since(began).Round(time.Millisecond), "removed", len(dead))
 	return nil
 }

@@ -68,7 +68,7 @@ func FuzzDecodeRecord(f *testing.F) {
 // as a snapshotError; and what it reads must write and read back the same.
 func FuzzReadSnapshot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		entries, rev, err := readSnapshot(bytes.NewReader(data))
+		se, rev, err := readSnapshot(bytes.NewReader(data))
 		if err != nil {
 			var se *snapshotError
 			if !errors.As(err, &se) || se.off < 0 || se.off > int64(len(data)) {
@@ -76,15 +76,16 @@ func FuzzReadSnapshot(f *testing.F) {
 			}
 			return
 		}
+		entries := se.entries()
 		var b bytes.Buffer
-		if err := writeSnapshot(&b, entries, rev, nil); err != nil {
+		if err := writeSnapshotSeq(&b, se.n, se.all(), rev, nil); err != nil {
 			t.Fatal(err)
 		}
-		again, rev2, err := readSnapshot(&b)
+		se2, rev2, err := readSnapshot(&b)
 		if err != nil {
 			t.Fatalf("reading a written snapshot: %v", err)
 		}
-		if rev2 != rev || !reflect.DeepEqual(again, entries) {
+		if again := se2.entries(); rev2 != rev || !reflect.DeepEqual(again, entries) {
 			t.Fatalf("round trip: got %d %v, want %d %v", rev2, again, rev, entries)
 		}
 	})

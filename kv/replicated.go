@@ -331,11 +331,7 @@ func (s *Store) setQuietly(key string, e *Entry) {
 	s.recMu.Lock()
 	sh := s.shard(key)
 	sh.mu.Lock()
-	if e != nil {
-		sh.m[key] = e
-	} else {
-		delete(sh.m, key)
-	}
+	sh.setLocked(key, e)
 	sh.mu.Unlock()
 	c := []Change{{Key: key}}
 	es := []*Entry{e}

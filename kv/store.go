@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"iter"
 	"math/bits"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +25,12 @@ type Log interface {
 // Recovery is the state a log holds when it is opened: a snapshot, and the
 // changes logged after it.
 type Recovery struct {
-	// Entries is the snapshot: every entry at revision Rev, with its
-	// revisions and version.
-	Entries []*Entry
+	// Entries yields the snapshot: every entry at revision Rev, with its
+	// revisions and version, sorted by key. The Key and Value it yields
+	// may share the log's buffers: the Store copies them. Nil for none.
+	Entries iter.Seq[Entry]
+	// Len is the number of entries Entries yields.
+	Len int
 	// Rev is the revision of the snapshot, 0 for none.
 	Rev int64
 	// Changes are the changes logged after Rev, in revision order.
@@ -43,8 +46,8 @@ type Recoverer interface {
 	// continues after the last of them. Once New has returned, and until
 	// Close, the log may call snapshot from its own goroutines to compact
 	// itself: snapshot returns every entry and the revision they hold,
-	// like Store.Snapshot("").
-	Recover(snapshot func() ([]*Entry, int64)) Recovery
+	// like Store.View("").
+	Recover(snapshot func() *View) Recovery
 }
 
 // Publisher receives every applied change, in revision order, from one
@@ -123,10 +126,9 @@ type Store struct {
 }
 
 type shard struct {
-	// mu guards m.
+	// mu guards t.
 	mu sync.RWMutex
-	m  map[string]*Entry
-	_  [64 - 32]byte // keep each shard's lock on its own cache line
+	t  table
 }
 
 // request is a queued change and, once committed, its outcome.
@@ -161,10 +163,10 @@ func New(opts Options) *Store {
 		s.log = memoryLog{}
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*Entry)
+		s.shards[i].t.seed = s.seed
 	}
 	if r, ok := s.log.(Recoverer); ok {
-		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
+		s.restore(r.Recover(func() *View { return s.View("") }))
 	}
 	if r, ok := s.log.(Replicated); ok {
 		s.repl, s.waiters = r, make(map[uint64]chan outcome)
@@ -180,17 +182,13 @@ func New(opts Options) *Store {
 // restore loads a recovered state into a new Store: the snapshot's entries,
 // then the changes after it, applied and published as if just committed.
 func (s *Store) restore(rec Recovery) {
-	counts := make([]int, len(s.shards))
-	for _, e := range rec.Entries {
-		counts[maphash.String(s.seed, e.Key)&s.mask]++
-	}
-	for i, n := range counts {
-		if n > 0 {
-			s.shards[i].m = make(map[string]*Entry, n)
+	if rec.Entries != nil {
+		for i := range s.shards {
+			s.shards[i].t.reserve(rec.Len / len(s.shards))
 		}
-	}
-	for _, e := range rec.Entries {
-		s.shard(e.Key).m[e.Key] = e
+		for e := range rec.Entries {
+			s.shard(e.Key).setLocked(e.Key, &e)
+		}
 	}
 	s.rev.Store(rec.Rev)
 	s.next = rec.Rev
@@ -227,11 +225,34 @@ func (s *Store) shard(key string) *shard {
 	return &s.shards[maphash.String(s.seed, key)&s.mask]
 }
 
-// Get returns the entry for key. The entry is shared: do not modify it.
+// setLocked sets key's entry to e, or removes it when e is nil. The
+// caller holds sh.mu.
+func (sh *shard) setLocked(key string, e *Entry) {
+	h := maphash.String(sh.t.seed, key)
+	if e != nil {
+		sh.t.set(h, e)
+	} else {
+		sh.t.del(h, key)
+	}
+}
+
+// Get returns the entry for key. The entry is the caller's and stays the
+// same however the key changes later; its Key and Value share the store's
+// memory: do not modify them.
 func (s *Store) Get(key string) (*Entry, bool) {
-	sh := s.shard(key)
+	e, ok := s.Lookup(key)
+	if !ok {
+		return nil, false
+	}
+	return &e, true
+}
+
+// Lookup returns the entry for key, like Get, without allocating.
+func (s *Store) Lookup(key string) (Entry, bool) {
+	h := maphash.String(s.seed, key)
+	sh := &s.shards[h&s.mask]
 	sh.mu.RLock()
-	e, ok := sh.m[key]
+	e, ok := sh.t.get(h, key)
 	sh.mu.RUnlock()
 	return e, ok
 }
@@ -247,7 +268,7 @@ func (s *Store) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		n += len(sh.m)
+		n += sh.t.n
 		sh.mu.RUnlock()
 	}
 	return n
@@ -442,7 +463,11 @@ func (s *Store) currentForCommit(key string) *Entry {
 	if e, ok := s.overlay[key]; ok {
 		return e
 	}
-	return s.shard(key).m[key]
+	h := maphash.String(s.seed, key)
+	if e, ok := s.shards[h&s.mask].t.get(h, key); ok {
+		return &e
+	}
+	return nil
 }
 
 // decide returns the entry that c, given revision rev, makes of cur: nil for
@@ -480,11 +505,7 @@ func (s *Store) apply(changes []Change, entries []*Entry) {
 		key := changes[i].Key
 		sh := s.shard(key)
 		sh.mu.Lock()
-		if e := entries[i]; e != nil {
-			sh.m[e.Key] = e
-		} else {
-			delete(sh.m, key)
-		}
+		sh.setLocked(key, entries[i])
 		sh.mu.Unlock()
 	}
 	s.rev.Store(changes[len(changes)-1].Revision)
@@ -517,48 +538,11 @@ func (r *recorder) record(changes []Change, entries []*Entry) {
 // Snapshot returns the entries whose keys start with prefix, sorted by key,
 // and the revision they are consistent with: they hold exactly the changes
 // up to and including that revision. Writers are never blocked for longer
-// than one shard takes to scan.
+// than one shard takes to copy. It makes an Entry for every key: View
+// gives the same without.
 func (s *Store) Snapshot(prefix string) ([]*Entry, int64) {
-	rec := &recorder{prefix: prefix}
-	s.recMu.Lock()
-	s.recorders[rec] = struct{}{}
-	s.recMu.Unlock()
-
-	var out []*Entry
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		for k, e := range sh.m {
-			if strings.HasPrefix(k, prefix) {
-				out = append(out, e)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-
-	s.recMu.Lock()
-	delete(s.recorders, rec)
-	rev := s.rev.Load()
-	s.recMu.Unlock()
-
-	// Keys changed during the scan may have been read before or after their
-	// change: take their state at rev from the recorder instead.
-	if len(rec.final) > 0 {
-		kept := out[:0]
-		for _, e := range out {
-			if _, changed := rec.final[e.Key]; !changed {
-				kept = append(kept, e)
-			}
-		}
-		out = kept
-		for _, e := range rec.final {
-			if e != nil {
-				out = append(out, e)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b *Entry) int { return strings.Compare(a.Key, b.Key) })
-	return out, rev
+	v := s.View(prefix)
+	return v.Entries(), v.Rev()
 }
 
 // memoryLog is the Log that keeps nothing.
