@@ -274,6 +274,34 @@ func (s *Store) Len() int {
 	return n
 }
 
+// MemoryStats describes the memory a Store's entries take.
+type MemoryStats struct {
+	// Keys is the number of keys.
+	Keys int
+	// SlabBytes is the capacity of the slabs that hold the entries.
+	SlabBytes int64
+	// LiveBytes is what the entries take in them: the rest is entries
+	// replaced or deleted, not yet reclaimed, and room not yet filled.
+	LiveBytes int64
+	// IndexBytes is what the index that finds them takes.
+	IndexBytes int64
+}
+
+// Memory returns the memory the entries take now.
+func (s *Store) Memory() MemoryStats {
+	var m MemoryStats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		m.Keys += sh.t.n
+		m.SlabBytes += sh.t.alloc
+		m.LiveBytes += sh.t.live
+		m.IndexBytes += int64(len(sh.t.slots)) * 8
+		sh.mu.RUnlock()
+	}
+	return m
+}
+
 // Set stores value, which must be compact JSON text, under key and returns
 // the change's revision. It blocks until the change is durable and applied.
 func (s *Store) Set(ctx context.Context, key string, value []byte) (int64, error) {
