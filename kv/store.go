@@ -187,7 +187,8 @@ func (s *Store) restore(rec Recovery) {
 			s.shards[i].t.reserve(rec.Len / len(s.shards))
 		}
 		for e := range rec.Entries {
-			s.shard(e.Key).setLocked(e.Key, &e)
+			h := maphash.String(s.seed, e.Key)
+			s.shards[h&s.mask].t.set(h, &e)
 		}
 	}
 	s.rev.Store(rec.Rev)

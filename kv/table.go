@@ -197,9 +197,10 @@ func (t *table) resize(size int) {
 	}
 }
 
-// reserve sizes the index for n more keys.
+// reserve sizes the index for n more keys, two thirds full, where
+// lookups of missing keys (every insert) take few probes.
 func (t *table) reserve(n int) {
-	if want := (t.n + n) * 5 / 4; want > len(t.slots) {
+	if want := (t.n + n) * 3 / 2; want > len(t.slots) {
 		t.resize(want + 1)
 	}
 }
