@@ -31,6 +31,11 @@
 #                     took meanwhile: cycles, CPU (from gctrace) and pauses,
 #                     against kvsd's CPU time (/proc/PID/stat)
 #   LOAD_RATE=10000
+#   SNAPSHOT=0        1: after the fill (and the load), on the file backend,
+#                     reset kvsd's peak RSS, run sets until the log has grown
+#                     by -snapshot-bytes (64 MiB, about 550,000 sets of these
+#                     sizes) so that a snapshot of the whole store is written,
+#                     and print the peak RSS meanwhile over the RSS before
 #   KEEP=0            1: keep the temporary directory (logs, gctrace lines)
 # A machine that measures should be otherwise idle: RSS does not depend on
 # the load, but the fill's speed does.
@@ -117,6 +122,28 @@ gc_load() {
   echo "  kvsbench: $rate"
 }
 
+# snapshot_peak PORT writes to the file backend's kvsd $pid until it wrote
+# a snapshot, and prints its peak RSS meanwhile.
+snapshot_peak() {
+  local dir=$tmp/data-file before snaps after peak
+  snaps=$(ls "$dir"/*.snap 2>/dev/null)
+  echo 5 >"/proc/$pid/clear_refs" || die "cannot reset the peak RSS of kvsd"
+  before=$(rss "$pid" VmRSS)
+  for _ in $(seq 20); do
+    "$KVSBENCH" -server-address "127.0.0.1:$1" -c "$CONNS" -progress 0 set -keys "$KEYS" -key-size "$KEY_SIZE" \
+      -value-size "$VALUE_SIZE" -n 100000 >"$tmp/snap-load.txt" 2>&1 || die "kvsbench set failed: $(tail -3 "$tmp/snap-load.txt")"
+    # A snapshot is written when a new .snap file appears and the older one is gone.
+    if [ "$(ls "$dir"/*.snap 2>/dev/null)" != "$snaps" ] && [ "$(ls "$dir"/*.snap | wc -l)" = 1 ]; then
+      after=$(rss "$pid" VmRSS)
+      peak=$(rss "$pid" VmHWM)
+      printf '  snapshot of %d keys written: RSS %s MB before, peak %s MB meanwhile (+%s%%), %s MB after\n' "$KEYS" \
+        "$(mb "$before")" "$(mb "$peak")" "$(awk -v a="$before" -v b="$peak" 'BEGIN { printf "%.1f", 100 * (b - a) / a }')" "$(mb "$after")"
+      return
+    fi
+  done
+  echo "  no snapshot written after 2,000,000 sets"
+}
+
 declare -A result
 printf '%d keys of %d bytes, values of %d bytes (JSON strings), %s\n' "$KEYS" "$KEY_SIZE" $((VALUE_SIZE + 2)) "$(date -u +%FT%TZ)"
 
@@ -143,6 +170,7 @@ for backend in $BACKENDS; do
   printf 'kvsd %-6s RSS %s -> %s MB: %s B/key (peak %s B/key), filled in %s s\n' "$backend" \
     "$(mb "$before")" "$(mb "$after")" "${result[$backend]}" "$(per_key "$before" "$peak")" "$took"
   [ "$LOAD" != 0 ] && gc_load "$backend" "$port"
+  [ "${SNAPSHOT:-0}" = 1 ] && [ "$backend" = file ] && snapshot_peak "$port"
   kill "$pid"; wait "$pid" 2>/dev/null; pid=
 done
 

@@ -7,6 +7,9 @@ import (
 	"runtime/metrics"
 	"sync"
 	"time"
+
+	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/kv"
 )
 
 // The garbage collector lets the heap grow past what it found live before
@@ -96,5 +99,26 @@ func (t *gcTuner) poll() {
 		t.percent = p
 		debug.SetGCPercent(p)
 		t.log.Debug("GOGC set", "gogc", p, "live_bytes", live)
+	}
+}
+
+// memoryMetrics returns the samples of the store's memory and of GOGC for
+// /metrics, and then extra's.
+func memoryMetrics(store *kv.Store, extra func() []httpapi.Sample) func() []httpapi.Sample {
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	return func() []httpapi.Sample {
+		m := store.Memory()
+		metrics.Read(gogc)
+		samples := []httpapi.Sample{
+			{Name: "kvs_store_keys", Help: "Keys in the store.", Value: float64(m.Keys)},
+			{Name: "kvs_store_slab_bytes", Help: "Memory of the slabs the entries are packed in.", Value: float64(m.SlabBytes)},
+			{Name: "kvs_store_live_bytes", Help: "What the entries take in the slabs; the rest is replaced or deleted entries not yet reclaimed, and room not yet filled.", Value: float64(m.LiveBytes)},
+			{Name: "kvs_store_index_bytes", Help: "Memory of the index that finds the entries.", Value: float64(m.IndexBytes)},
+			{Name: "go_gc_gogc_percent", Help: "GOGC: how far, in percent of the live heap, the heap may grow before the next collection (set by -gc-headroom).", Value: float64(gogc[0].Value.Uint64())},
+		}
+		if extra != nil {
+			samples = append(samples, extra()...)
+		}
+		return samples
 	}
 }
