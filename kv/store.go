@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Log makes changes durable. The Store calls Append from one goroutine at a
@@ -129,6 +130,7 @@ type shard struct {
 	// mu guards t.
 	mu sync.RWMutex
 	t  table
+	_  [(64 - (unsafe.Sizeof(sync.RWMutex{})+unsafe.Sizeof(table{}))%64) % 64]byte // keep each shard's lock on its own cache line
 }
 
 // request is a queued change and, once committed, its outcome.
@@ -241,21 +243,26 @@ func (sh *shard) setLocked(key string, e *Entry) {
 // same however the key changes later; its Key and Value share the store's
 // memory: do not modify them.
 func (s *Store) Get(key string) (*Entry, bool) {
-	e, ok := s.Lookup(key)
-	if !ok {
+	e := new(Entry)
+	if !s.lookup(key, e) {
 		return nil, false
 	}
-	return &e, true
+	return e, true
 }
 
 // Lookup returns the entry for key, like Get, without allocating.
-func (s *Store) Lookup(key string) (Entry, bool) {
+func (s *Store) Lookup(key string) (e Entry, ok bool) {
+	ok = s.lookup(key, &e)
+	return e, ok
+}
+
+func (s *Store) lookup(key string, e *Entry) bool {
 	h := maphash.String(s.seed, key)
 	sh := &s.shards[h&s.mask]
 	sh.mu.RLock()
-	e, ok := sh.t.get(h, key)
+	ok := sh.t.get(h, key, e)
 	sh.mu.RUnlock()
-	return e, ok
+	return ok
 }
 
 // Rev returns the revision of the last applied change, 0 for a store that
@@ -493,10 +500,11 @@ func (s *Store) currentForCommit(key string) *Entry {
 		return e
 	}
 	h := maphash.String(s.seed, key)
-	if e, ok := s.shards[h&s.mask].t.get(h, key); ok {
-		return &e
+	e := new(Entry)
+	if !s.shards[h&s.mask].t.get(h, key, e) {
+		return nil
 	}
-	return nil
+	return e
 }
 
 // decide returns the entry that c, given revision rev, makes of cur: nil for

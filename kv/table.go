@@ -87,8 +87,12 @@ func (t *table) find(h uint64, key string) (int, bool) {
 		if s == 0 {
 			return i, false
 		}
-		if s>>posBits == tag && string(t.keyAt(s&posMask)) == key {
-			return i, true
+		if s>>posBits == tag {
+			b := t.record(s & posMask)
+			n, w := uvarint(b, 0)
+			if string(b[w:w+int(n)]) == key {
+				return i, true
+			}
 		}
 		if i++; i == len(t.slots) {
 			i = 0
@@ -107,17 +111,17 @@ func (t *table) keyAt(pos uint64) []byte {
 	return b[w : w+int(n)]
 }
 
-// get returns key's entry, whose Key and Value share the slab's bytes.
-func (t *table) get(h uint64, key string) (Entry, bool) {
+// get sets *e to key's entry, whose Key and Value share the slab's bytes,
+// and reports whether there is one.
+func (t *table) get(h uint64, key string, e *Entry) bool {
 	if t.n == 0 {
-		return Entry{}, false
+		return false
 	}
 	i, ok := t.find(h, key)
-	if !ok {
-		return Entry{}, false
+	if ok {
+		readRecord(t.record(t.slots[i]&posMask), e)
 	}
-	e, _ := readRecord(t.record(t.slots[i] & posMask))
-	return e, true
+	return ok
 }
 
 // set makes e key's entry, in place of the one it has, if any. The table
@@ -274,7 +278,7 @@ func (t *table) newSlab(size int) uint32 {
 func (t *table) kill(pos uint64) {
 	id := uint32(pos >> offBits)
 	s := &t.slabs[id]
-	_, n := readRecord(s.b[pos&offMask:])
+	n := readRecord(s.b[pos&offMask:], nil)
 	s.live -= int64(n)
 	t.live -= int64(n)
 	if s.live == 0 && id != t.active {
@@ -326,7 +330,7 @@ func (t *table) maybeCompact() {
 func (t *table) relocate(id uint32) {
 	b := t.slabs[id].b
 	for off := 0; off < len(b); {
-		_, n := readRecord(b[off:])
+		n := readRecord(b[off:], nil)
 		pos := uint64(id)<<offBits | uint64(off)
 		key := keyOf(b[off:])
 		tag := tagOf(maphash.Bytes(t.seed, key))
@@ -404,26 +408,36 @@ func appendRecord(b []byte, e *Entry) []byte {
 }
 
 // readRecord decodes the record at the start of b, which a table wrote,
-// and returns it and its length. The entry's Key and Value share b's
-// bytes; Value's capacity ends with it, so that appending to it copies.
-func readRecord(b []byte) (Entry, int) {
-	var e Entry
-	kn, i := binary.Uvarint(b)
-	if kn > 0 {
-		e.Key = unsafe.String(&b[i], int(kn))
-	}
+// into *e, unless e is nil, and returns its length. The entry's Key and
+// Value share b's bytes; Value's capacity ends with it, so that appending
+// to it copies.
+func readRecord(b []byte, e *Entry) int {
+	kn, i := uvarint(b, 0)
+	k := i
 	i += int(kn)
-	rev, w := binary.Uvarint(b[i:])
-	i += w
-	age, w := binary.Uvarint(b[i:])
-	i += w
-	ver, w := binary.Uvarint(b[i:])
-	i += w
-	vn, w := binary.Uvarint(b[i:])
-	i += w
-	e.Value = b[i : i+int(vn) : i+int(vn)]
-	e.Revision, e.CreateRevision, e.Version = int64(rev), int64(rev-age), int64(ver)
-	return e, i + int(vn)
+	rev, i := uvarint(b, i)
+	age, i := uvarint(b, i)
+	ver, i := uvarint(b, i)
+	vn, i := uvarint(b, i)
+	if e != nil {
+		e.Key = ""
+		if kn > 0 {
+			e.Key = unsafe.String(&b[k], int(kn))
+		}
+		e.Value = b[i : i+int(vn) : i+int(vn)]
+		e.Revision, e.CreateRevision, e.Version = int64(rev), int64(rev-age), int64(ver)
+	}
+	return i + int(vn)
+}
+
+// uvarint decodes the uvarint at b[i:], which a table wrote, and returns
+// it and the index after it. Most are one byte.
+func uvarint(b []byte, i int) (uint64, int) {
+	if c := b[i]; c < 0x80 {
+		return uint64(c), i + 1
+	}
+	x, n := binary.Uvarint(b[i:])
+	return x, i + n
 }
 
 // keyOf returns the key of the record at the start of b.

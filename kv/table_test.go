@@ -18,8 +18,8 @@ func checkTable(t *testing.T, tb *table, want map[string]Entry) {
 		t.Fatalf("table holds %d keys, want %d", tb.n, len(want))
 	}
 	for k, w := range want {
-		got, ok := tb.get(maphash.String(tb.seed, k), k)
-		if !ok {
+		var got Entry
+		if !tb.get(maphash.String(tb.seed, k), k, &got) {
 			t.Fatalf("key %q missing", k)
 		}
 		if got.Key != w.Key || !bytes.Equal(got.Value, w.Value) || got.Revision != w.Revision ||
@@ -46,7 +46,7 @@ func checkTable(t *testing.T, tb *table, want map[string]Entry) {
 			continue
 		}
 		n++
-		_, l := readRecord(tb.record(s & posMask))
+		l := readRecord(tb.record(s&posMask), nil)
 		sum += int64(l)
 		k := string(tb.keyAt(s & posMask))
 		if j, ok := tb.find(maphash.String(tb.seed, k), k); !ok || j != i {
@@ -109,7 +109,8 @@ func TestTableAgainstMap(t *testing.T) {
 				e.Value = bytes.Repeat([]byte{byte('a' + op%26)}, size)
 				want[k] = e
 				if op%97 == 0 {
-					got, _ := tb.get(h, k)
+					var got Entry
+					tb.get(h, k, &got)
 					holds = append(holds, held{got, bytes.Clone(got.Value)})
 				}
 				if op%1000 == 0 {
@@ -162,7 +163,8 @@ func TestTableCompaction(t *testing.T) {
 		m := make(map[string]Entry)
 		for i := range keys {
 			k := fmt.Sprintf("k%07d", i)
-			e, _ := tb.get(maphash.String(tb.seed, k), k)
+			var e Entry
+			tb.get(maphash.String(tb.seed, k), k, &e)
 			m[k] = e
 		}
 		return m
@@ -193,8 +195,8 @@ func TestTableCollidingTags(t *testing.T) {
 	for k, w := range want {
 		var i int
 		fmt.Sscanf(k, "c%d", &i)
-		got, ok := tb.get(uint64(42)<<posBits|uint64(i), k)
-		if !ok || got.Revision != w.Revision {
+		var got Entry
+		if ok := tb.get(uint64(42)<<posBits|uint64(i), k, &got); !ok || got.Revision != w.Revision {
 			t.Fatalf("%q: got %+v, %v", k, got, ok)
 		}
 	}
@@ -208,7 +210,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Key: "x", Value: []byte(`{"a":[1,2]}`), Revision: 300, CreateRevision: 128, Version: 173},
 	} {
 		b := appendRecord([]byte("junk"), &e)
-		got, n := readRecord(b[4:])
+		var got Entry
+		n := readRecord(b[4:], &got)
 		if n != recordLen(&e) || n != len(b)-4 {
 			t.Fatalf("%q: length %d, recordLen %d, written %d", e.Key, n, recordLen(&e), len(b)-4)
 		}

@@ -92,7 +92,7 @@ func (v *View) All() iter.Seq[Entry] {
 		for len(refs) > 0 || len(extra) > 0 {
 			var e Entry
 			if len(extra) == 0 || len(refs) > 0 && string(v.key(refs[0].ref)) < extra[0].Key {
-				e, _ = readRecord(v.record(refs[0].ref))
+				readRecord(v.record(refs[0].ref), &e)
 				refs = refs[1:]
 			} else {
 				e = *extra[0]
