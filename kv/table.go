@@ -154,8 +154,16 @@ func (t *table) del(h uint64, key string) bool {
 	t.removeSlot(i)
 	t.n--
 	if t.n == 0 {
+		// Every record is dead: their slabs went as they died (see kill
+		// and room), but for the one being filled.
 		t.slots = nil
-	} else if len(t.slots) > 64 && t.n*4 < len(t.slots) {
+		if t.active != 0 {
+			t.drop(t.active)
+			t.active = 0
+		}
+		return true
+	}
+	if len(t.slots) > 64 && t.n*4 < len(t.slots) {
 		t.resize(t.n * 2)
 	}
 	t.maybeCompact()
@@ -244,6 +252,11 @@ func (t *table) room(n int) (uint32, int) {
 			return t.active, len(s.b)
 		}
 	}
+	// The slab being filled is full: if none of its records lives, it
+	// goes now (kill leaves it while it is filled).
+	if t.active != 0 && t.slabs[t.active].live == 0 {
+		t.drop(t.active)
+	}
 	// The next slab is an eighth of what the table holds, so that what it
 	// reserves beyond its records stays small, within slabMin..slabMax.
 	size := slabMin
@@ -302,7 +315,7 @@ func (t *table) drop(id uint32) {
 // bounds the time a writer holds the shard.
 func (t *table) maybeCompact() {
 	dead := t.used - t.live
-	if dead < slabMax || dead*4 < t.used || dead < t.compactAt {
+	if t.n == 0 || dead < slabMax || dead*4 < t.used || dead < t.compactAt {
 		return
 	}
 	var victim uint32
