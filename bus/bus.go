@@ -63,17 +63,19 @@ type Subscription struct {
 }
 
 // Replay yields the retained events that the subscription asked for, in
-// revision order, in chunks of at most 256 events and about 64 KiB (or one
-// larger event). Deliver them before anything received from C: every event
-// on C has a higher revision. Call Done for the events of a chunk before
-// asking for the next one (a chunk is taken only when the bounds leave room
-// for it). Each event yielded is a new one.
+// revision order, in chunks of whole revisions: at most 256 events and
+// about 64 KiB, or one larger revision. Within a revision, each event but
+// the last has More set, as on C. Deliver them before anything received
+// from C: every event on C has a higher revision. Call Done for the events
+// of a chunk before asking for the next one (a chunk is taken only when
+// the bounds leave room for it, each revision charged as a whole). Each
+// event yielded is a new one.
 //
 // Replay reads the history as it goes, so it holds one chunk at a time. It
-// stops early when the subscription ends: when the history dropped a change
-// before Replay reached it, Err is kv.ErrSlowConsumer (the subscriber read
-// more slowly than the history moved on). After Replay has yielded
-// everything, it yields nothing.
+// stops early, between revisions, when the subscription ends: when the
+// history dropped a revision before Replay reached it, Err is
+// kv.ErrSlowConsumer (the subscriber read more slowly than the history
+// moved on). After Replay has yielded everything, it yields nothing.
 func (s *Subscription) Replay() iter.Seq[[]*kv.Event] {
 	return func(yield func([]*kv.Event) bool) {
 		for {

@@ -96,7 +96,9 @@ type KafkaOptions struct {
 // Kafka is a kv.Replicated log kept in one partition of a Kafka topic that
 // several kvsd instances share. Each instance proposes its changes by
 // producing them (acks=all), and applies every record of the partition in
-// offset order, from the first: a record's revision is its offset + 1.
+// offset order, from the first: a record's revision is its offset + 1, or
+// in a topic seeded from a backup (see Seed) its offset + the revision of
+// the seed record.
 //
 // Kafka is safe for concurrent use. Err reports why the log cannot serve
 // current data: connecting, replaying, a broker that cannot be reached, or
@@ -124,6 +126,10 @@ type Kafka struct {
 	// Owned by the fetch loop.
 	sawGap bool
 	seen   map[string]struct{} // keys delivered while replaying
+	// base is what a record's revision adds to its offset + 1: 0, or for
+	// a topic seeded from a backup (see Seed) its seed record's revision
+	// - 1.
+	base int64
 
 	// mu guards the state below, which Err reports. It is taken before
 	// ri's lock, never after.
@@ -134,6 +140,7 @@ type Kafka struct {
 	startHWM  int64 // high-water mark when the log started
 	hwm       int64 // the latest high-water mark a fetch reported
 	caughtUp  bool
+	seedEnd   int64 // the offset after the records of a seed, 0 if none
 	fetchErr  error
 	lost      error
 
@@ -261,6 +268,9 @@ func (k *Kafka) Err() error {
 		return fmt.Errorf("bus: kafka: cannot read topic %s: %v", k.opts.Topic, k.fetchErr)
 	case !k.connected:
 		return fmt.Errorf("bus: kafka: connecting to %v", k.opts.Brokers)
+	case !k.caughtUp && k.next < k.seedEnd:
+		return fmt.Errorf("bus: kafka: topic %s is being seeded from a backup: at offset %d of %d "+
+			"(if the kvsd seeding it stopped, seed another topic)", k.opts.Topic, k.next, k.seedEnd)
 	case !k.caughtUp:
 		return fmt.Errorf("bus: kafka: replaying topic %s: at offset %d of %d", k.opts.Topic, k.next, k.startHWM)
 	}
@@ -332,11 +342,18 @@ func (k *Kafka) Close() error {
 
 func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
 	rec := k.encode(r)
-	return &proposal{rec: rec, size: len(r.Key) + len(r.Value) + 128, done: done}
+	size := len(r.Key) + len(r.Value) + 128
+	if r.Txn != nil {
+		size = rec.Value.Len() + 128
+	}
+	return &proposal{rec: rec, size: size, done: done}
 }
 
 // encode returns the Kafka record of r.
 func (k *Kafka) encode(r kv.Record) kafka.Record {
+	if r.Txn != nil {
+		return k.encodeTxnRecord(r.Txn, r.Request)
+	}
 	h := make([]kafka.Header, 0, 5)
 	num := func(key string, n int64) {
 		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
@@ -376,6 +393,7 @@ var headerBits = map[string]uint{
 	HeaderCreateRevision: 1 << 4,
 	HeaderRestores:       1 << 5,
 	HeaderRevision:       1 << 6,
+	HeaderTxn:            1 << 7,
 }
 
 // decode returns the change of a fetched record, or why it is skipped,
@@ -398,7 +416,9 @@ func (k *Kafka) decode(m *kafka.Record) (kv.Record, error) {
 // MaxValueBytes, which every instance of a cluster must share), so every
 // instance skips the same records. A record written by another program
 // (no kvs-origin) may carry kvs-if-revision, to be applied conditionally,
-// and no other kvs header.
+// and no other kvs header. A transaction record (key TxnKey) carries
+// kvs-txn and may carry kvs-origin and kvs-request (the latter only with
+// the former), and no other; its keys and values keep the same rules.
 func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	var r kv.Record
 	key, err := kafka.ReadAll(m.Key)
@@ -409,8 +429,9 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	if err != nil {
 		return r, err
 	}
+	txn := string(key) == TxnKey // a transaction (see TxnKey)
 	r.Key = string(key)
-	if !kv.ValidKey(r.Key) {
+	if !txn && !kv.ValidKey(r.Key) {
 		return r, fmt.Errorf("%w: invalid key %.80q", errSkip, key)
 	}
 	skip := func(format string, args ...any) (kv.Record, error) {
@@ -443,6 +464,12 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 			}
 			continue
 		}
+		if h.Key == HeaderTxn {
+			if string(h.Value) != "1" {
+				return skip("header %s %.40q: a transaction format this kvs does not know (written by a newer kvs?)", h.Key, h.Value)
+			}
+			continue
+		}
 		n, err := strconv.ParseInt(string(h.Value), 10, 64)
 		low := int64(1) // versions and revisions start at 1
 		if h.Key == HeaderIfRevision || h.Key == HeaderRestores {
@@ -465,8 +492,22 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 		}
 	}
 	kvs := seen&headerBits[HeaderOrigin] != 0
+	if txn {
+		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn]
+		switch {
+		case seen&headerBits[HeaderTxn] == 0:
+			return skip("a transaction record without %s", HeaderTxn)
+		case seen&^txnHeaders != 0:
+			return skip("kvs headers other than %s, %s and %s on a transaction", HeaderOrigin, HeaderRequest, HeaderTxn)
+		case !kvs && seen&headerBits[HeaderRequest] != 0:
+			return skip("%s without %s", HeaderRequest, HeaderOrigin)
+		}
+		return k.decodeTxnRecord(r, value)
+	}
 	entry := headerBits[HeaderVersion] | headerBits[HeaderCreateRevision] | headerBits[HeaderRevision]
 	switch {
+	case seen&headerBits[HeaderTxn] != 0:
+		return skip("header %s outside a transaction", HeaderTxn)
 	case !kvs && seen&^headerBits[HeaderIfRevision] != 0:
 		return skip("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
 	case r.IsRestore && seen&(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]) != 0:
@@ -482,23 +523,33 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 		r.Request = 0
 	}
 	if r.Op == kv.OpSet {
-		switch {
-		case !utf8.Valid(value):
-			return skip("value is not valid UTF-8")
-		case !json.Valid(value) || string(value) == "null":
-			return skip("value is not a JSON value other than null")
-		}
-		if !kvs {
-			// Written by another program: stored compact.
-			var b bytes.Buffer
-			json.Compact(&b, value)
-			r.Value = b.Bytes()
-		}
-		if k.maxValue > 0 && len(r.Value) > k.maxValue {
-			return skip("value of %d bytes is over the limit of %d (-max-value-bytes)", len(r.Value), k.maxValue)
+		if r.Value, err = k.checkValue(value, !kvs); err != nil {
+			return skip("%v", err)
 		}
 	}
 	return r, nil
+}
+
+// checkValue returns value, a value that a record sets, stored compact
+// when compact (written by another program), or why it breaks the rules of
+// a value: JSON other than null, valid UTF-8, at most
+// KafkaOptions.MaxValueBytes once compact.
+func (k *Kafka) checkValue(value []byte, compact bool) ([]byte, error) {
+	switch {
+	case !utf8.Valid(value):
+		return nil, errors.New("value is not valid UTF-8")
+	case !json.Valid(value) || string(value) == "null":
+		return nil, errors.New("value is not a JSON value other than null")
+	}
+	if compact {
+		var b bytes.Buffer
+		json.Compact(&b, value)
+		value = b.Bytes()
+	}
+	if k.maxValue > 0 && len(value) > k.maxValue {
+		return nil, fmt.Errorf("value of %d bytes is over the limit of %d (-max-value-bytes)", len(value), k.maxValue)
+	}
+	return value, nil
 }
 
 // Skipped returns how many records the log skipped because they were not
@@ -584,29 +635,8 @@ func (k *Kafka) produce(batch []*proposal, recs []kafka.Record) {
 func (k *Kafka) connect() error {
 	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
 	defer cancel()
-	rf := k.opts.ReplicationFactor
-	if rf <= 0 {
-		rf = -1
-	}
-	res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic:             k.opts.Topic,
-		NumPartitions:     1,
-		ReplicationFactor: rf,
-		ConfigEntries: []kafka.ConfigEntry{
-			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
-			// Leave records alone for an hour before compacting them, so
-			// that a restore record always lands first (see kv.Record).
-			{ConfigName: "min.compaction.lag.ms", ConfigValue: "3600000"},
-			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(k.opts.MaxBatchBytes + 64<<10)},
-		},
-	}}})
-	if err != nil {
-		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
-	}
-	if err := res.Errors[k.opts.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
-	} else if err == nil {
-		k.log.Info("kafka: created topic", "topic", k.opts.Topic, "replication_factor", k.opts.ReplicationFactor)
+	if err := k.createTopic(ctx); err != nil {
+		return err
 	}
 	first, err := k.offset(ctx, kafka.FirstOffset)
 	if err != nil {
@@ -637,6 +667,35 @@ func (k *Kafka) connect() error {
 		return k.lost
 	}
 	k.connected, k.fetchErr = true, nil
+	return nil
+}
+
+// createTopic creates the topic if it is missing.
+func (k *Kafka) createTopic(ctx context.Context) error {
+	rf := k.opts.ReplicationFactor
+	if rf <= 0 {
+		rf = -1
+	}
+	res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic:             k.opts.Topic,
+		NumPartitions:     1,
+		ReplicationFactor: rf,
+		ConfigEntries: []kafka.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+			// Leave records alone for an hour before compacting them, so
+			// that a restore record always lands first (see kv.Record).
+			{ConfigName: "min.compaction.lag.ms", ConfigValue: "3600000"},
+			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(k.opts.MaxBatchBytes + 64<<10)},
+		},
+	}}})
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	}
+	if err := res.Errors[k.opts.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", k.opts.Topic, err)
+	} else if err == nil {
+		k.log.Info("kafka: created topic", "topic", k.opts.Topic, "replication_factor", k.opts.ReplicationFactor)
+	}
 	return nil
 }
 
@@ -755,10 +814,19 @@ func (k *Kafka) fetchLoop() {
 				recs = k.flushApply(recs)
 				k.noteGap(next, m.Offset)
 				if k.opts.OnGap != nil {
-					k.opts.OnGap(m.Offset)
+					k.opts.OnGap(m.Offset + k.base)
 				}
 			}
 			next = m.Offset + 1
+			if rev, n, ok := seedRecord(m); ok && m.Offset == 0 {
+				k.seeded(rev, n)
+				// The store takes the seed record as the restore of the
+				// absence of a key that cannot exist: it changes nothing,
+				// and the store's revision is the seed's until the next
+				// record, also when the backup was empty.
+				recs = append(recs, kv.Record{Change: kv.Change{Op: kv.OpDelete, Key: seedKey, Revision: rev}, IsRestore: true})
+				continue
+			}
 			r, err := k.decode(m)
 			if err != nil {
 				k.log.Warn("kafka: skipping a record", "offset", m.Offset, "err", err)
@@ -766,17 +834,37 @@ func (k *Kafka) fetchLoop() {
 				k.advance(next)
 				continue
 			}
-			r.Revision = m.Offset + 1
+			r.Revision = m.Offset + 1 + k.base
 			k.mu.Lock()
-			replaying := !k.caughtUp
+			replaying, seed := !k.caughtUp, m.Offset < k.seedEnd
 			k.mu.Unlock()
-			if replaying {
+			switch {
+			case seed && r.IsRestore && r.Restores == 0:
+				// A key's entry from the backup: taken as it is, and
+				// known from then on like a key whose records all came.
+				r.Isolated = true
+				if replaying && k.seen != nil {
+					k.seen[r.Key] = struct{}{}
+				}
+			case replaying && r.Txn != nil:
+				r.Isolated = k.sawGap && !k.sawAll(txnKeys(r.Txn))
+			case replaying:
 				if _, ok := k.seen[r.Key]; !ok {
 					r.Isolated = k.sawGap
 					k.seen[r.Key] = struct{}{}
 				}
 			}
 			recs = append(recs, r)
+			if r.Txn != nil && r.Isolated {
+				// Decided against keys whose records compaction may have
+				// removed: this instance may decide it otherwise than
+				// those that applied every record. Its restores repair
+				// the state; the feed cannot vouch for its revision.
+				recs = k.flushApply(recs)
+				if k.opts.OnGap != nil {
+					k.opts.OnGap(r.Revision)
+				}
+			}
 		}
 		recs = k.flushApply(recs)
 		k.advance(next)
@@ -796,8 +884,14 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	last := make(map[string]int64, len(recs))
 	k.pmu.Lock()
 	for i := range recs {
-		delete(k.pending, recs[i].Key)
-		last[recs[i].Key] = recs[i].Revision
+		keys := []string{recs[i].Key}
+		if recs[i].Txn != nil {
+			keys = recs[i].Txn.WriteKeys()
+		}
+		for _, key := range keys {
+			delete(k.pending, key)
+			last[key] = recs[i].Revision
+		}
 	}
 	kicked := false
 	for _, r := range restores {
@@ -821,6 +915,29 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	}
 	clear(recs)
 	return recs[:0]
+}
+
+// seeded takes the seed record, the topic's first, of revision rev and
+// followed by n records of a backup (see Seed): the revisions count on
+// from rev, the change feed starts after the seed, and writes wait until
+// it is applied. (A seed record at another offset is skipped like any
+// record with an invalid key.)
+func (k *Kafka) seeded(rev, n int64) {
+	k.base = rev - 1
+	k.mu.Lock()
+	k.seedEnd = 1 + n
+	if k.seedEnd > k.startHWM {
+		k.startHWM = k.seedEnd
+		if k.caughtUp {
+			k.caughtUp = false
+			k.seen = make(map[string]struct{})
+		}
+	}
+	k.mu.Unlock()
+	k.log.Info("kafka: the topic was seeded from a backup", "topic", k.opts.Topic, "rev", rev, "records", n)
+	if k.opts.OnGap != nil {
+		k.opts.OnGap(rev + n)
+	}
 }
 
 // noteGap records that the offsets from..to-1 are missing from the topic.

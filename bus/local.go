@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -28,15 +29,17 @@ type Options struct {
 	Buffer int
 	// BufferBytes bounds the memory of the events one subscriber holds:
 	// those queued to it, and those its transport received and has not
-	// yet let go of (Subscription.Done), replayed ones included. An event
-	// that would take a subscriber past it drops the subscriber with
-	// kv.ErrSlowConsumer, unless the subscriber holds nothing. Zero means
-	// 16 MiB.
+	// yet let go of (Subscription.Done), replayed ones included. The
+	// events of a revision (a transaction's are charged together) that
+	// would take a subscriber past it drop the subscriber with
+	// kv.ErrSlowConsumer, before any of them, unless the subscriber holds
+	// nothing. Zero means 16 MiB.
 	BufferBytes int64
 	// TotalBufferBytes bounds the memory of the events all subscribers
-	// together hold, each event counted once however many hold it. An
-	// event that would take the total past it drops the subscriber it was
-	// for with kv.ErrSlowConsumer. Zero means 256 MiB.
+	// together hold, each event counted once however many hold it. The
+	// events of a revision that would take the total past it drop the
+	// subscriber they were for with kv.ErrSlowConsumer, before any of
+	// them. Zero means 256 MiB.
 	TotalBufferBytes int64
 	// Encode appends the wire encoding of a change to b. It runs once per
 	// change, whatever the number of subscribers. The events then carry
@@ -67,10 +70,11 @@ type Hub struct {
 	subs      map[*Subscription]struct{}
 	closed    bool
 	// shared holds the events made of retained changes that share the
-	// history's bytes (see event), by revision, while they live: every
-	// subscriber that replays or receives such a change gets the same
-	// event, which then counts once towards the total.
-	shared map[int64]weak.Pointer[kv.Event]
+	// history's bytes (see event), by change and More, while they live:
+	// every subscriber that replays or receives such a change gets the
+	// same event, which then counts once towards the total. (A change
+	// whose two events both live counts twice: the total errs high.)
+	shared map[sharedKey]weak.Pointer[kv.Event]
 }
 
 var _ kv.Publisher = (*Hub)(nil)
@@ -100,59 +104,150 @@ func New(opts Options) *Hub {
 		totalBytes: opts.TotalBufferBytes,
 		hist:       newHistory(opts.History, opts.HistoryBytes),
 		subs:       make(map[*Subscription]struct{}),
-		shared:     make(map[int64]weak.Pointer[kv.Event]),
+		shared:     make(map[sharedKey]weak.Pointer[kv.Event]),
 	}
 }
 
 // Publish appends changes, which must follow every change published
 // before in revision order, to the history and queues them to every
-// matching subscriber. It never blocks: a subscriber whose queue is full,
-// or that the event would take past a bound on memory, is dropped with
-// kv.ErrSlowConsumer.
+// matching subscriber. The changes of one revision (a transaction) are
+// consecutive and come in one call; a subscriber gets those it matches all
+// together or none of them, and each but the last of them has More set.
+// Publish never blocks: a subscriber whose queue cannot take a revision's
+// events, or that they would take past a bound on memory, is dropped with
+// kv.ErrSlowConsumer, before any of them.
 func (h *Hub) Publish(changes []kv.Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
-	for i := range changes {
-		c := &changes[i]
-		if c.Revision <= h.last {
+	var (
+		p     publication
+		match []int // the changes of a revision that a subscriber matches
+	)
+	for start := 0; start < len(changes); {
+		rev := changes[start].Revision
+		end := start + 1
+		for end < len(changes) && changes[end].Revision == rev {
+			end++
+		}
+		if rev <= h.last {
 			panic("bus: publish out of revision order")
 		}
-		payload, pin := h.appendLocked(c)
-		var (
-			ev      *kv.Event // made for the first subscriber that wants it
-			counted bool      // ev counts towards the total
-			queued  int32     // subscribers it was queued to
-		)
+		if len(h.subs) == 0 {
+			for i := start; i < end; i++ {
+				h.appendLocked(&changes[i])
+			}
+			start = end
+			continue
+		}
+		p.reset(changes[start:end])
+		for i := range p.changes {
+			p.payloads[i], p.pins[i], p.places[i] = h.appendLocked(&p.changes[i])
+			p.sizes[i] = eventBytes(&p.changes[i], p.payloads[i], p.pins[i])
+		}
 		for s := range h.subs {
-			if c.Revision < s.from || !s.filter.match(c.Key) {
+			if rev < s.from {
 				continue
 			}
-			if ev == nil {
-				ev = h.event(c, payload, pin)
-				// Hold it for the loop, so that transports letting go
-				// of it meanwhile never find it without holders; the
-				// count of subscribers is added once, after the loop.
-				ev.Hold(publishing)
-				counted = h.countLocked(ev.Bytes)
+			match = match[:0]
+			for i := range p.changes {
+				if s.filter.match(p.changes[i].Key) {
+					match = append(match, i)
+				}
 			}
-			if !counted || !h.roomLocked(s, ev.Bytes) {
-				h.dropLocked(s, kv.ErrSlowConsumer)
-				continue
-			}
-			s.held.Add(ev.Bytes)
-			select {
-			case s.c <- ev:
-				queued++
-			default:
-				s.held.Add(-ev.Bytes)
-				h.dropLocked(s, kv.ErrSlowConsumer)
+			if len(match) > 0 {
+				h.queueLocked(s, &p, match)
 			}
 		}
-		if ev != nil && ev.Hold(queued-publishing) == 0 && counted {
-			h.held.Add(-ev.Bytes) // every subscriber let go of it already
+		h.settleLocked(&p)
+		start = end
+	}
+}
+
+// publication is the events of one revision that Publish queues: for each
+// change, one with More set and one without, each made when a subscriber
+// first needs it and then shared by every subscriber that does.
+type publication struct {
+	changes  []kv.Change
+	payloads [][]byte // by change: see history.add
+	pins     []int
+	places   []place
+	sizes    []int64     // by change: the Bytes of its events
+	evs      []*kv.Event // by 2*change + more; nil until made
+	queued   []int32     // by 2*change + more: the queues evs[i] went to
+}
+
+// reset readies p for the revision of changes, reusing its slices.
+func (p *publication) reset(changes []kv.Change) {
+	n := len(changes)
+	p.changes = changes
+	p.payloads = slices.Grow(p.payloads[:0], n)[:n]
+	p.pins = slices.Grow(p.pins[:0], n)[:n]
+	p.places = slices.Grow(p.places[:0], n)[:n]
+	p.sizes = slices.Grow(p.sizes[:0], n)[:n]
+	p.evs = slices.Grow(p.evs[:0], 2*n)[:2*n]
+	clear(p.evs)
+	p.queued = slices.Grow(p.queued[:0], 2*n)[:2*n]
+	clear(p.queued)
+}
+
+// variant is the index in publication.evs of change i's event with or
+// without More.
+func variant(i int, more bool) int {
+	if more {
+		return 2*i + 1
+	}
+	return 2 * i
+}
+
+// queueLocked queues to s the events of the changes match (indexes into
+// p.changes, in order) of one revision, all of them, or drops s: when its
+// queue lacks room for them all, or they would take it or the total past
+// their bounds. They are charged as a whole: to s, and to the total for
+// those not made yet.
+func (h *Hub) queueLocked(s *Subscription, p *publication, match []int) {
+	// Only the hub sends on s.c, under mu: the room it sees can only grow
+	// until it sends.
+	if cap(s.c)-len(s.c) < len(match) {
+		h.dropLocked(s, kv.ErrSlowConsumer)
+		return
+	}
+	var need, fresh int64 // the events' Bytes; those of the ones to make
+	for j, i := range match {
+		need += p.sizes[i]
+		if p.evs[variant(i, j < len(match)-1)] == nil {
+			fresh += p.sizes[i]
+		}
+	}
+	if !h.roomLocked(s, need) || fresh > 0 && !h.countLocked(fresh) {
+		h.dropLocked(s, kv.ErrSlowConsumer)
+		return
+	}
+	s.held.Add(need)
+	for j, i := range match {
+		more := j < len(match)-1
+		v := variant(i, more)
+		if p.evs[v] == nil {
+			p.evs[v] = h.event(&p.changes[i], p.payloads[i], p.pins[i], p.places[i], more)
+			// Hold it while Publish queues it, so that transports
+			// letting go of it meanwhile never find it without
+			// holders; the count of queues is added once, after.
+			p.evs[v].Hold(publishing)
+		}
+		s.c <- p.evs[v]
+		p.queued[v]++
+	}
+}
+
+// settleLocked replaces Publish's hold on each event of p with the number
+// of queues it went to, and stops counting those that every subscriber
+// let go of already.
+func (h *Hub) settleLocked(p *publication) {
+	for v, ev := range p.evs {
+		if ev != nil && ev.Hold(p.queued[v]-publishing) == 0 {
+			h.held.Add(-ev.Bytes)
 		}
 	}
 }
@@ -164,21 +259,30 @@ const publishing = 1 << 30
 // struct, and a pointer to it in a queue.
 const eventOverhead = int64(unsafe.Sizeof(kv.Event{})) + 8
 
-// event returns the event of c, whose payload (see history.add) lies in a
-// block of capacity pin. A payload that is at least half of its block
-// shares the history's bytes, and the event holds the block; a smaller one
-// is copied, so that a queued event never keeps a mostly unrelated block
-// from being freed once the history drops it.
-func (h *Hub) event(c *kv.Change, payload []byte, pin int) *kv.Event {
-	ev := &kv.Event{Change: *c}
-	ev.Value = nil // the payload holds it
-	ev.Bytes = eventOverhead + int64(len(c.Key))
+// eventBytes is the Bytes of the event of c, whose payload (see
+// history.add) lies in a block of capacity pin (see event).
+func eventBytes(c *kv.Change, payload []byte, pin int) int64 {
 	if shares(payload, pin) {
-		ev.Bytes += int64(pin)
-		h.shared[c.Revision] = weak.Make(ev)
+		return eventOverhead + int64(len(c.Key)+pin)
+	}
+	return eventOverhead + int64(len(c.Key)+len(payload))
+}
+
+// event returns the event of c, with More set or not, whose payload (see
+// history.add) lies at pl in a block of capacity pin. A payload that is at
+// least half of its block shares the history's bytes, and the event holds
+// the block; a smaller one is copied, so that a queued event never keeps a
+// mostly unrelated block from being freed once the history drops it.
+func (h *Hub) event(c *kv.Change, payload []byte, pin int, pl place, more bool) *kv.Event {
+	ev := &kv.Event{Change: *c, More: more}
+	ev.Value = nil // the payload holds it
+	ev.Bytes = eventBytes(c, payload, pin)
+	if shares(payload, pin) {
+		if c.Revision > h.compacted { // still retained
+			h.shared[sharedKey{pl, more}] = weak.Make(ev)
+		}
 	} else {
 		payload = bytes.Clone(payload)
-		ev.Bytes += int64(len(payload))
 	}
 	h.setPayload(ev, payload)
 	return ev
@@ -188,10 +292,36 @@ func (h *Hub) event(c *kv.Change, payload []byte, pin int) *kv.Event {
 // payload is at least half of the block, of capacity pin, that holds it.
 func shares(payload []byte, pin int) bool { return 2*len(payload) >= pin }
 
-// dropOldestLocked drops the oldest retained change.
+// place names a retained change by where its bytes lie in the history.
+type place struct {
+	block int64
+	off   int
+}
+
+// sharedKey names the event of a retained change, with More set or not,
+// in Hub.shared.
+type sharedKey struct {
+	place
+	more bool
+}
+
+// dropOldestLocked drops the oldest retained revision, all its changes; it
+// is compacted then.
 func (h *Hub) dropOldestLocked() {
+	rev := h.hist.at(0).rev
+	for h.hist.n > 0 && h.hist.at(0).rev == rev {
+		h.dropRecordLocked()
+	}
+	h.compacted = max(h.compacted, rev)
+}
+
+// dropRecordLocked drops the oldest retained change.
+func (h *Hub) dropRecordLocked() {
 	if len(h.shared) > 0 {
-		delete(h.shared, h.hist.at(0).rev)
+		r := h.hist.at(0)
+		pl := place{r.block, r.off}
+		delete(h.shared, sharedKey{pl, false})
+		delete(h.shared, sharedKey{pl, true})
 	}
 	h.hist.dropOldest()
 }
@@ -216,20 +346,10 @@ func (h *Hub) countLocked(n int64) bool {
 	return true
 }
 
-// chargeLocked counts n more bytes against s, and against the total when
-// first (the event had no holder yet), and reports whether the bounds
-// allow it; when they do not, it counts nothing.
-func (h *Hub) chargeLocked(s *Subscription, n int64, first bool) bool {
-	if !h.roomLocked(s, n) || first && !h.countLocked(n) {
-		return false
-	}
-	s.held.Add(n)
-	return true
-}
-
-// Replay chunks: at most maxChunk events and about chunkBytes, taken
-// after scanning at most maxScan retained changes (so that a filter that
-// matches little holds the lock for a bounded time).
+// Replay chunks: whole revisions, at most maxChunk events and about
+// chunkBytes (or one larger revision), taken after scanning at most about
+// maxScan retained changes (so that a filter that matches little holds the
+// lock for a bounded time).
 const (
 	maxChunk   = 256
 	chunkBytes = 64 << 10
@@ -237,7 +357,9 @@ const (
 )
 
 // fetch returns the next chunk of s's replay (see Subscription.Replay),
-// charged to s, and whether more may follow.
+// charged to s, and whether more may follow. A chunk holds whole
+// revisions, and each is charged as a whole: the first revision that does
+// not fit ends the chunk, or, when it is the first, drops s.
 func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -251,55 +373,79 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 	}
 	hist := &h.hist
 	type pick struct {
-		r  *record
-		ev *kv.Event // the shared event, or nil: a copy to make
+		r     *record
+		more  bool
+		ev    *kv.Event // the shared event, or nil: a copy to make
+		first bool      // ev had no holder before this replay's
 	}
 	var (
 		picks  []pick
 		sum    int64 // Bytes of picks
 		copied int   // bytes of the payloads to copy
 	)
-	i := hist.search(s.next)
-	for scanned := 0; i < hist.n && scanned < maxScan; i, scanned = i+1, scanned+1 {
-		r := hist.at(i)
-		if r.rev > s.end {
+	i, scanned := hist.search(s.next), 0 // s.next starts a revision
+	for i < hist.n && scanned < maxScan {
+		rev := hist.at(i).rev
+		if rev > s.end {
 			i = hist.n
 			break
 		}
-		if !s.filter.matchBytes(hist.key(r)) {
+		// The changes of rev that s matches, and their Bytes.
+		start, j := len(picks), i
+		var n int64
+		for ; j < hist.n && hist.at(j).rev == rev; j++ {
+			if r := hist.at(j); s.filter.matchBytes(hist.key(r)) {
+				picks = append(picks, pick{r: r})
+				payload, pin := hist.payload(r)
+				n += recordEventBytes(r, payload, pin)
+			}
+		}
+		scanned += j - i
+		unit := picks[start:]
+		if len(unit) == 0 {
+			i = j
 			continue
 		}
-		payload, pin := hist.payload(r)
-		p := pick{r: r}
-		n := eventOverhead + int64(r.keyLen) + int64(len(payload))
-		if shares(payload, pin) {
-			p.ev = h.sharedEvent(r, payload, pin)
-			n = p.ev.Bytes
-		}
-		if len(picks) > 0 && (len(picks) == maxChunk || sum+n > chunkBytes) {
+		if start > 0 && (len(picks) > maxChunk || sum+n > chunkBytes) {
+			picks = picks[:start]
 			break
 		}
-		first := true
-		if p.ev != nil {
-			first = p.ev.Hold(1) == 1
-		}
-		if !h.chargeLocked(s, n, first) {
-			if p.ev != nil {
-				p.ev.Release()
+		var fresh, copies int64 // Bytes not counted yet; bytes to copy
+		for k := range unit {
+			p := &unit[k]
+			p.more = k < len(unit)-1
+			payload, pin := hist.payload(p.r)
+			if !shares(payload, pin) {
+				fresh += recordEventBytes(p.r, payload, pin)
+				copies += int64(len(payload))
+				continue
 			}
-			if len(picks) == 0 {
+			p.ev = h.sharedEvent(p.r, payload, pin, p.more)
+			if p.first = p.ev.Hold(1) == 1; p.first {
+				fresh += p.ev.Bytes
+			}
+		}
+		if !h.roomLocked(s, n) || fresh > 0 && !h.countLocked(fresh) {
+			for _, p := range unit {
+				// One that had holders counts already: if they let go
+				// of it meanwhile, this hold was the last.
+				if p.ev != nil && p.ev.Release() && !p.first {
+					h.held.Add(-p.ev.Bytes)
+				}
+			}
+			if start == 0 {
 				// What s holds already leaves no room for the next
-				// event: it is too far behind.
+				// revision: it is too far behind.
 				h.dropLocked(s, kv.ErrSlowConsumer)
 				return nil, false
 			}
+			picks = picks[:start]
 			break
 		}
-		picks = append(picks, p)
+		s.held.Add(n)
 		sum += n
-		if p.ev == nil {
-			copied += len(payload)
-		}
+		copied += int(copies)
+		i = j
 	}
 	if i < hist.n {
 		s.next = hist.at(i).rev
@@ -320,7 +466,7 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 		payload, _ := hist.payload(p.r)
 		buf = append(buf, payload...)
 		ev := &evs[j]
-		ev.Op, ev.Key, ev.Revision = p.r.op, string(hist.key(p.r)), p.r.rev
+		ev.Op, ev.Key, ev.Revision, ev.More = p.r.op, string(hist.key(p.r)), p.r.rev, p.more
 		ev.Bytes = eventOverhead + int64(len(ev.Key)+len(payload))
 		h.setPayload(ev, buf[len(buf)-len(payload):len(buf):len(buf)])
 		ev.Hold(1)
@@ -329,17 +475,27 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 	return chunk, s.next <= s.end
 }
 
-// sharedEvent returns the event of the retained change r, whose payload
-// shares the history's bytes, made once for every subscriber while it
-// lives.
-func (h *Hub) sharedEvent(r *record, payload []byte, pin int) *kv.Event {
-	if ev := h.shared[r.rev].Value(); ev != nil {
+// recordEventBytes is the Bytes of an event of the retained change r, whose
+// payload lies in a block of capacity pin (see eventBytes).
+func recordEventBytes(r *record, payload []byte, pin int) int64 {
+	if shares(payload, pin) {
+		return eventOverhead + int64(r.keyLen+pin)
+	}
+	return eventOverhead + int64(r.keyLen+len(payload))
+}
+
+// sharedEvent returns the event, with More set or not, of the retained
+// change r, whose payload shares the history's bytes: made once for every
+// subscriber while it lives.
+func (h *Hub) sharedEvent(r *record, payload []byte, pin int, more bool) *kv.Event {
+	key := sharedKey{place{r.block, r.off}, more}
+	if ev := h.shared[key].Value(); ev != nil {
 		return ev
 	}
-	ev := &kv.Event{Change: kv.Change{Op: r.op, Key: string(h.hist.key(r)), Revision: r.rev}}
-	ev.Bytes = eventOverhead + int64(len(ev.Key)+pin)
+	ev := &kv.Event{Change: kv.Change{Op: r.op, Key: string(h.hist.key(r)), Revision: r.rev}, More: more}
+	ev.Bytes = recordEventBytes(r, payload, pin)
 	h.setPayload(ev, payload)
-	h.shared[r.rev] = weak.Make(ev)
+	h.shared[key] = weak.Make(ev)
 	return ev
 }
 
@@ -353,20 +509,23 @@ func (h *Hub) setPayload(ev *kv.Event, payload []byte) {
 	}
 }
 
-// appendLocked retains c, dropping the oldest changes to make room, and
-// returns its payload and the capacity of its block (see history.add).
-func (h *Hub) appendLocked(c *kv.Change) ([]byte, int) {
+// appendLocked retains c, dropping the oldest revisions to make room, and
+// returns its payload, the capacity of its block (see history.add) and its
+// place. A revision is dropped whole, but for one larger than the whole
+// history, which loses its first changes: it is compacted then, so no
+// subscription can start there.
+func (h *Hub) appendLocked(c *kv.Change) ([]byte, int, place) {
 	if h.hist.n == len(h.hist.ring) {
-		h.compacted = h.hist.at(0).rev
 		h.dropOldestLocked()
 	}
 	payload, pin := h.hist.add(c, h.encode)
-	for h.hist.n > 1 && h.hist.bytes > h.maxBytes {
-		h.compacted = h.hist.at(0).rev
+	r := h.hist.at(h.hist.n - 1)
+	pl := place{r.block, r.off}
+	for h.hist.n > 1 && h.hist.bytes > h.maxBytes && h.hist.at(0).rev < c.Revision {
 		h.dropOldestLocked()
 	}
 	h.last = c.Revision
-	return payload, pin
+	return payload, pin, pl
 }
 
 // StartAfter tells a hub that has published nothing yet that the feed
@@ -395,7 +554,7 @@ func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.hist.n > 0 && h.hist.at(0).rev <= rev {
-		h.dropOldestLocked()
+		h.dropRecordLocked()
 	}
 	for s := range h.subs {
 		if rev > h.last && s.from <= rev || s.next <= min(rev, s.end) {

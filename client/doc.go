@@ -64,4 +64,11 @@
 // watch ends with ErrCompacted, or with WatchOptions.Relist lists the keys
 // again and goes on. Subscribe opens one connection without reconnecting,
 // for tools that measure the feed itself.
+//
+// # Backups
+//
+// Snapshot copies a backup of the whole store (every key with its
+// revisions, at one revision) to an io.Writer, checking it as it arrives;
+// kvsd -restore starts a server from it. Package wire reads and checks a
+// saved one (wire.VerifyBackup).
 package client

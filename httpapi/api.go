@@ -1,7 +1,7 @@
-// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /list,
-// /getall, the /subscribe change feed over WebSocket, /healthz and /readyz,
-// /login and /logout, /metrics in the Prometheus text format, and a web
-// console at /.
+// Package httpapi serves the kvs HTTP API: /get, /set, /delete, /txn,
+// /list, /getall, /snapshot (backups), the /subscribe change feed over
+// WebSocket, /healthz and /readyz, /login and /logout, /metrics in the
+// Prometheus text format, and a web console at /.
 //
 // Every answer but /metrics is JSON; every error is {"error": "..."} with a
 // 4xx or 5xx status. With Options.Token set, every route but /healthz,
@@ -51,6 +51,10 @@ type Options struct {
 	// MaxValueBytes + 64 KiB (room for the key, the member names and
 	// whitespace).
 	MaxBodyBytes int
+	// MaxTxnOps limits the conditions of a transaction, and the
+	// operations of each of its lists: 400 beyond. Zero means
+	// DefaultMaxTxnOps.
+	MaxTxnOps int
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
@@ -125,6 +129,10 @@ type Options struct {
 	// pong. Zero means 10s.
 	WriteTimeout time.Duration
 
+	// MaxSnapshots limits the backups (GET /snapshot) streamed at once;
+	// one more gets 429 with Retry-After. Zero means DefaultMaxSnapshots.
+	MaxSnapshots int
+
 	// DisableUI turns off the web console, GET / and its files under
 	// /ui/: they answer 404. False serves it.
 	DisableUI bool
@@ -142,11 +150,15 @@ type Handler struct {
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
 	writers  sync.Pool // of *responseWriter
 
+	maxTxnOps int
+
 	auth         *auth            // nil: no token
 	now          func() time.Time // the clock of sessions and the wrong-token limit; tests replace it
 	metrics      metrics
 	logStats     func() kv.LogStats
 	extraMetrics func() []Sample
+
+	snapshots chan struct{} // a token per backup being streamed
 
 	feed             Feed
 	origins          []string
@@ -181,11 +193,14 @@ func New(opts Options) *Handler {
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
+		maxTxnOps: cmp.Or(opts.MaxTxnOps, DefaultMaxTxnOps),
+
 		auth:         newAuth(opts.Token, cmp.Or(opts.SessionTTL, DefaultSessionTTL), cmp.Or(opts.WrongTokenBurst, 10)),
 		now:          time.Now,
 		logStats:     opts.LogStats,
 		extraMetrics: opts.ExtraMetrics,
 
+		snapshots:        make(chan struct{}, cmp.Or(max(opts.MaxSnapshots, 0), DefaultMaxSnapshots)),
 		feed:             opts.Feed,
 		origins:          opts.OriginPatterns,
 		hosts:            opts.AllowedHosts,
@@ -213,10 +228,12 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("PUT /set", h.set)
 	h.mux.HandleFunc("POST /delete", h.del)
 	h.mux.HandleFunc("DELETE /delete", h.del)
+	h.mux.HandleFunc("POST /txn", h.txn)
 	h.mux.HandleFunc("GET /getall", h.getall)
 	h.mux.HandleFunc("POST /getall", h.getall)
 	h.mux.HandleFunc("GET /list", h.list)
 	h.mux.HandleFunc("POST /list", h.list)
+	h.mux.HandleFunc("GET /snapshot", h.snapshot)
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -357,6 +374,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		code, msg = http.StatusNotFound, "key not found"
 	case errors.Is(err, kv.ErrInvalidKey):
 		code = http.StatusBadRequest
+	case errors.Is(err, kv.ErrInvalidTxn):
+		code, msg = http.StatusBadRequest, strings.TrimPrefix(msg, "kv: ")
 	case errors.Is(err, kv.ErrUnavailable):
 		code, msg = http.StatusServiceUnavailable, "the log is unavailable and the write was not acknowledged: try again later"
 		h.log.Warn("write failed", "path", r.URL.Path, "err", err)
@@ -377,14 +396,7 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 	data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 	*bp = data
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			// Do not read the rest of a body this large: close the
-			// connection after the answer.
-			w.Header().Set("Connection", "close")
-			return request{}, &statusError{http.StatusRequestEntityTooLarge,
-				"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
-		}
-		return request{}, badRequest("reading the request body: " + err.Error())
+		return request{}, h.bodyError(w, err)
 	}
 	if len(data) == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
 		return queryRequest(r)
@@ -393,6 +405,19 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 }
 
 var errTooLarge = errors.New("request body too large")
+
+// bodyError returns the client error for a request body that readBody
+// could not read.
+func (h *Handler) bodyError(w http.ResponseWriter, err error) error {
+	if errors.Is(err, errTooLarge) {
+		// Do not read the rest of a body this large: close the
+		// connection after the answer.
+		w.Header().Set("Connection", "close")
+		return &statusError{http.StatusRequestEntityTooLarge,
+			"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
+	}
+	return badRequest("reading the request body: " + err.Error())
+}
 
 // readBody appends body to b, up to limit bytes.
 func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {

@@ -74,3 +74,15 @@ func BenchmarkSet(b *testing.B) {
 	}
 	benchRoute(b, "/set", func(i int) []byte { return bodies[i] })
 }
+
+// BenchmarkTxn is the "move an item between two keys" transaction of the
+// README: two existence conditions and two sets.
+func BenchmarkTxn(b *testing.B) {
+	bodies := make([][]byte, 10000)
+	for i := range bodies {
+		x, y := "k"+strconv.Itoa(i), "k"+strconv.Itoa((i+1)%10000)
+		bodies[i] = []byte(`{"If":[{"Key":"` + x + `","Exists":true},{"Key":"` + y + `","Exists":true}],` +
+			`"Then":[{"Op":"set","Key":"` + x + `","Value":"0123456789abcdef"},{"Op":"set","Key":"` + y + `","Value":"fedcba9876543210"}]}`)
+	}
+	benchRoute(b, "/txn", func(i int) []byte { return bodies[i] })
+}

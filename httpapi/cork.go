@@ -78,19 +78,49 @@ func (c *corkConn) writeText(p []byte) {
 	c.buf = appendTextFrame(c.buf, p)
 }
 
+// moreMember is what an event's frame holds in place of the event's
+// closing brace when the event has More (see kv.Event.More): the shared
+// encoding of an event, marked for one subscriber.
+const moreMember = `,"More":true}`
+
+// writeTextMore adds a text frame holding p, a JSON object, with the
+// member "More":true added at its end, to the corked buffer.
+func (c *corkConn) writeTextMore(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		panic("httpapi: writeTextMore on an uncorked connection")
+	}
+	c.buf = appendTextHeader(c.buf, len(p)-1+len(moreMember))
+	c.buf = append(c.buf, p[:len(p)-1]...)
+	c.buf = append(c.buf, moreMember...)
+}
+
 // writeTextDirect writes what the corked buffer holds, then a WebSocket
 // text frame holding p, without copying p; the connection stays corked.
-func (c *corkConn) writeTextDirect(p []byte) error {
+// With more, p is a JSON object and the frame holds it with the member
+// "More":true added at its end, as writeTextMore does: p is written but
+// for its closing brace, and moreMember starts the corked buffer again,
+// to go out with the next write.
+func (c *corkConn) writeTextDirect(p []byte, more bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.corked {
 		panic("httpapi: writeTextDirect on an uncorked connection")
 	}
-	c.buf = appendTextHeader(c.buf, len(p))
+	n := len(p)
+	if more {
+		p = p[:len(p)-1]
+		n += len(moreMember) - 1
+	}
+	c.buf = appendTextHeader(c.buf, n)
 	_, err := c.writeLocked(c.buf)
 	c.buf = c.buf[:0]
 	if err == nil {
 		_, err = c.writeLocked(p)
+	}
+	if err == nil && more {
+		c.buf = append(c.buf, moreMember...)
 	}
 	return err
 }

@@ -231,38 +231,8 @@ func queryRequest(r *http.Request) (request, error) {
 // then stands. Every member's value is checked with json.Valid; the raw
 // members point into data.
 func scanBody(data []byte, b *body) bool {
-	i := skipSpace(data, 0)
-	if i == len(data) || data[i] != '{' {
-		return false
-	}
-	i = skipSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return skipSpace(data, i+1) == len(data)
-	}
-	for {
-		if i == len(data) || data[i] != '"' {
-			return false
-		}
-		j := i + 1
-		for ; j < len(data) && data[j] != '"'; j++ {
-			if c := data[j]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-				return false
-			}
-		}
-		if j == len(data) {
-			return false
-		}
-		name := data[i+1 : j]
-		i = skipSpace(data, j+1)
-		if i == len(data) || data[i] != ':' {
-			return false
-		}
-		i = skipSpace(data, i+1)
-		end := skipValue(data, i)
-		if end <= i || !json.Valid(data[i:end]) {
-			return false
-		}
-		switch v := data[i:end]; {
+	end, ok := scanObject(data, skipSpace(data, 0), true, func(name, v []byte) bool {
+		switch {
 		case asciiEqualFold(name, "key"):
 			b.Key = v
 		case asciiEqualFold(name, "value"):
@@ -270,19 +240,9 @@ func scanBody(data []byte, b *body) bool {
 		case asciiEqualFold(name, "ifrevision"):
 			b.IfRevision = v
 		}
-		i = skipSpace(data, end)
-		if i == len(data) {
-			return false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return skipSpace(data, i+1) == len(data)
-		default:
-			return false
-		}
-	}
+		return true
+	})
+	return ok && skipSpace(data, end) == len(data)
 }
 
 func skipSpace(data []byte, i int) int {

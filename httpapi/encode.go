@@ -17,6 +17,11 @@ func appendString(b []byte, s string) []byte { return wire.AppendString(b, s) }
 func appendEntry(b []byte, e *kv.Entry) []byte {
 	b = append(b, `{"Key":`...)
 	b = appendString(b, e.Key)
+	return append(appendEntryMembers(b, e), '}')
+}
+
+// appendEntryMembers appends the members of e after its key.
+func appendEntryMembers(b []byte, e *kv.Entry) []byte {
 	b = append(b, `,"Value":`...)
 	b = append(b, e.Value...)
 	b = append(b, `,"Revision":`...)
@@ -24,8 +29,7 @@ func appendEntry(b []byte, e *kv.Entry) []byte {
 	b = append(b, `,"CreateRevision":`...)
 	b = strconv.AppendInt(b, e.CreateRevision, 10)
 	b = append(b, `,"Version":`...)
-	b = strconv.AppendInt(b, e.Version, 10)
-	return append(b, '}')
+	return strconv.AppendInt(b, e.Version, 10)
 }
 
 // appendWriteResult appends the WriteResult wire type.

@@ -33,6 +33,27 @@ func (e *feedEnv) dialSlow(t *testing.T, query string) *watcher {
 	return &watcher{t, c}
 }
 
+// released waits until every subscription of e has ended and let go of
+// every event it held: each event the transports received was Done, on
+// every path that closed them.
+func released(t *testing.T, e *feedEnv, ws ...*watcher) {
+	t.Helper()
+	for _, w := range ws {
+		w.c.CloseNow()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		now, _ := e.hub.Buffered()
+		if now == 0 && e.hub.Len() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the subscribers left: %d subscriptions, %d bytes held; want none", e.hub.Len(), now)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // liveHeap returns the bytes of the heap's live objects.
 func liveHeap() int64 {
 	runtime.GC()
@@ -116,17 +137,7 @@ func TestFeedMemoryBound(t *testing.T) {
 	wg.Wait()
 
 	// Gone, and so is their memory.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		now, _ := e.hub.Buffered()
-		if now == 0 && e.hub.Len() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the subscribers left: %d subscriptions, %d bytes held; want none", e.hub.Len(), now)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	released(t, e, ws...)
 	// The store and the history hold the 8 new values, and no more.
 	if grown := liveHeap() - base; grown > 8*2_000_000+4<<20 {
 		t.Errorf("after the subscribers left, the live heap is %d MiB above where it was, with 16 MB of new values", grown>>20)

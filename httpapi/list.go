@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,12 +84,7 @@ func (h *Handler) listPrefix(w http.ResponseWriter, r *http.Request) (string, er
 		data, err := readBody(r.Body, (*bp)[:0], h.maxBody)
 		*bp = data
 		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				w.Header().Set("Connection", "close")
-				return "", &statusError{http.StatusRequestEntityTooLarge,
-					"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
-			}
-			return "", badRequest("reading the request body: " + err.Error())
+			return "", h.bodyError(w, err)
 		}
 		if len(bytes.TrimSpace(data)) > 0 {
 			var body struct{ Prefix json.RawMessage }

@@ -54,6 +54,8 @@ type metrics struct {
 	eventsSent   atomic.Uint64
 	progressSent atomic.Uint64
 	slowCloses   atomic.Uint64
+
+	txns [txnOutcomes]atomic.Uint64 // by outcome, see txnOutcomeNames
 }
 
 // routeStats are the counters of one route.
@@ -219,7 +221,7 @@ func (h *Handler) families() []*family {
 			}
 		}
 	}
-	fams = append(fams, reqs, lat)
+	fams = append(fams, reqs, lat, h.metrics.txnFamily())
 
 	if h.logStats != nil {
 		st := h.logStats()

@@ -142,7 +142,9 @@ const (
 // connection ends, or sess (when not nil) expires or is revoked, then
 // closes c with a code that says why and where to resume. Events already
 // queued are written together, as one burst: one system call for many
-// events when the subscriber is behind.
+// events when the subscriber is behind. A burst ends, and the feed stops,
+// only between revisions: the events of a transaction are written
+// together, so that "resume from R" always starts at a whole revision.
 func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, sess *session) {
 	ctx, cancel := context.WithCancel(h.base)
 	var wg sync.WaitGroup
@@ -191,7 +193,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 				if sub.Err() != nil {
 					ok = false
 				} else if ok = f.add(ev); ok {
-					ok = f.addQueued()
+					ok = f.addQueued() && f.finishRevision()
 				}
 			}
 			if !f.flush() {
@@ -219,7 +221,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 			ok := true
 			for ok {
 				before := f.pos
-				ok = f.addQueued()
+				ok = f.addQueued() && f.finishRevision()
 				if f.pos == before {
 					break
 				}
@@ -231,7 +233,7 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 			if ok {
 				f.pos = max(f.pos, rev)
 				f.buf = appendProgress(f.buf[:0], f.pos)
-				ok = f.write(f.buf)
+				ok = f.write(f.buf, false)
 			}
 			if !f.flush() {
 				return
@@ -262,41 +264,70 @@ type feed struct {
 	cc    *corkConn
 	sub   Subscription
 	pos   int64       // the revision up to which the client has every matching change
+	more  bool        // the last event added has More: its revision goes on
 	buf   []byte      // for progress events
 	held  []*kv.Event // received and not yet Done: written since the last flush
 	burst int         // bytes of events copied into the corked buffer since the last flush
 }
 
-// add writes ev into the corked buffer, or on its own when it is large.
-// It reports false when the connection failed.
+// add writes ev into the corked buffer, or on its own when it is large,
+// with "More":true when it has More. It reports false when the connection
+// failed.
 func (f *feed) add(ev *kv.Event) bool {
-	if !f.write(ev.Data) {
+	f.more = ev.More
+	if !f.write(ev.Data, ev.More) {
 		return false
 	}
-	f.pos = ev.Revision
+	if !ev.More {
+		f.pos = ev.Revision
+	}
 	f.h.metrics.eventsSent.Add(1)
 	return true
 }
 
-// write adds data as one text message to the corked buffer, or writes it
-// at once, after what the buffer holds, when it is of directBytes or more,
-// so that it is never copied. The frame is written here rather than by
-// coder/websocket, whose Write costs more than the system call it leads
-// to when an event goes to many subscribers; the library still writes the
-// control frames (ping, pong, close), each in one piece through the same
-// corkConn, so that frames never interleave. It reports false when the
-// connection failed.
-func (f *feed) write(data []byte) bool {
-	if len(data) >= directBytes {
-		return f.cc.writeTextDirect(data) == nil
+// finishRevision adds the rest of the revision of the last event added,
+// if it goes on. The hub queues a revision's events together, so they are
+// queued already, or being queued; the feed ends only between revisions.
+// It reports false when the subscription has ended or the connection
+// failed.
+func (f *feed) finishRevision() bool {
+	for f.more {
+		ev, ok := <-f.sub.C()
+		if !ok {
+			return false
+		}
+		f.held = append(f.held, ev)
+		if !f.add(ev) {
+			return false
+		}
 	}
-	f.cc.writeText(data)
+	return true
+}
+
+// write adds data as one text message to the corked buffer, with
+// "More":true when more, or writes it at once, after what the buffer
+// holds, when it is of directBytes or more, so that it is never copied.
+// The frame is written here rather than by coder/websocket, whose Write
+// costs more than the system call it leads to when an event goes to many
+// subscribers; the library still writes the control frames (ping, pong,
+// close), each in one piece through the same corkConn, so that frames
+// never interleave. It reports false when the connection failed.
+func (f *feed) write(data []byte, more bool) bool {
+	if len(data) >= directBytes {
+		return f.cc.writeTextDirect(data, more) == nil
+	}
+	if more {
+		f.cc.writeTextMore(data)
+	} else {
+		f.cc.writeText(data)
+	}
 	f.burst += len(data)
 	return true
 }
 
-// addQueued adds the events already queued, up to a burst. It reports
-// false when the subscription has ended or the connection failed.
+// addQueued adds the events already queued, up to a burst, which ends
+// only with a revision (see finishRevision). It reports false when the
+// subscription has ended or the connection failed.
 func (f *feed) addQueued() bool {
 	for len(f.held) < maxBurst && f.burst < burstBytes {
 		select {
@@ -305,7 +336,7 @@ func (f *feed) addQueued() bool {
 				return false
 			}
 			f.held = append(f.held, ev)
-			if f.sub.Err() != nil || !f.add(ev) {
+			if f.sub.Err() != nil && !f.more || !f.add(ev) {
 				return false
 			}
 		default:

@@ -197,7 +197,14 @@ func TestConsolePolicyHost(t *testing.T) {
 // it loads is one of its own, and none of its files names another origin.
 func TestConsoleSelfContained(t *testing.T) {
 	c := newConsole()
-	refs := regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(string(c.index.body), -1)
+	// What the page loads: scripts, style sheets, icons, images. Its one
+	// link is the backup, a route of kvsd.
+	refs := regexp.MustCompile(`<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)="([^"]*)"`).FindAllStringSubmatch(string(c.index.body), -1)
+	for _, m := range regexp.MustCompile(`<a\b[^>]*\bhref="([^"]*)"`).FindAllStringSubmatch(string(c.index.body), -1) {
+		if m[1] != "/snapshot" {
+			t.Errorf("the page links to %q, not a route of kvsd", m[1])
+		}
+	}
 	if len(refs) < 3 {
 		t.Fatalf("found %d references in the page, want at least the script, the style and the icon", len(refs))
 	}

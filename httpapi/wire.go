@@ -25,3 +25,18 @@ type Event = wire.Event
 // RevisionHeader is wire.RevisionHeader: the revision a listing is
 // consistent with.
 const RevisionHeader = wire.RevisionHeader
+
+// TxnRequest is wire.TxnRequest.
+type TxnRequest = wire.TxnRequest
+
+// TxnCond is wire.TxnCond.
+type TxnCond = wire.TxnCond
+
+// TxnOp is wire.TxnOp.
+type TxnOp = wire.TxnOp
+
+// TxnResult is wire.TxnResult.
+type TxnResult = wire.TxnResult
+
+// TxnOpResult is wire.TxnOpResult.
+type TxnOpResult = wire.TxnOpResult

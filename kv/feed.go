@@ -28,6 +28,11 @@ type Event struct {
 	// Data is the event's wire encoding, made once when it is published.
 	// A feed that makes it may leave Change.Value nil: Data holds it.
 	Data []byte
+	// More is set on an event that the same subscriber's stream follows
+	// with another event of the same revision (a transaction): the
+	// revision is complete at the first event without it. Data does not
+	// say it; the transport adds it.
+	More bool
 	// Bytes is the memory the event holds: its key, Data and whatever
 	// else Data keeps from being freed. A feed that bounds the memory its
 	// subscribers hold counts it while a subscriber holds the event (see

@@ -23,15 +23,21 @@ import (
 //	payload
 //
 // A log record is one frame whose payload holds consecutive changes, all of
-// them from one batch (a batch larger than frameSplit takes several frames):
+// them from one batch (a batch larger than frameSplit takes several frames,
+// split between revisions, never inside one):
 //
 //	kind    byte: kindBatch
 //	rev     uvarint: the revision of the first change; the others follow
 //	count   uvarint: the number of changes, at least 1
 //	count times:
-//	  op    byte: 1 set, 2 delete
+//	  op    byte: 1 set, 2 delete; plus opSameRev when the change has the
+//	        revision of the one before it (the changes of a transaction
+//	        share one revision), else the next revision
 //	  key   uvarint length, then the key
 //	  value (a set only) uvarint length, then the value's compact JSON text
+//
+// A frame is written and checked whole, so a transaction is in the log
+// entirely or, cut by a crash, not at all.
 //
 // A snapshot file is snapMagic, then a header frame:
 //
@@ -63,6 +69,7 @@ const (
 	snapFrame = 64 << 10
 
 	kindBatch       = 1
+	opSameRev       = 0x80
 	kindSnapHeader  = 2
 	kindSnapEntries = 3
 
@@ -195,8 +202,9 @@ func logEnd(rest []byte) int {
 	return endTorn
 }
 
-// appendBatch appends changes, which must have consecutive revisions, to b
-// as log records.
+// appendBatch appends changes to b as log records. Their revisions must
+// be consecutive, but that the changes of a revision (a transaction) share
+// it and come together.
 func appendBatch(b []byte, changes []Change) ([]byte, error) {
 	for len(changes) > 0 {
 		start := len(b)
@@ -208,12 +216,16 @@ func appendBatch(b []byte, changes []Change) ([]byte, error) {
 		countAt := len(b)
 		b = append(b, make([]byte, binary.MaxVarintLen64)...)
 		n := 0
-		for n < len(changes) && (n == 0 || len(b)-start < frameSplit) {
+		for n < len(changes) && (n == 0 || len(b)-start < frameSplit || changes[n].Revision == changes[n-1].Revision) {
 			c := &changes[n]
-			if len(c.Key)+len(c.Value) > maxFrame-64 {
+			if len(c.Key)+len(c.Value) > maxFrame-64 || len(b)-start+len(c.Key)+len(c.Value) > maxFrame-64 {
 				return b, fmt.Errorf("kv: change of %q is too large for the log (%d bytes)", c.Key, len(c.Key)+len(c.Value))
 			}
-			b = append(b, byte(c.Op))
+			op := byte(c.Op)
+			if n > 0 && c.Revision == changes[n-1].Revision {
+				op |= opSameRev
+			}
+			b = append(b, op)
 			b = binary.AppendUvarint(b, uint64(len(c.Key)))
 			b = append(b, c.Key...)
 			if c.Op == OpSet {
@@ -250,11 +262,28 @@ func decodeBatch(p []byte) ([]Change, error) {
 		return nil, fmt.Errorf("bad revision %d or count %d", rev, count)
 	}
 	changes := make([]Change, count)
+	next := int64(rev)
+	var unit map[string]bool // the keys of a transaction read so far
 	for i := range changes {
 		c := &changes[i]
-		c.Op = Op(d.byte())
+		op := d.byte()
+		c.Op = Op(op &^ opSameRev)
 		c.Key = string(d.bytes())
-		c.Revision = int64(rev) + int64(i)
+		if op&opSameRev == 0 {
+			c.Revision, unit = next, nil
+			next++
+		} else if i == 0 {
+			return nil, errors.New("the first change continues a revision")
+		} else {
+			c.Revision = next - 1
+			if unit == nil {
+				unit = map[string]bool{changes[i-1].Key: true}
+			}
+			if d.err == nil && unit[c.Key] {
+				return nil, fmt.Errorf("change %d: key %q changes twice at revision %d", i, c.Key, c.Revision)
+			}
+			unit[c.Key] = true
+		}
 		switch c.Op {
 		case OpSet:
 			c.Value = bytes.Clone(d.bytes())

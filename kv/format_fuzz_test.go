@@ -9,9 +9,9 @@ import (
 )
 
 // readRecords decodes every record of a log, stopping at the first bad one.
-func readRecords(b []byte) ([]Change, error) {
+func readRecords(b []byte) ([][]Change, error) {
 	fr := newFrameReader(bytes.NewReader(b))
-	var all []Change
+	var all [][]Change
 	for {
 		p, _, err := fr.next()
 		if err == io.EOF {
@@ -24,43 +24,51 @@ func readRecords(b []byte) ([]Change, error) {
 		if err != nil {
 			return all, err
 		}
-		all = append(all, cs...)
+		all = append(all, cs)
 	}
 }
 
 // FuzzDecodeRecord feeds arbitrary bytes to the log's record reader and
 // decoder (seeds in testdata/fuzz/FuzzDecodeRecord). They must not panic,
-// whatever decodes must encode back to the same changes, and the scan of a
-// log's end must not panic either.
+// whatever decodes must encode back to the same changes, record by record
+// (transactions included), and the scan of a log's end must not panic
+// either.
 func FuzzDecodeRecord(f *testing.F) {
+	f.Add(appendTestBatch(f, []Change{
+		{Op: OpSet, Key: "a", Value: []byte(`1`), Revision: 7},
+		{Op: OpDelete, Key: "b", Revision: 7},
+		{Op: OpSet, Key: "c", Value: []byte(`"x"`), Revision: 8},
+	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		logEnd(data)
-		changes, _ := readRecords(data)
-		if len(changes) == 0 {
+		records, _ := readRecords(data)
+		if len(records) == 0 {
 			return
 		}
-		// Re-encode batch by batch: the revisions are consecutive only
-		// within each record.
 		var b []byte
-		for start := 0; start < len(changes); {
-			end := start + 1
-			for end < len(changes) && changes[end].Revision == changes[end-1].Revision+1 {
-				end++
-			}
+		for _, changes := range records {
 			var err error
-			if b, err = appendBatch(b, changes[start:end]); err != nil {
+			if b, err = appendBatch(b, changes); err != nil {
 				t.Fatalf("encoding decoded changes: %v", err)
 			}
-			start = end
 		}
 		again, err := readRecords(b)
 		if err != nil {
 			t.Fatalf("decoding re-encoded changes: %v", err)
 		}
-		if !reflect.DeepEqual(again, changes) {
-			t.Fatalf("round trip: got %+v, want %+v", again, changes)
+		if !reflect.DeepEqual(again, records) {
+			t.Fatalf("round trip: got %+v, want %+v", again, records)
 		}
 	})
+}
+
+func appendTestBatch(tb testing.TB, changes []Change) []byte {
+	tb.Helper()
+	b, err := appendBatch(nil, changes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // FuzzReadSnapshot feeds arbitrary bytes to the snapshot reader (seeds in

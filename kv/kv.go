@@ -59,6 +59,8 @@ func (o Op) String() string {
 		return "set"
 	case OpDelete:
 		return "delete"
+	case OpGet:
+		return "get"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }

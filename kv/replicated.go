@@ -46,6 +46,13 @@ type Replicated interface {
 // claim held, or a restore: self-contained either way.
 type Record struct {
 	Change
+	// Txn, when not nil, makes the record a transaction instead of a
+	// change (Change is then zero): it is decided when each store applies
+	// it, and its changes take the record's revision. A transaction
+	// carries no claim: after it, the log writes a restore record for
+	// every key that Txn.Then or Txn.Else writes (see Restore), so that
+	// every such key's last record is self-contained again.
+	Txn *Txn
 	// Request identifies the change at the store that proposed it. The
 	// log sets it, on the records it delivers, only for this store's own
 	// records, and leaves it zero for records of other stores.
@@ -75,9 +82,16 @@ type Record struct {
 	EntryRevision int64
 	// Isolated is set by the log on a record that may have lost its
 	// predecessors: records before it were removed by compaction, and the
-	// log delivered no earlier record of the same key. When the key is
-	// absent and the record's outcome differs from its claim, the store
-	// takes the claim, which is what the proposer saw happen.
+	// log delivered no earlier record of the same key (transactions do not
+	// count). When the record's outcome differs from its claim, the store
+	// takes the claim, which is what the proposer saw happen; an isolated
+	// restore is always taken.
+	//
+	// On a transaction, Isolated means that the log delivered no record of
+	// some key the transaction tests or writes since records were removed:
+	// the store applies it as decided but does not publish it, and the log
+	// tells the feed that its revision cannot be delivered. The restores
+	// that follow it repair what it changed.
 	Isolated bool
 }
 
@@ -109,28 +123,45 @@ func (r Restore) Record() Record {
 	return rec
 }
 
-// outcome is a replicated change's answer, sent to the waiting Submit.
+// outcome is a replicated change's answer, sent to the waiting Submit or
+// Txn.
 type outcome struct {
 	rev int64
+	txn *TxnResult
 	err error
 }
 
 // submitReplicated proposes c to the shared log and waits until this store
 // applied it, for at most the write timeout.
 func (s *Store) submitReplicated(ctx context.Context, c Change) (int64, error) {
-	s.qmu.Lock()
-	closed := s.closed
-	s.qmu.Unlock()
-	if closed {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	r := Record{Change: c, Request: s.reqID.Add(1)}
+	r := Record{Change: c}
 	if c.Op == OpSet {
 		r.Version = 1
 		if cur, ok := s.Get(c.Key); ok {
 			r.CreateRevision, r.Version = cur.CreateRevision, cur.Version+1
 		}
 	}
+	o := s.propose(ctx, r)
+	return o.rev, o.err
+}
+
+// txnReplicated proposes t to the shared log as one record and waits until
+// this store applied it, for at most the write timeout.
+func (s *Store) txnReplicated(ctx context.Context, t *Txn) (*TxnResult, error) {
+	o := s.propose(ctx, Record{Txn: t})
+	return o.txn, o.err
+}
+
+// propose hands r to the shared log, with a new request id, and waits
+// until this store applied it, for at most the write timeout.
+func (s *Store) propose(ctx context.Context, r Record) outcome {
+	s.qmu.Lock()
+	closed := s.closed
+	s.qmu.Unlock()
+	if closed {
+		return outcome{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+	}
+	r.Request = s.reqID.Add(1)
 	done := make(chan outcome, 1)
 	s.waitMu.Lock()
 	s.waiters[r.Request] = done
@@ -146,22 +177,22 @@ func (s *Store) submitReplicated(ctx context.Context, c Change) (int64, error) {
 	if err := s.repl.Propose(wctx, r); err != nil {
 		select {
 		case o := <-done: // applied before its acknowledgement failed
-			return o.rev, o.err
+			return o
 		default:
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return outcome{err: ctx.Err()}
 		}
-		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return outcome{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
 	}
 	select {
 	case o := <-done:
-		return o.rev, o.err
+		return o
 	case <-wctx.Done():
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return outcome{err: ctx.Err()}
 		}
-		return 0, fmt.Errorf("%w: the change was logged but not applied here within %v", ErrUnavailable, s.writeTimeout)
+		return outcome{err: fmt.Errorf("%w: the change was logged but not applied here within %v", ErrUnavailable, s.writeTimeout)}
 	}
 }
 
@@ -251,14 +282,55 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 			panic(fmt.Sprintf("kv: replicated record at revision %d after %d", r.Revision, s.next))
 		}
 		s.next = r.Revision
+		if r.Txn != nil {
+			n := len(changes)
+			res, cs, es := decideTxn(r.Txn, s.currentForCommit, r.Revision, changes, entries)
+			changes, entries = cs, es
+			for i := n; i < len(changes); i++ {
+				s.overlay[changes[i].Key] = entries[i]
+			}
+			if r.Isolated && len(changes) > n {
+				// Decided against a state that may lack compacted records:
+				// applied, but not published (the log tells the feed).
+				if n > 0 {
+					s.apply(changes[:n], entries[:n])
+				}
+				s.install(changes[n:], entries[n:])
+				clear(changes)
+				clear(entries)
+				changes, entries = changes[:0], entries[:0]
+				clear(s.overlay)
+			}
+			res.Revision = r.Revision
+			// Every key either list writes gets a restore record with its
+			// entry now: a store that replays the log after compaction
+			// removed this record's predecessors may decide it otherwise,
+			// and the restores, its keys' next records, repair that. (Such
+			// a store asks for none: its entries may be wrong.)
+			for _, key := range r.Txn.WriteKeys() {
+				if r.Isolated {
+					break
+				}
+				restores = append(restores, Restore{After: r.Revision, Of: r.Revision, Key: key, Entry: s.currentForCommit(key), Ours: r.Ours})
+			}
+			if r.Request != 0 {
+				wakes = append(wakes, struct {
+					id uint64
+					o  outcome
+				}{r.Request, outcome{rev: r.Revision, txn: res}})
+			}
+			continue
+		}
 		cur := s.currentForCommit(r.Key)
 		claim, hasClaim := claimed(r)
 
 		if r.IsRestore {
 			// A restore changes a key whose state came from the restored
-			// record's claim, or that this store never saw.
+			// record's claim or from a transaction (Of is its revision),
+			// or that this store has not seen a record of since records
+			// were removed from the log.
 			after := cur
-			fix := cur != nil && cur.Revision == r.Restores || cur == nil && r.Isolated
+			fix := cur != nil && cur.Revision == r.Restores || r.Isolated
 			if fix && !sameEntry(cur, claim) {
 				flush()
 				s.setQuietly(r.Key, claim)
@@ -278,11 +350,13 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 			after = e
 		}
 		if hasClaim && !sameEntry(after, claim) {
-			if r.Isolated && cur == nil {
-				// The key's history may have been compacted away: the
-				// claim is what the proposer saw happen.
+			if r.Isolated {
+				// The key's history may have been compacted away (a
+				// transaction may have set it from a state this store
+				// could not know): the claim is what the proposer saw
+				// happen.
 				e, err = claim, nil
-				if e == nil {
+				if e == nil && cur == nil {
 					err = ErrNotFound
 				}
 			} else {

@@ -9,9 +9,19 @@ import (
 	"testing"
 )
 
+// noSnapshots is a FileLog whose background snapshots write nothing, so
+// that the segments it starts stay until a test writes a snapshot itself.
+type noSnapshots struct{ *FileLog }
+
+func (l noSnapshots) Recover(func() *View) Recovery {
+	return l.FileLog.Recover(func() *View { return &View{} })
+}
+
 // acknowledgedDir returns a data directory where revisions 1 to n were
-// acknowledged and the log closed: a snapshot, and segments of a few
-// records each (the newest holding the last ones).
+// acknowledged and the log closed: a snapshot at n-50, and segments of a
+// few records each after it (the newest holding the last ones). The
+// snapshot is written at once, and none in the background, so that the
+// segments do not depend on when a background snapshot ends.
 func acknowledgedDir(t *testing.T, n int) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -19,10 +29,15 @@ func acknowledgedDir(t *testing.T, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Options{Log: l})
+	s := New(Options{Log: noSnapshots{l}})
 	for i := 1; i <= n; i++ {
 		if rev, err := s.Set(t.Context(), "k"+strconv.Itoa(i%10), []byte(`"`+strings.Repeat("v", 100)+`"`)); err != nil || rev != int64(i) {
 			t.Fatalf("set %d: revision %d, %v", i, rev, err)
+		}
+		if i == n-50 {
+			if err := l.snapshot(func() *View { return s.View("") }); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := s.Close(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"math/bits"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,9 +134,12 @@ type shard struct {
 	_  [(64 - (unsafe.Sizeof(sync.RWMutex{})+unsafe.Sizeof(table{}))%64) % 64]byte // keep each shard's lock on its own cache line
 }
 
-// request is a queued change and, once committed, its outcome.
+// request is a queued change or transaction and, once committed, its
+// outcome.
 type request struct {
 	c    Change
+	txn  *Txn       // a transaction instead of c
+	res  *TxnResult // its result
 	rev  int64
 	err  error
 	lead bool          // set when the request's submitter is made the committer
@@ -196,7 +200,12 @@ func (s *Store) restore(rec Recovery) {
 	s.rev.Store(rec.Rev)
 	s.next = rec.Rev
 	for cs := rec.Changes; len(cs) > 0; {
+		// Chunks end between revisions: a transaction is applied and
+		// published whole.
 		n := min(len(cs), 1024)
+		for n < len(cs) && cs[n].Revision == cs[n-1].Revision {
+			n++
+		}
 		s.replay(cs[:n])
 		cs = cs[n:]
 	}
@@ -210,7 +219,8 @@ func (s *Store) replay(changes []Change) {
 	clear(s.overlay)
 	for i := range changes {
 		c := &changes[i]
-		if c.Revision <= s.next {
+		sameUnit := i > 0 && c.Revision == changes[i-1].Revision
+		if c.Revision < s.next || c.Revision == s.next && !sameUnit {
 			panic(fmt.Sprintf("kv: recovered revision %d after %d", c.Revision, s.next))
 		}
 		c.Cond = false
@@ -359,11 +369,57 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 
 	r := s.requests.Get().(*request)
 	r.c = c
+	if !s.enqueue(r) {
+		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
+	}
+	rev, err := r.rev, r.err
+	*r = request{done: r.done}
+	s.requests.Put(r)
+	return rev, err
+}
+
+// Txn runs t through the write pipeline and returns its result once its
+// changes, if any, are durable and applied. It returns an error wrapping
+// ErrInvalidTxn for a transaction that Check refuses, and ErrUnavailable
+// (wrapped) when the log fails or the store is closed; a transaction whose
+// conditions fail is not an error (Else runs). The conditions are decided
+// against the state the transaction applies to, like Change.Cond, and
+// every change it makes gets one revision. ctx is checked before t is
+// queued, as in Submit.
+//
+// With a Replicated log, t is proposed to the shared log as one record and
+// decided when each store applies it; Txn returns once this store applied
+// it, or ErrUnavailable (wrapped) as Submit does.
+func (s *Store) Txn(ctx context.Context, t *Txn) (*TxnResult, error) {
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.repl != nil {
+		return s.txnReplicated(ctx, t)
+	}
+	r := s.requests.Get().(*request)
+	r.txn = t
+	if !s.enqueue(r) {
+		return nil, fmt.Errorf("%w: store closed", ErrUnavailable)
+	}
+	res, err := r.res, r.err
+	*r = request{done: r.done}
+	s.requests.Put(r)
+	return res, err
+}
+
+// enqueue queues r and returns once it is committed, with its outcome in
+// r; false, and r back in the pool, if the store is closed.
+func (s *Store) enqueue(r *request) bool {
 	s.qmu.Lock()
 	if s.closed {
 		s.qmu.Unlock()
+		*r = request{done: r.done}
 		s.requests.Put(r)
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
+		return false
 	}
 	s.queue = append(s.queue, r)
 	follow := s.leading
@@ -380,10 +436,7 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 	if !follow || r.lead {
 		s.lead(r)
 	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
-	return rev, err
+	return true
 }
 
 // lead commits the queue, own included, then hands over to the first
@@ -456,8 +509,20 @@ func (s *Store) commitQueuedLocked(own *request) {
 func (s *Store) commit(batch []*request) {
 	changes, entries := s.changes[:0], s.entries[:0]
 	clear(s.overlay)
-	accepted := 0
+	start := s.next
 	for _, r := range batch {
+		if r.txn != nil {
+			n := len(changes)
+			r.res, changes, entries = decideTxn(r.txn, s.currentForCommit, s.next+1, changes, entries)
+			if len(changes) > n {
+				s.next++
+				for i := n; i < len(changes); i++ {
+					s.overlay[changes[i].Key] = entries[i]
+				}
+			}
+			r.res.Revision = s.next
+			continue
+		}
 		cur := s.currentForCommit(r.c.Key)
 		e, err := decide(cur, r.c, s.next+1)
 		if err != nil {
@@ -472,15 +537,17 @@ func (s *Store) commit(batch []*request) {
 		}
 		changes = append(changes, r.c)
 		entries = append(entries, e)
-		accepted++
 	}
-	if accepted > 0 {
+	if len(changes) > 0 {
 		if err := s.log.Append(changes); err != nil {
-			s.next -= int64(accepted)
+			// Every request of the batch failed, also a transaction that
+			// changed nothing: it was decided against changes that will
+			// never be.
+			s.next = start
 			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 			for _, r := range batch {
 				if r.err == nil {
-					r.rev, r.err = 0, err
+					r.rev, r.res, r.err = 0, nil, err
 				}
 			}
 		} else {
@@ -537,21 +604,59 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 
 // apply makes logged changes visible, in order, and publishes them.
 func (s *Store) apply(changes []Change, entries []*Entry) {
+	s.install(changes, entries)
+	if s.pub != nil {
+		s.pub.Publish(changes)
+	}
+}
+
+// install makes changes visible, in order. The changes of one revision (a
+// transaction) become visible to Get all at once: install holds the locks
+// of all their shards while it writes them.
+func (s *Store) install(changes []Change, entries []*Entry) {
 	s.recMu.Lock()
-	for i := range changes {
-		key := changes[i].Key
-		sh := s.shard(key)
-		sh.mu.Lock()
-		sh.setLocked(key, entries[i])
-		sh.mu.Unlock()
+	for i := 0; i < len(changes); {
+		n := 1
+		for i+n < len(changes) && changes[i+n].Revision == changes[i].Revision {
+			n++
+		}
+		if n == 1 {
+			sh := s.shard(changes[i].Key)
+			sh.mu.Lock()
+			sh.setLocked(changes[i].Key, entries[i])
+			sh.mu.Unlock()
+		} else {
+			s.applyUnit(changes[i:i+n], entries[i:i+n])
+		}
+		i += n
 	}
 	s.rev.Store(changes[len(changes)-1].Revision)
 	for rec := range s.recorders {
 		rec.record(changes, entries)
 	}
 	s.recMu.Unlock()
-	if s.pub != nil {
-		s.pub.Publish(changes)
+}
+
+// applyUnit applies the changes of one revision under the locks of all
+// their shards, taken in shard order (readers take one shard's lock at a
+// time, and the committer is the only writer): a reader that sees one of
+// them sees every other one too.
+func (s *Store) applyUnit(changes []Change, entries []*Entry) {
+	var buf [16]int
+	idx := buf[:0]
+	for i := range changes {
+		idx = append(idx, int(maphash.String(s.seed, changes[i].Key)&s.mask))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, j := range idx {
+		s.shards[j].mu.Lock()
+	}
+	for i := range changes {
+		s.shard(changes[i].Key).setLocked(changes[i].Key, entries[i])
+	}
+	for _, j := range idx {
+		s.shards[j].mu.Unlock()
 	}
 }
 

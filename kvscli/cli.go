@@ -38,10 +38,12 @@ func usageErrorf(format string, args ...any) error {
 // cli is one invocation of kvscli.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // for txn -file -; nil: none
 	getenv         func(string) string
 
 	// Set from the global flags before a command runs.
-	addr    string // the server address as the user gave it, for messages
+	args    []string // the command's arguments, for a command that takes some
+	addr    string   // the server address as the user gave it, for messages
 	timeout time.Duration
 	kvs     *client.Client
 
@@ -100,6 +102,9 @@ type command struct {
 	synopsis string // the flags, as in the usage line
 	doc      string
 	define   func(fs *flag.FlagSet) func(ctx context.Context, c *cli) error
+	// args is set for a command that takes arguments besides its flags
+	// (cli.args); flags may come before, between and after them.
+	args bool
 }
 
 // line is the command's usage line: its name and flags.
@@ -113,17 +118,17 @@ func commands() []command {
 				"value as key<TAB>value lines sorted by key; a string that holds a control\n" +
 				"character (a tab, a newline) is printed as JSON there, so that each key\n" +
 				"takes one line. With -json, print the server's JSON answer.",
-			defineGet},
+			defineGet, false},
 		{"set", "-key K -value V [-json-value] [-if-revision R]",
 			"Set key K to the string V (-value 42 stores \"42\"), or with -json-value to V\n" +
 				"parsed as JSON (42, true, {\"a\":1}). With -if-revision R, set it only if\n" +
 				"the key's revision is R (0: only if it does not exist). Print the revision\n" +
 				"of the change.",
-			defineSet},
+			defineSet, false},
 		{"del", "-key K [-if-revision R]",
 			"Delete key K; with -if-revision R, only if its revision is R. Print the\n" +
 				"revision of the change.",
-			defineDel},
+			defineDel, false},
 		{"watch", "[-key K | -prefix P] [-from R] [-json] [-relist]",
 			"Print every change to key K, to the keys starting with P, or to every key, as\n" +
 				"it happens: one line per change, REVISION<TAB>set<TAB>KEY<TAB>VALUE or\n" +
@@ -137,12 +142,25 @@ func commands() []command {
 				"REVISION<TAB>relist line ({\"Type\":\"relist\",...} with -json) followed by\n" +
 				"every current key as a set line at that revision, and continues. Ctrl-C\n" +
 				"stops it with exit code 0.",
-			defineWatch},
+			defineWatch, false},
+		{"txn", strings.TrimPrefix(txnUsage, "txn "), txnDoc, defineTxn, false},
 		{"health", "",
 			"Check that kvsd is ready to serve current data (its /readyz): print \"ready\"\n" +
 				"and exit 0 if it is, else say why not and exit 3. For health checks, such as\n" +
 				"the one of compose.yaml.",
-			defineHealth},
+			defineHealth, false},
+		{"snapshot", "save FILE | status FILE",
+			"save FILE: write a backup of kvsd to FILE and print its revision. The backup\n" +
+				"holds every key with its value, revision, create revision and version, exactly\n" +
+				"as they were at that revision; kvsd takes it without stopping writes. It is\n" +
+				"checked as it arrives, written to a temporary file in FILE's directory,\n" +
+				"fsynced, and renamed to FILE only when whole: a failed save leaves nothing, and\n" +
+				"an existing FILE as it was. -timeout bounds each wait for more of the backup,\n" +
+				"not the whole transfer. Restore it with kvsd -restore FILE.\n\n" +
+				"status FILE: check the backup in FILE, all of it (every checksum, every entry),\n" +
+				"and print its revision, number of keys, size in bytes, when it was taken and\n" +
+				"its checksum, as NAME<TAB>VALUE lines. A damaged or cut short file exits 1.",
+			defineSnapshot, true},
 	}
 }
 
@@ -181,14 +199,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		}
 		cmd, ok := lookup(rest[0])
 		if !ok {
-			return usageErrorf("help: unknown command %q; the commands are get, set, del, watch and health", rest[0])
+			return usageErrorf("help: unknown command %q; the commands are get, set, del, txn, watch, health and snapshot", rest[0])
 		}
 		c.commandUsage(c.stdout, cmd)
 		return nil
 	}
 	cmd, ok := lookup(name)
 	if !ok {
-		return usageErrorf("unknown command %q; the commands are get, set, del, watch and health (run kvscli -h)", name)
+		return usageErrorf("unknown command %q; the commands are get, set, del, txn, watch, health and snapshot (run kvscli -h)", name)
 	}
 
 	cfs := flag.NewFlagSet("kvscli "+name, flag.ContinueOnError)
@@ -196,16 +214,23 @@ func (c *cli) main(ctx context.Context, args []string) error {
 	runCmd := cmd.define(cfs)
 	var g2 globalFlags
 	g2.register(cfs)
-	if err := cfs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.commandUsage(c.stdout, cmd)
-			return nil
+	for {
+		if err := cfs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.commandUsage(c.stdout, cmd)
+				return nil
+			}
+			return usageErrorf("%s: %v\nusage: kvscli [global flags] %s\nrun kvscli %s -h for details", name, err, cmd.line(), name)
 		}
-		return usageErrorf("%s: %v\nusage: kvscli [global flags] %s\nrun kvscli %s -h for details", name, err, cmd.line(), name)
+		if !cmd.args || cfs.NArg() == 0 {
+			break
+		}
+		c.args = append(c.args, cfs.Arg(0))
+		rest = cfs.Args()[1:]
 	}
 	if cfs.NArg() > 0 {
 		hint := ""
-		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" {
+		if !strings.HasPrefix(cfs.Arg(0), "-") && name != "watch" && name != "health" && name != "txn" {
 			hint = fmt.Sprintf(" (did you mean -key %s?)", cfs.Arg(0))
 		}
 		return usageErrorf("%s: unexpected argument %q%s\nusage: kvscli [global flags] %s", name, cfs.Arg(0), hint, cmd.line())
@@ -270,7 +295,8 @@ func (c *cli) configure(g globalFlags) error {
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, `kvscli is the command-line client of kvs: get, set and delete keys on a kvsd
-server, watch its changes, and check its health.
+server, change several at once (txn), watch its changes, check its health, and
+back it up.
 
 usage:
   kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -278,7 +304,7 @@ usage:
 commands:
 `)
 	for _, cmd := range commands() {
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-6s %s", cmd.name, cmd.synopsis), " "))
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-8s %s", cmd.name, cmd.synopsis), " "))
 	}
 	fmt.Fprint(w, `
 global flags (before or after the command):
@@ -297,7 +323,9 @@ environment:
 
 exit codes:
   0  ok
-  1  key not found, condition (-if-revision) failed, or watch history compacted
+  1  key not found, condition (-if-revision) failed, a txn ran -else, watch
+     history compacted, or a backup file that is damaged or cannot be read or
+     written
   2  usage: bad flags or arguments, or a request the server rejected as malformed
   3  server unreachable, too slow (-timeout), refused the request (401) or failed
 

@@ -349,6 +349,11 @@ func TestUsage(t *testing.T) {
 		{"watch_negative_from", []string{"watch", "-from", "-3"}, 2},
 		{"watch_extra_argument", []string{"watch", "now"}, 2},
 		{"bad_token", []string{"-token", "a b", "get", "-all"}, 2},
+		{"snapshot_help", []string{"snapshot", "-h"}, 0},
+		{"snapshot_nothing", []string{"snapshot"}, 2},
+		{"snapshot_no_file", []string{"snapshot", "save"}, 2},
+		{"snapshot_unknown_action", []string{"snapshot", "load", "backup.snap"}, 2},
+		{"snapshot_extra_argument", []string{"snapshot", "status", "a.snap", "b.snap"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

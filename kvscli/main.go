@@ -1,6 +1,6 @@
 // Command kvscli is the command-line client of kvs: it gets, sets and
-// deletes keys on a kvsd server, watches its change feed, and checks its
-// health. It is built on the Go client, package
+// deletes keys on a kvsd server, watches its change feed, checks its
+// health, and saves and checks backups. It is built on the Go client, package
 // github.com/kvsdb/kvs/client.
 //
 //	kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -21,6 +21,7 @@ import (
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := newCLI(os.Getenv, os.Stdout, os.Stderr)
+	c.stdin = os.Stdin
 	stop := onInterrupt(cancel, interruptGrace, func() { os.Exit(int(c.interruptCode.Load())) })
 	code := c.run(ctx, os.Args[1:])
 	stop()

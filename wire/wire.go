@@ -3,8 +3,10 @@
 // parameter names, the WebSocket close codes and the close reasons, and the
 // JSON string encoding both sides use (AppendString). kvsd
 // (package httpapi), the Go client (package client), kvscli and kvsbench all
-// speak through it. It imports only the standard library, so that a client
-// program does not link the server.
+// speak through it. It also defines the format of backups (GET /snapshot):
+// BackupWriter writes one, BackupReader reads and checks one. It imports
+// only the standard library, so that a client program does not link the
+// server.
 //
 // Field names are the JSON member names. The server matches member and
 // parameter names case-insensitively and ignores unknown members; it writes
@@ -23,11 +25,13 @@ const (
 	PathGet       = "/get"       // POST {"Key"}, or GET ?key=K: an Entry
 	PathSet       = "/set"       // POST or PUT a WriteRequest: a WriteResult
 	PathDelete    = "/delete"    // POST {"Key"}, or DELETE ?key=K: a WriteResult
+	PathTxn       = "/txn"       // POST a TxnRequest: a TxnResult
 	PathList      = "/list"      // GET ?prefix=P, or POST a ListRequest: a List
 	PathGetAll    = "/getall"    // GET ?prefix=P: a flat object {"key": value, ...}
 	PathSubscribe = "/subscribe" // the change feed over WebSocket: Events
 	PathHealthz   = "/healthz"   // 200 while the process serves
 	PathReadyz    = "/readyz"    // 200 when it serves current data, else 503 with an Error
+	PathSnapshot  = "/snapshot"  // GET: a backup of the whole store (BackupWriter's format); HEAD: the revision alone
 )
 
 // RevisionHeader is the response header that gives the revision a listing
@@ -82,6 +86,73 @@ type WriteRequest struct {
 type WriteResult struct {
 	Key      string
 	Revision int64
+}
+
+// TxnRequest is the body of POST /txn, a transaction: when every condition
+// of If holds (or there is none), Then runs, else Else. The changes of the
+// list that runs apply together, at one revision. Each list holds at most
+// the server's -max-txn-ops operations (128), as many as If may hold, and
+// may change a key once.
+type TxnRequest struct {
+	If   []TxnCond `json:",omitempty"`
+	Then []TxnOp   `json:",omitempty"`
+	Else []TxnOp   `json:",omitempty"`
+}
+
+// TxnCond is one condition of a transaction. It tests one of Revision (the
+// key's revision, 0 when the key is absent), Exists (true: present, false:
+// absent) or Value (the key's value, as compact JSON text byte for byte;
+// never holds for an absent key). Compare is "=" (empty), "!=", "<" or ">";
+// "<" and ">" compare revisions only, and Exists takes none.
+type TxnCond struct {
+	Key      string
+	Compare  string          `json:",omitempty"`
+	Revision *int64          `json:",omitempty"`
+	Exists   *bool           `json:",omitempty"`
+	Value    json.RawMessage `json:",omitempty"`
+}
+
+// The operations of a transaction (TxnOp.Op).
+const (
+	OpSet    = "set"
+	OpDelete = "delete"
+	OpGet    = "get"
+)
+
+// TxnOp is one operation of a transaction: OpSet (with Value), OpDelete (a
+// missing key is no error) or OpGet (read at the transaction's revision,
+// after its writes).
+type TxnOp struct {
+	Op    string
+	Key   string
+	Value json.RawMessage `json:",omitempty"`
+}
+
+// TxnResult is the answer to POST /txn (also in the RevisionHeader).
+// Succeeded says whether Then ran (else Else did). Revision is the
+// transaction's revision, which every key it changed has; when it changed
+// nothing it is the revision its gets read at (with the Kafka backend,
+// every transaction is a record and has one). Results holds one result per
+// operation of the list that ran, in order.
+type TxnResult struct {
+	Succeeded bool
+	Revision  int64
+	Results   []TxnOpResult
+}
+
+// TxnOpResult is the result of one operation of a transaction. Found says
+// whether a get or delete found its key (a delete of a missing key changes
+// nothing); a set and a found get carry the entry after the transaction
+// (Value, Revision, CreateRevision, Version); a found delete carries the
+// transaction's revision.
+type TxnOpResult struct {
+	Op             string
+	Key            string
+	Found          bool
+	Value          json.RawMessage `json:",omitempty"`
+	Revision       int64           `json:",omitempty"`
+	CreateRevision int64           `json:",omitempty"`
+	Version        int64           `json:",omitempty"`
 }
 
 // ListRequest is the body of POST /list. An empty Prefix lists every key.

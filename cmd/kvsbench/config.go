@@ -65,6 +65,8 @@ Modes:
   set    POST /set {"Key":"k<i>","Value":"<random string>"}, i uniform in [0, -keys)
   get    POST /get {"Key":"k<i>"}; the key space is written first (-preload)
   mixed  gets and sets; -read-ratio of them are gets
+  txn    POST /txn moving a value between two keys: both must exist, both are set at one
+         revision; the key space is written first (-preload)
   fill   write k0 .. k(keys-1) once each, in order (fills the store; e.g. for memory per key)
   watch  -subscribers WebSocket subscribers on /subscribe under a fresh key prefix, and sets
          at -rate per second; reports the latency from each set's acknowledgement (its HTTP
@@ -122,7 +124,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	consistency := "linearizable"
 	fs.StringVar(&consistency, "consistency", consistency, "get and mixed: linearizable (the server's default) or local (each get sends ?consistency=local: in Kafka mode it skips the read barrier)")
 	fs.Float64Var(&c.rate, "rate", 0, "requests (watch: sets) per second over all connections; 0 = as fast as answers come (watch default 200)")
-	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get and mixed, none otherwise)")
+	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get, mixed and txn, none otherwise)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr; 0 = none")
 	fs.BoolVar(&c.json, "json", false, "print the results as one JSON object")
@@ -151,7 +153,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return c, usageError{"no mode given: set, get, mixed, fill or watch"}
+		return c, usageError{"no mode given: set, get, mixed, txn, fill or watch"}
 	}
 	c.mode = fs.Arg(0)
 	if err := parse(fs.Args()[1:]); err != nil {
@@ -184,13 +186,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 	switch c.mode {
-	case "set", "get", "mixed", "fill":
+	case "set", "get", "mixed", "txn", "fill":
 		if c.mode == "fill" && !given["duration"] && !given["d"] {
 			c.duration = 0 // until every key is written
 		}
 		if c.preload < 0 {
 			c.preload = 0
-			if c.mode == "get" || c.mode == "mixed" {
+			if c.mode == "get" || c.mode == "mixed" || c.mode == "txn" {
 				c.preload = c.keys
 			}
 		}
@@ -208,7 +210,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		c.preload = max(c.preload, 0)
 	default:
-		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, fill or watch", c.mode)}
+		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, txn, fill or watch", c.mode)}
 	}
 	if sweep != "" {
 		if c.mode != "watch" {

@@ -114,9 +114,11 @@ func TestModes(t *testing.T) {
 				t.Errorf("got ops %d, watch %+v; want every set delivered to 10 subscribers once", r.Ops, w)
 			}
 		}},
-		{"watch sweep", []string{"watch", "-subscribers", "5", "-d", "500ms", "-sweep", "50,100", "-sweep-p99", "10s"}, func(t *testing.T, r result) {
-			if len(r.Steps) != 2 || r.BestRate != 100 {
-				t.Fatalf("got %d steps, best rate %v; want 2 steps, best 100", len(r.Steps), r.BestRate)
+		// Rates and connections that a busy machine sustains: the test is
+		// of the sweep, not of the machine.
+		{"watch sweep", []string{"watch", "-subscribers", "5", "-c", "16", "-d", "1s", "-sweep", "20,40", "-sweep-p99", "10s"}, func(t *testing.T, r result) {
+			if len(r.Steps) != 2 || r.BestRate != 40 {
+				t.Fatalf("got %d steps, best rate %v; want 2 steps, best 40", len(r.Steps), r.BestRate)
 			}
 			for _, s := range r.Steps {
 				if s.Watch == nil || s.Watch.Delivered != 5*s.Ops || s.Ops == 0 {

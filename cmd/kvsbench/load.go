@@ -23,10 +23,11 @@ import (
 const (
 	opGet = iota
 	opSet
+	opTxn
 	nOps
 )
 
-var opNames = [nOps]string{"get", "set"}
+var opNames = [nOps]string{"get", "set", "txn"}
 
 // bench holds what every phase of a run shares: the configuration and the
 // client.
@@ -139,6 +140,8 @@ func (b *bench) pickRandom(mode string) func(w *worker, i int64) (int, int) {
 		switch mode {
 		case "get":
 			op = opGet
+		case "txn":
+			op = opTxn
 		case "mixed":
 			if w.rng.Float64() < ratio {
 				op = opGet
@@ -204,6 +207,7 @@ type worker struct {
 	rng   *rand.Rand
 	value json.RawMessage // the JSON string every value this worker sets is
 	key   []byte
+	txn   client.TxnRequest // reused by each transaction
 	hist  [nOps]*histogram
 	errs  errorSet
 	ops   int64
@@ -307,12 +311,39 @@ func answered(err error) (code int, msg string, ok bool) {
 	return 0, "", false
 }
 
+// errElse is a transaction of txn mode whose conditions did not hold: one
+// of its keys was missing.
+var errElse = errors.New("the transaction ran Else: a key is missing (preload the key space)")
+
 // do sends one request and reads the answer. For a set it returns the
 // revision of the change.
 func (w *worker) do(ctx context.Context, op, key int) (int64, error) {
 	w.key = appendKey(w.key[:0], w.b.cfg.prefix, key, w.b.width)
-	if op == opSet {
+	switch op {
+	case opSet:
 		return w.b.kvs.Set(ctx, string(w.key), w.value, nil)
+	case opTxn:
+		// Move a value between key and another one: both must exist,
+		// and both change at one revision.
+		other := key
+		if keys := w.b.cfg.keys; keys > 1 {
+			other = (key + 1 + w.rng.IntN(keys-1)) % keys
+		}
+		a, b := string(w.key), string(appendKey(nil, w.b.cfg.prefix, other, w.b.width))
+		t := &w.txn
+		t.If = append(t.If[:0], client.IfExists(a, true), client.IfExists(b, true))
+		t.Then = append(t.Then[:0], client.SetOp(a, w.value), client.SetOp(b, w.value))
+		if a == b {
+			t.If, t.Then = t.If[:1], t.Then[:1]
+		}
+		res, err := w.b.kvs.Txn(ctx, t)
+		if err == nil && !res.Succeeded {
+			err = errElse
+		}
+		if err != nil {
+			return 0, err
+		}
+		return res.Revision, nil
 	}
 	_, err := w.b.kvs.Get(ctx, string(w.key), w.b.read)
 	return 0, err

@@ -329,3 +329,32 @@ func TestAckLog(t *testing.T) {
 		t.Errorf("get(3): got ok for a revision never acknowledged")
 	}
 }
+
+// TestKeptUp: a sweep's step kept up with its rate when the setter made
+// nine in ten of the sets that fell due in its duration, however long the
+// last of them took to answer.
+func TestKeptUp(t *testing.T) {
+	tests := []struct {
+		name     string
+		ops      int64
+		seconds  float64
+		rate     float64
+		duration time.Duration
+		total    int64
+		want     bool
+	}{
+		{"every set, a slow last answer", 25, 0.782, 50, 500 * time.Millisecond, 0, true},
+		{"nine in ten", 23, 0.6, 50, 500 * time.Millisecond, 0, true},
+		{"fell behind", 22, 0.782, 50, 500 * time.Millisecond, 0, false},
+		{"a total below the rate's", 10, 2, 50, time.Second, 10, true},
+		{"no duration: the rate", 90, 1, 100, 0, 90, true},
+		{"no duration, too slow", 89, 1, 100, 0, 89, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := keptUp(tt.ops, tt.seconds, tt.rate, tt.duration, tt.total); got != tt.want {
+				t.Fatalf("keptUp(%d sets in %gs, %g/s for %v, total %d) = %v, want %v", tt.ops, tt.seconds, tt.rate, tt.duration, tt.total, got, tt.want)
+			}
+		})
+	}
+}

@@ -57,17 +57,25 @@ func (c *kafkaConfig) brokerList() []string {
 
 // open returns the Kafka log; the -data directory is not used.
 func (c *kafkaConfig) open(hub *bus.Hub, maxValueBytes int, log *slog.Logger) (*bus.Kafka, error) {
-	brokers := c.brokerList()
-	log.Info("kafka backend: the -data directory is not used", "brokers", brokers, "topic", c.topic)
-	return bus.NewKafka(bus.KafkaOptions{
-		Brokers:           brokers,
+	log.Info("kafka backend: the -data directory is not used", "brokers", c.brokerList(), "topic", c.topic)
+	return bus.NewKafka(c.options(hub, maxValueBytes, log))
+}
+
+// options returns the options of the Kafka log; the gaps it finds go to
+// hub, if not nil.
+func (c *kafkaConfig) options(hub *bus.Hub, maxValueBytes int, log *slog.Logger) bus.KafkaOptions {
+	opts := bus.KafkaOptions{
+		Brokers:           c.brokerList(),
 		Topic:             c.topic,
 		ReplicationFactor: c.replicationFactor,
 		WriteTimeout:      c.writeTimeout,
 		ReadTimeout:       c.readTimeout,
 		MaxValueBytes:     maxValueBytes,
 		MaxBatchBytes:     max(1<<20, maxValueBytes+64<<10),
-		OnGap:             hub.Forget,
 		Logger:            log,
-	})
+	}
+	if hub != nil {
+		opts.OnGap = hub.Forget
+	}
+	return opts
 }

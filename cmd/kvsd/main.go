@@ -61,6 +61,7 @@ type config struct {
 	ui              bool
 	gcHeadroom      int
 	kafka           kafkaConfig
+	restore         restoreConfig
 
 	token             string
 	tokenFile         string
@@ -69,7 +70,9 @@ type config struct {
 	allowedOrigins    []string
 	allowedHosts      []string // nil: the default for the listener
 	maxSubscribers    int
+	maxSnapshots      int
 	maxBodyBytes      int
+	maxTxnOps         int
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	pprof             bool
@@ -107,13 +110,16 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	var hosts string
 	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated host patterns (*.example.com) that requests may name in their Host header, against DNS rebinding; IP addresses are always allowed; * allows every host (default: localhost and *.localhost when listening on a loopback address only, else every host)")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
+	fs.IntVar(&c.maxSnapshots, "max-snapshots", httpapi.DefaultMaxSnapshots, "backups (GET /snapshot) streamed at once at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
+	fs.IntVar(&c.maxTxnOps, "max-txn-ops", httpapi.DefaultMaxTxnOps, "most conditions of a transaction (POST /txn), and most operations in each of its Then and Else")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
 	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
 	fs.IntVar(&c.gcHeadroom, "gc-headroom", 10, "how far, in percent of the live heap, Go's heap may grow before the garbage collector runs again (GOGC; at least 16 MiB, at most 100%, Go's default): less memory for more collections; 0 = Go's default; ignored when GOGC is set")
 	c.kafka.flags(fs)
+	c.restore.flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
 		fs.PrintDefaults()
@@ -182,6 +188,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	case c.shards <= 0 || c.shards > 1<<16:
 		return c, fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
 	}
+	if err := c.restore.check(); err != nil {
+		return c, err
+	}
 	if c.backend == "kafka" {
 		return c, c.kafka.check()
 	}
@@ -226,8 +235,12 @@ func (c *config) checkSecurity() error {
 	switch {
 	case c.maxSubscribers <= 0:
 		return fmt.Errorf("-max-subscribers %d: must be positive", c.maxSubscribers)
+	case c.maxSnapshots <= 0:
+		return fmt.Errorf("-max-snapshots %d: must be positive", c.maxSnapshots)
 	case c.maxBodyBytes < 0:
 		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
+	case c.maxTxnOps <= 0:
+		return fmt.Errorf("-max-txn-ops %d: must be positive", c.maxTxnOps)
 	case c.readHeaderTimeout <= 0:
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
@@ -284,6 +297,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		extra    func() []httpapi.Sample
 		began    = time.Now()
 	)
+	if cfg.restore.file != "" {
+		rl, rev, err := restore(ctx, &cfg, log)
+		if err != nil {
+			return err
+		}
+		if rl != nil { // the memory backend
+			klog = rl
+			hub.StartAfter(rev)
+		}
+	}
 	if cfg.backend == "file" {
 		fl, err = kv.Open(cfg.data, kv.FileOptions{
 			NoSync:        cfg.fsync == "never",
@@ -304,7 +327,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		klog, ready, logStats = fl, fl.Err, fl.Stats
 	}
 	if cfg.backend == "kafka" {
-		kl, err := cfg.kafka.open(hub, cfg.maxValueBytes, log)
+		// A record holds a value, or a transaction of at most a body.
+		kl, err := cfg.kafka.open(hub, max(cfg.maxValueBytes, cfg.maxBodyBytes), log)
 		if err != nil {
 			return err
 		}
@@ -346,6 +370,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Feed:           feed{hub},
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxTxnOps:      cfg.maxTxnOps,
 		Ready:          ready,
 		ReadBarrier:    barrier,
 		Logger:         log,
@@ -357,6 +382,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		OriginPatterns: cfg.allowedOrigins,
 		AllowedHosts:   hosts,
 		MaxSubscribers: cfg.maxSubscribers,
+		MaxSnapshots:   cfg.maxSnapshots,
 		DisableUI:      !cfg.ui,
 	})
 

@@ -267,6 +267,7 @@
     setCount();
     setRev(rev);
     listed = true;
+    $('backup').hidden = false; // the server let us list: it serves backups too
     lists++;
     document.body.dataset.lists = String(lists);
     note('listed ' + keys.length + (keys.length === 1 ? ' key' : ' keys') + ' at revision ' + rev);
@@ -438,6 +439,7 @@
   // ---- login ----
   function showLogin() {
     $('login').hidden = false;
+    $('backup').hidden = true;
     $('token').focus();
   }
   async function login(ev) {

@@ -103,19 +103,36 @@ func constantDelay(d time.Duration) fault {
 	}
 }
 
-// stopReading makes the slow subscriber stop reading for 2-4s at random
-// moments, each time after it caught up again (or 10s passed): one that
-// stayed behind for long would fall out of kvsd's history, and get 410,
-// as it should, instead of resuming.
+// stopChanges is how many changes a pause of the slow subscriber lasts at
+// least: enough to take kvsd's queue for it past -subscriber-buffer (32)
+// once the sockets' buffers are full. Measured with 4 KiB of receive
+// buffer: 148 changes in a pause did not, 295 did; most of them fill the
+// buffers, and kvsd's write to the socket then waits, 5 s at least, for
+// the subscriber to read again, which the pause must not outlast.
+const stopChanges = 250
+
+// stopReading makes the slow subscriber stop reading at random moments,
+// each time after it caught up again (or 10s passed): one that stayed
+// behind for long would fall out of kvsd's history, and get 410, as it
+// should, instead of resuming. A pause lasts 2-4 s, and until the clients
+// have made stopChanges changes since it began (at most 15 s): a
+// subscriber falls behind by changes, not by time, and on a busy machine
+// the clients make fewer of them in a second.
 func stopReading(ctx context.Context, env *faultEnv) {
 	for pause(ctx, between(env.rng, 200*time.Millisecond, time.Second)) {
-		d := between(env.rng, 2*time.Second, 4*time.Second)
+		stop, cancel := context.WithCancel(ctx)
 		select {
-		case env.slow.pause <- d:
+		case env.slow.pause <- stop:
 			env.injected["subscriber stops reading"]++
 		default:
 		}
-		if !pause(ctx, d) {
+		began, from := time.Now(), env.fast.position()
+		least := between(env.rng, 2*time.Second, 4*time.Second)
+		for pause(ctx, 50*time.Millisecond) && time.Since(began) < 15*time.Second &&
+			(time.Since(began) < least || env.fast.position()-from < stopChanges) {
+		}
+		cancel()
+		if ctx.Err() != nil {
 			return
 		}
 		wait, cancel := context.WithTimeout(ctx, 10*time.Second)

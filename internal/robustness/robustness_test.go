@@ -157,7 +157,7 @@ func runScenario(t *testing.T, sc scenario, d time.Duration) result {
 	ws = append(ws, qw)
 	env := &faultEnv{c: c, rng: rng, fast: ws[0], injected: make(map[string]int)}
 	if sc.slow {
-		env.slow = &watcher{name: "slow watcher", c: c, clock: clk, rcvbuf: 4096, pause: make(chan time.Duration, 1)}
+		env.slow = &watcher{name: "slow watcher", c: c, clock: clk, rcvbuf: 4096, pause: make(chan context.Context, 1)}
 		ws = append(ws, env.slow)
 	}
 	for _, w := range ws {

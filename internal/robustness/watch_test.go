@@ -45,9 +45,9 @@ type watcher struct {
 	// rcvbuf, when positive, shrinks the socket's receive buffer, so that
 	// a watcher that stops reading is found out soon.
 	rcvbuf int
-	// pause, when set, makes the watcher stop reading for the durations
-	// sent on it (a subscriber that stops reading).
-	pause chan time.Duration
+	// pause, when set, makes the watcher stop reading until each context
+	// sent on it is done (a subscriber that stops reading).
+	pause chan context.Context
 	// inject, when set, changes what the watcher records (the checker's
 	// own tests inject defects with it).
 	inject func(items []watchItem, it watchItem) []watchItem
@@ -172,11 +172,11 @@ func (w *watcher) connect(ctx context.Context, hc *http.Client, base string) {
 	for {
 		if w.pause != nil {
 			select {
-			case d := <-w.pause:
+			case stop := <-w.pause:
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(d):
+				case <-stop.Done():
 				}
 			default:
 			}
