@@ -122,6 +122,15 @@ gc_load() {
   echo "  kvsbench: $rate"
 }
 
+# store_metrics PORT prints where the store's bytes go, per key, from
+# kvsd's /metrics (kvsd builds that export kvs_store_*).
+store_metrics() {
+  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v k="$KEYS" '
+    $1 == "kvs_store_slab_bytes" { slab = $2 } $1 == "kvs_store_live_bytes" { live = $2 }
+    $1 == "kvs_store_index_bytes" { idx = $2 } $1 == "go_gc_gogc_percent" { gogc = $2 }
+    END { if (slab != "") printf "  store: slabs %.1f B/key (entries %.1f), index %.1f B/key; GOGC %s\n", slab / k, live / k, idx / k, gogc }'
+}
+
 # snapshot_peak PORT writes to the file backend's kvsd $pid until it wrote
 # a snapshot, and prints its peak RSS meanwhile.
 snapshot_peak() {
@@ -169,6 +178,7 @@ for backend in $BACKENDS; do
   result[$backend]=$(per_key "$before" "$after")
   printf 'kvsd %-6s RSS %s -> %s MB: %s B/key (peak %s B/key), filled in %s s\n' "$backend" \
     "$(mb "$before")" "$(mb "$after")" "${result[$backend]}" "$(per_key "$before" "$peak")" "$took"
+  store_metrics "$port"
   [ "$LOAD" != 0 ] && gc_load "$backend" "$port"
   [ "${SNAPSHOT:-0}" = 1 ] && [ "$backend" = file ] && snapshot_peak "$port"
   kill "$pid"; wait "$pid" 2>/dev/null; pid=
