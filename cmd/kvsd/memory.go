@@ -110,7 +110,6 @@ func memoryMetrics(store *kv.Store, extra func() []httpapi.Sample) func() []http
 		m := store.Memory()
 		metrics.Read(gogc)
 		samples := []httpapi.Sample{
-			{Name: "kvs_store_keys", Help: "Keys in the store.", Value: float64(m.Keys)},
 			{Name: "kvs_store_slab_bytes", Help: "Memory of the slabs the entries are packed in.", Value: float64(m.SlabBytes)},
 			{Name: "kvs_store_live_bytes", Help: "What the entries take in the slabs; the rest is replaced or deleted entries not yet reclaimed, and room not yet filled.", Value: float64(m.LiveBytes)},
 			{Name: "kvs_store_index_bytes", Help: "Memory of the index that finds the entries.", Value: float64(m.IndexBytes)},

@@ -40,8 +40,8 @@ func TestGCHeadroom(t *testing.T) {
 				}
 			}
 			e := scrapeKvsd(t, srv)
-			if keys, _ := e.Value("kvs_store_keys"); keys != n {
-				t.Fatalf("kvs_store_keys %v, want %d", keys, n)
+			if keys, _ := e.Value("kvs_keys"); keys != n {
+				t.Fatalf("kvs_keys %v, want %d", keys, n)
 			}
 			live, _ := e.Value("kvs_store_live_bytes")
 			slabs, _ := e.Value("kvs_store_slab_bytes")
