@@ -595,7 +595,6 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 	}
 	e := &Entry{Key: c.Key, Value: c.Value, Revision: rev, CreateRevision: rev, Version: 1}
 	if cur != nil {
-		e.Key = cur.Key // share the key's bytes with the map
 		e.CreateRevision = cur.CreateRevision
 		e.Version = cur.Version + 1
 	}
