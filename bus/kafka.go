@@ -343,8 +343,11 @@ func (k *Kafka) Close() error {
 func (k *Kafka) newProposal(r kv.Record, done chan error) *proposal {
 	rec := k.encode(r)
 	size := len(r.Key) + len(r.Value) + 128
-	if r.Txn != nil {
-		size = rec.Value.Len() + 128
+	if r.Txn != nil || r.LeaseOp != nil {
+		size = 128
+		if rec.Value != nil {
+			size += rec.Value.Len()
+		}
 	}
 	return &proposal{rec: rec, size: size, done: done}
 }
@@ -354,7 +357,10 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 	if r.Txn != nil {
 		return k.encodeTxnRecord(r.Txn, r.Request)
 	}
-	h := make([]kafka.Header, 0, 5)
+	if r.LeaseOp != nil {
+		return k.encodeLeaseRecord(r.LeaseOp, r.Request)
+	}
+	h := make([]kafka.Header, 0, 6)
 	num := func(key string, n int64) {
 		h = append(h, kafka.Header{Key: key, Value: strconv.AppendInt(nil, n, 10)})
 	}
@@ -377,6 +383,9 @@ func (k *Kafka) encode(r kv.Record) kafka.Record {
 			num(HeaderCreateRevision, r.CreateRevision)
 		}
 		num(HeaderVersion, r.Version)
+		if r.Change.Lease != 0 {
+			num(HeaderLease, r.Change.Lease)
+		}
 	}
 	return kafka.Record{Key: kafka.NewBytes([]byte(r.Key)), Value: kafka.NewBytes(value), Headers: h}
 }
@@ -394,6 +403,9 @@ var headerBits = map[string]uint{
 	HeaderRestores:       1 << 5,
 	HeaderRevision:       1 << 6,
 	HeaderTxn:            1 << 7,
+	HeaderLease:          1 << 8,
+	HeaderLeaseOp:        1 << 9,
+	HeaderLeaseRenewed:   1 << 10,
 }
 
 // decode returns the change of a fetched record, or why it is skipped,
@@ -430,8 +442,9 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 		return r, err
 	}
 	txn := string(key) == TxnKey // a transaction (see TxnKey)
+	lease := isLeaseKey(string(key))
 	r.Key = string(key)
-	if !txn && !kv.ValidKey(r.Key) {
+	if !txn && !lease && !kv.ValidKey(r.Key) {
 		return r, fmt.Errorf("%w: invalid key %.80q", errSkip, key)
 	}
 	skip := func(format string, args ...any) (kv.Record, error) {
@@ -441,7 +454,11 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	if value != nil {
 		r.Op, r.Value = kv.OpSet, value
 	}
-	var seen uint
+	var (
+		seen    uint
+		leaseOp string
+		renewed int64
+	)
 	for _, h := range m.Headers {
 		if !strings.HasPrefix(h.Key, "kvs-") {
 			continue // another program's header
@@ -470,6 +487,10 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 			}
 			continue
 		}
+		if h.Key == HeaderLeaseOp {
+			leaseOp = string(h.Value)
+			continue
+		}
 		n, err := strconv.ParseInt(string(h.Value), 10, 64)
 		low := int64(1) // versions and revisions start at 1
 		if h.Key == HeaderIfRevision || h.Key == HeaderRestores {
@@ -489,11 +510,38 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 			r.IsRestore, r.Restores = true, n
 		case HeaderRevision:
 			r.EntryRevision = n
+		case HeaderLease:
+			if n > kv.MaxLeaseID {
+				return skip("header %s %d is not a lease ID", h.Key, n)
+			}
+			r.Change.Lease = n
+		case HeaderLeaseRenewed:
+			renewed = n
 		}
 	}
 	kvs := seen&headerBits[HeaderOrigin] != 0
+	if lease {
+		leaseHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderLeaseOp] | headerBits[HeaderLeaseRenewed]
+		switch {
+		case seen&headerBits[HeaderLeaseOp] == 0:
+			return skip("a lease record without %s", HeaderLeaseOp)
+		case seen&^leaseHeaders != 0:
+			return skip("kvs headers other than %s, %s, %s and %s on a lease record", HeaderOrigin, HeaderRequest, HeaderLeaseOp, HeaderLeaseRenewed)
+		case !kvs && seen&headerBits[HeaderRequest] != 0:
+			return skip("%s without %s", HeaderRequest, HeaderOrigin)
+		}
+		op, err := decodeLeaseRecord(string(key), leaseOp, renewed, value)
+		if err != nil {
+			return skip("%v", err)
+		}
+		rec := kv.Record{LeaseOp: op, Ours: r.Ours}
+		if r.Ours {
+			rec.Request = r.Request
+		}
+		return rec, nil
+	}
 	if txn {
-		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn]
+		txnHeaders := headerBits[HeaderOrigin] | headerBits[HeaderRequest] | headerBits[HeaderTxn] // no lease headers
 		switch {
 		case seen&headerBits[HeaderTxn] == 0:
 			return skip("a transaction record without %s", HeaderTxn)
@@ -508,6 +556,10 @@ func (k *Kafka) decodeRecord(m *kafka.Record) (kv.Record, error) {
 	switch {
 	case seen&headerBits[HeaderTxn] != 0:
 		return skip("header %s outside a transaction", HeaderTxn)
+	case seen&(headerBits[HeaderLeaseOp]|headerBits[HeaderLeaseRenewed]) != 0:
+		return skip("headers of a lease record on a record of key %.80q", key)
+	case r.Op == kv.OpDelete && seen&headerBits[HeaderLease] != 0:
+		return skip("a delete with header %s", HeaderLease)
 	case !kvs && seen&^headerBits[HeaderIfRevision] != 0:
 		return skip("kvs headers other than %s without %s", HeaderIfRevision, HeaderOrigin)
 	case r.IsRestore && seen&(headerBits[HeaderRequest]|headerBits[HeaderIfRevision]) != 0:
@@ -848,14 +900,30 @@ func (k *Kafka) fetchLoop() {
 				}
 			case replaying && r.Txn != nil:
 				r.Isolated = k.sawGap && !k.sawAll(txnKeys(r.Txn))
+			case replaying && r.LeaseOp != nil:
+				if r.LeaseOp.Kind != kv.LeaseKeepAlive {
+					lk := leaseKey(r.LeaseOp.ID)
+					if _, ok := k.seen[lk]; !ok {
+						r.Isolated = k.sawGap
+						k.seen[lk] = struct{}{}
+					}
+				}
 			case replaying:
 				if _, ok := k.seen[r.Key]; !ok {
 					r.Isolated = k.sawGap
 					k.seen[r.Key] = struct{}{}
 				}
+				if r.Op == kv.OpSet && r.Change.Lease != 0 && !r.IsRestore {
+					// A set into a lease whose records this replica has
+					// not seen since the gap cannot be decided here: it
+					// takes the set's claim.
+					if _, ok := k.seen[leaseKey(r.Change.Lease)]; !ok && k.sawGap {
+						r.Isolated = true
+					}
+				}
 			}
 			recs = append(recs, r)
-			if r.Txn != nil && r.Isolated {
+			if (r.Txn != nil || r.LeaseOp != nil && r.LeaseOp.Kind != kv.LeaseGrant && r.LeaseOp.Kind != kv.LeaseRestore) && r.Isolated {
 				// Decided against keys whose records compaction may have
 				// removed: this instance may decide it otherwise than
 				// those that applied every record. Its restores repair
@@ -884,26 +952,26 @@ func (k *Kafka) flushApply(recs []kv.Record) []kv.Record {
 	last := make(map[string]int64, len(recs))
 	k.pmu.Lock()
 	for i := range recs {
-		keys := []string{recs[i].Key}
-		if recs[i].Txn != nil {
-			keys = recs[i].Txn.WriteKeys()
-		}
-		for _, key := range keys {
+		for _, key := range recordKeys(&recs[i]) {
 			delete(k.pending, key)
 			last[key] = recs[i].Revision
 		}
 	}
 	kicked := false
 	for _, r := range restores {
+		key := restoreKey(&r)
 		switch {
-		case last[r.Key] != r.After:
+		case last[key] > r.After:
+			// A later record of the key makes it unnecessary. (The keys
+			// that a lease's end deletes have no record of their own in
+			// recs: their restores are always owed.)
 		case r.Ours:
-			k.pending[r.Key] = &pendingRestore{r: r, due: now}
+			k.pending[key] = &pendingRestore{r: r, due: now}
 			kicked = true
 		case !k.sawGap:
 			// Written by the record's writer unless it died: then by
 			// whoever notices first.
-			k.pending[r.Key] = &pendingRestore{r: r, due: now.Add(k.opts.RestoreAfter)}
+			k.pending[key] = &pendingRestore{r: r, due: now.Add(k.opts.RestoreAfter)}
 		}
 	}
 	k.pmu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -47,7 +48,7 @@ func TestKafkaRecordRules(t *testing.T) {
 		rec("delete-with-entry", nil, origin, header(HeaderVersion, "1")),
 		rec("revision-outside-restore", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderRevision, "1")),
 		rec("restore-with-condition", []byte(`1`), origin, header(HeaderRestores, "1"), header(HeaderRevision, "1"), header(HeaderVersion, "1"), header(HeaderIfRevision, "0")),
-		rec("unknown-kvs-header", []byte(`1`), origin, header(HeaderVersion, "1"), header("kvs-lease", "1")),
+		rec("unknown-kvs-header", []byte(`1`), origin, header(HeaderVersion, "1"), header("kvs-frobnicate", "1")),
 		rec("txn-header-outside-txn", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderTxn, "1")),
 		rec("bad-utf8", []byte("\"\xff\"")),
 		rec(strings.Repeat("k", 1025), []byte(`1`)),
@@ -70,7 +71,34 @@ func TestKafkaRecordRules(t *testing.T) {
 		rec(TxnKey, tx(`"t-version"`, `1`), origin, header(HeaderRequest, "1"), txn1, header(HeaderVersion, "1")),
 		rec(TxnKey, tx(`"t-condition-header"`, `1`), txn1, header(HeaderIfRevision, "0")),
 		rec(TxnKey, tx(`"t-request-foreign"`, `1`), txn1, header(HeaderRequest, "1")),
-		rec(TxnKey, tx(`"t-unknown-header"`, `1`), txn1, header("kvs-lease", "1")),
+		rec(TxnKey, tx(`"t-unknown-header"`, `1`), txn1, header("kvs-frobnicate", "1")),
+		rec(TxnKey, tx(`"t-lease-header"`, `1`), txn1, header(HeaderLease, "1")),
+		// Leases: a set's lease, and the records of leases.
+		rec("lease-zero", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderLease, "0")),
+		rec("lease-huge", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderLease, "9007199254740992")),
+		rec("lease-foreign", []byte(`1`), header(HeaderLease, "5")),
+		rec("lease-on-delete", nil, origin, header(HeaderLease, "5")),
+		rec("lease-op-on-key", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`)),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`), header(HeaderLeaseOp, "borrow")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"IDs":[5]}`), header(HeaderLeaseOp, "keepalive")),
+		rec(LeaseKeyPrefix+"5", nil, header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":6,"TTLMillis":1000}`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":0}`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000,"Keys":[]}`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}x`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"05", []byte(`{"ID":5,"TTLMillis":1000}`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"0", []byte(`{"ID":0,"TTLMillis":1000}`), header(HeaderLeaseOp, "grant")),
+		rec(LeaseKeyPrefix+"x", nil, header(HeaderLeaseOp, "revoke")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`), header(HeaderLeaseOp, "revoke")),
+		rec(LeaseKeyPrefix+"5", nil, header(HeaderLeaseOp, "expire")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`), header(HeaderLeaseOp, "grant"), header(HeaderLeaseRenewed, "3")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`), origin, header(HeaderLeaseOp, "grant"), header(HeaderVersion, "1")),
+		rec(LeaseKeyPrefix+"5", []byte(`{"ID":5,"TTLMillis":1000}`), header(HeaderLeaseOp, "grant"), header(HeaderRequest, "1")),
+		rec(KeepAliveKey, []byte(`{"IDs":[]}`), header(HeaderLeaseOp, "keepalive")),
+		rec(KeepAliveKey, []byte(`{"IDs":[5,0]}`), header(HeaderLeaseOp, "keepalive")),
+		rec(KeepAliveKey, []byte(`{"IDs":[5]}`), header(HeaderLeaseOp, "grant")),
+		rec(KeepAliveKey, nil, header(HeaderLeaseOp, "keepalive")),
 	}
 	good := func(i int) kafka.Record { // a fresh record: produce reads each one's bytes
 		return []kafka.Record{
@@ -86,6 +114,10 @@ func TestKafkaRecordRules(t *testing.T) {
 		all = append(all, r, good(i)) // each bad record between good ones
 	}
 	all = append(all,
+		// Another program's lease, and a set into it with kvs's headers.
+		rec(LeaseKeyPrefix+"77", []byte(`{"ID":77,"TTLMillis":3600000}`), header(HeaderLeaseOp, "grant")),
+		rec("leased", []byte(`1`), origin, header(HeaderVersion, "1"), header(HeaderLease, "77")),
+		rec(KeepAliveKey, []byte(`{"IDs":[77,78]}`), header(HeaderLeaseOp, "keepalive")),
 		rec(TxnKey, tx(`"t-foreign"`, `[ 1, 2 ]`), txn1, header("traceparent", "00-abc")),
 		rec(TxnKey, []byte(`{"If":[{"Key":"t-foreign","Target":"exists","Exists":true}],"Then":[{"Op":"set","Key":"t-at-limit","Value":`+string(str(1000))+`}]}`),
 			origin, header(HeaderRequest, "7"), txn1))
@@ -98,9 +130,15 @@ func TestKafkaRecordRules(t *testing.T) {
 		}
 		got := state(r.s)
 		for k, e := range got {
-			if !slices.Contains([]string{"at-limit", "foreign-compacted", "conditional", "other-headers", "t-foreign", "t-at-limit"}, k) {
+			if !slices.Contains([]string{"at-limit", "foreign-compacted", "conditional", "other-headers", "t-foreign", "t-at-limit", "leased"}, k) {
 				t.Errorf("%.40q: applied as %+v, want it skipped", k, e)
 			}
+		}
+		if e := got["leased"]; e.Lease != 77 {
+			t.Errorf("leased: got %+v, want it attached to another program's lease 77", e)
+		}
+		if ls := r.s.Leases(); len(ls) != 1 || ls[0].ID != 77 || ls[0].TTL != time.Hour {
+			t.Errorf("leases: got %+v, want only 77, of an hour", ls)
 		}
 		for _, k := range []string{"at-limit", "foreign-compacted", "other-headers", "t-foreign", "t-at-limit"} {
 			if _, ok := got[k]; !ok {

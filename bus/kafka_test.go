@@ -43,7 +43,13 @@ type replica struct {
 
 func newReplica(t *testing.T, c *kfake.Cluster, topic string, more ...func(*KafkaOptions)) *replica {
 	t.Helper()
-	r := &replica{hub: New(Options{})}
+	return newReplicaHub(t, c, topic, Options{}, more...)
+}
+
+// newReplicaHub is newReplica with a hub made with hopts.
+func newReplicaHub(t *testing.T, c *kfake.Cluster, topic string, hopts Options, more ...func(*KafkaOptions)) *replica {
+	t.Helper()
+	r := &replica{hub: New(hopts)}
 	opts := KafkaOptions{
 		Brokers:      c.ListenAddrs(),
 		Topic:        topic,

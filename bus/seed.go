@@ -37,20 +37,22 @@ var ErrTopicNotEmpty = errors.New("bus: kafka: topic not empty")
 // with ErrTopicNotEmpty (wrapped), having written nothing.
 //
 // Its first record is the seed record, whose revision is rev (at least the
-// backup's revision), and then count records, one per entry, in the order
-// entries yields them: restore records of each key's entry (see
-// kv.Record), which the instances apply as the key's state, without
-// publishing them, and which carry the whole entry, so that compaction
-// can remove any of them that a later change of its key supersedes. They
-// take the revisions rev + 1 to rev + count; the store that replays the
-// topic is at revision rev + count, its first write gets the next one,
-// and its change feed starts after it (older revisions are 410). Instances
-// refuse writes until they have applied every record of the seed.
+// backup's revision), then a grant record for each of leases (each lease
+// gets its whole TTL when an instance applies it), then count records, one
+// per entry, in the order entries yields them: restore records of each
+// key's entry (see kv.Record), which the instances apply as the key's
+// state, without publishing them, and which carry the whole entry, so that
+// compaction can remove any of them that a later change of its key
+// supersedes. They take the revisions rev + 1 to rev + len(leases) +
+// count; the store that replays the topic is at the last of them, its
+// first write gets the next one, and its change feed starts after it
+// (older revisions are 410). Instances refuse writes until they have
+// applied every record of the seed.
 //
 // Seed fails if another program writes to the topic meanwhile, or if a
 // produce fails: the topic is then not a faithful copy of the backup.
-// It returns the revision of the seeded store, rev + count.
-func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter.Seq2[*kv.Entry, error]) (int64, error) {
+// It returns the revision of the seeded store, rev + len(leases) + count.
+func Seed(ctx context.Context, opts KafkaOptions, rev int64, leases []kv.Lease, count int64, entries iter.Seq2[*kv.Entry, error]) (int64, error) {
 	if rev < 0 || count < 0 {
 		return 0, errors.New("bus: kafka: seed with a negative revision or count")
 	}
@@ -74,9 +76,9 @@ func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter
 	h := []kafka.Header{
 		{Key: HeaderOrigin, Value: []byte(k.origin)},
 		{Key: HeaderSeed, Value: strconv.AppendInt(nil, rev, 10)},
-		{Key: HeaderSeedRecords, Value: strconv.AppendInt(nil, count, 10)},
+		{Key: HeaderSeedRecords, Value: strconv.AppendInt(nil, int64(len(leases))+count, 10)},
 	}
-	value := fmt.Appendf(nil, `{"Revision":%d,"Records":%d}`, rev, count)
+	value := fmt.Appendf(nil, `{"Revision":%d,"Records":%d}`, rev, int64(len(leases))+count)
 	batch := []kafka.Record{{Key: kafka.NewBytes([]byte(seedKey)), Value: kafka.NewBytes(value), Headers: h}}
 	size := 0
 	var next int64 // the offset the next batch must start at
@@ -98,7 +100,7 @@ func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter
 			return fmt.Errorf("bus: kafka: seeding %s: %w", topic, err)
 		case err != nil:
 			return fmt.Errorf("bus: kafka: seeding %s failed after %d of %d records, and the topic now holds part of the backup: "+
-				"delete it, or seed another topic: %w", topic, next, count+1, err)
+				"delete it, or seed another topic: %w", topic, next, int64(len(leases))+count+1, err)
 		case res.BaseOffset != next && next == 0:
 			return fmt.Errorf("%w: another program wrote to %s before the seed record: seed a new topic", ErrTopicNotEmpty, topic)
 		case res.BaseOffset != next:
@@ -108,6 +110,15 @@ func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter
 		next += int64(len(batch))
 		batch, size = batch[:0], 0
 		return nil
+	}
+	for _, l := range leases {
+		if size+256 > k.opts.MaxBatchBytes {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+		}
+		batch = append(batch, k.encode(kv.Record{LeaseOp: &kv.LeaseOp{Kind: kv.LeaseGrant, ID: l.ID, TTL: l.TTL}}))
+		size += 256
 	}
 	var n int64
 	for e, err := range entries {
@@ -140,7 +151,7 @@ func Seed(ctx context.Context, opts KafkaOptions, rev, count int64, entries iter
 		}
 		return 0, fmt.Errorf("bus: kafka: seeding %s: the backup has %s entries, not the %d it announced: delete the topic, or seed another one", topic, have, count)
 	}
-	return rev + count, nil
+	return rev + int64(len(leases)) + count, nil
 }
 
 // seedRecord returns the revision and the number of records that follow

@@ -58,14 +58,14 @@ func TestKafkaSeed(t *testing.T) {
 	es := seedEntries(300)
 	const at = 1000000900 // the backup's revision, 900, and a bump
 	opts := KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic, MaxBatchBytes: 4 << 10}
-	rev, err := Seed(t.Context(), opts, at, int64(len(es)), entriesOf(es))
+	rev, err := Seed(t.Context(), opts, at, nil, int64(len(es)), entriesOf(es))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := int64(at + len(es)); rev != want {
 		t.Fatalf("Seed returned %d, want %d", rev, want)
 	}
-	if _, err := Seed(t.Context(), opts, at, int64(len(es)), entriesOf(es)); !errors.Is(err, ErrTopicNotEmpty) {
+	if _, err := Seed(t.Context(), opts, at, nil, int64(len(es)), entriesOf(es)); !errors.Is(err, ErrTopicNotEmpty) {
 		t.Fatalf("seeding the topic again: got %v, want ErrTopicNotEmpty", err)
 	}
 
@@ -145,7 +145,7 @@ func TestKafkaSeedUnfinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: "kvs-source"}, 100, 10, entriesOf(es)); err != nil {
+	if _, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: "kvs-source"}, 100, nil, 10, entriesOf(es)); err != nil {
 		t.Fatal(err)
 	}
 	source := fetchAll(t, c, "kvs-source")
@@ -215,7 +215,7 @@ func fetchAll(t *testing.T, c *kfake.Cluster, topic string) []kafka.Record {
 func TestKafkaSeedEmpty(t *testing.T) {
 	c := newCluster(t)
 	const topic = "kvs-seeded-empty"
-	rev, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic}, 500, 0, entriesOf(nil))
+	rev, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic}, 500, nil, 0, entriesOf(nil))
 	if err != nil || rev != 500 {
 		t.Fatalf("Seed: %d, %v; want 500", rev, err)
 	}
@@ -237,5 +237,45 @@ func TestKafkaSeedEmpty(t *testing.T) {
 	}
 	if ev := <-sub.C(); ev.Revision != 501 {
 		t.Fatalf("the first event at %d, want 501", ev.Revision)
+	}
+}
+
+// TestKafkaSeedLeases seeds a topic from a backup with leases: every
+// replica holds them, with the keys that name them and their whole TTL
+// (a restore renews every lease, as a restart does), and a revocation
+// deletes their keys everywhere.
+func TestKafkaSeedLeases(t *testing.T) {
+	c := newCluster(t)
+	const topic = "kvs-seeded-leases"
+	es := seedEntries(10)
+	for i, e := range es {
+		e.Lease = int64(7 + i%2) // leases 7 and 8
+	}
+	leases := []kv.Lease{{ID: 7, TTL: time.Hour}, {ID: 8, TTL: 30 * time.Minute}}
+	rev, err := Seed(t.Context(), KafkaOptions{Brokers: c.ListenAddrs(), Topic: topic}, 100, leases, int64(len(es)), entriesOf(es))
+	if err != nil || rev != 100+2+10 {
+		t.Fatalf("Seed: %d, %v, want revision %d", rev, err, 112)
+	}
+	a, b := newReplica(t, c, topic), newReplica(t, c, topic)
+	for _, r := range []*replica{a, b} {
+		if got := r.s.Rev(); got != rev {
+			t.Fatalf("revision: got %d, want %d", got, rev)
+		}
+		l, err := r.s.TimeToLive(7, true)
+		if err != nil || len(l.Keys) != 5 || l.TTL != time.Hour || l.Remaining < 59*time.Minute {
+			t.Fatalf("lease 7: %+v, %v", l, err)
+		}
+		if e, _ := r.s.Get(es[1].Key); e.Lease != 8 {
+			t.Fatalf("%s: lease %d, want 8", es[1].Key, e.Lease)
+		}
+	}
+	if _, err := a.s.Revoke(t.Context(), 8); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, topic, c, a, b)
+	for _, r := range []*replica{a, b} {
+		if r.s.Len() != 5 || len(r.s.Leases()) != 1 {
+			t.Fatalf("after revoking lease 8: %d keys, %d leases, want 5 and 1", r.s.Len(), len(r.s.Leases()))
+		}
 	}
 }

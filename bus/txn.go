@@ -60,6 +60,8 @@ type txnOp struct {
 	Op    string
 	Key   string
 	Value json.RawMessage `json:",omitempty"`
+	// Lease is the lease a set attaches its key to.
+	Lease int64 `json:",omitempty"`
 }
 
 // The names of targets, comparisons and operations in a transaction
@@ -83,7 +85,7 @@ func encodeTxn(t *kv.Txn) []byte {
 	ops := func(ops []kv.TxnOp) []txnOp {
 		var out []txnOp
 		for _, op := range ops {
-			out = append(out, txnOp{Op: opNames[op.Op], Key: op.Key, Value: op.Value})
+			out = append(out, txnOp{Op: opNames[op.Op], Key: op.Key, Value: op.Value, Lease: op.Lease})
 		}
 		return out
 	}
@@ -148,7 +150,7 @@ func decodeTxn(b []byte) (*kv.Txn, error) {
 			if op != kv.OpSet && v != nil {
 				return nil, fmt.Errorf("transaction: %s operation %d: a %s has no value", name, i, o.Op)
 			}
-			out = append(out, kv.TxnOp{Op: op, Key: o.Key, Value: v})
+			out = append(out, kv.TxnOp{Op: op, Key: o.Key, Value: v, Lease: o.Lease})
 		}
 		return out, nil
 	}
@@ -228,11 +230,18 @@ func (k *Kafka) checkTxnValues(t *kv.Txn) error {
 }
 
 // txnKeys returns the keys whose state t depends on or changes: those of
-// its conditions and of its writes.
+// its conditions and of its writes, and the leases its sets attach keys to.
 func txnKeys(t *kv.Txn) []string {
 	keys := t.WriteKeys()
 	for _, c := range t.If {
 		keys = append(keys, c.Key)
+	}
+	for _, ops := range [][]kv.TxnOp{t.Then, t.Else} {
+		for _, op := range ops {
+			if op.Lease != 0 {
+				keys = append(keys, leaseKey(op.Lease))
+			}
+		}
 	}
 	return keys
 }

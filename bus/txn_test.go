@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
@@ -119,27 +118,7 @@ func TestKafkaTxnRecordFormat(t *testing.T) {
 		t.Fatalf("result: %+v", res)
 	}
 	settled(t, topic, c, a)
-	cl := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}
-	fr, err := cl.Fetch(t.Context(), &kafka.FetchRequest{Topic: topic, Offset: 0, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		m, err := fr.Records.ReadRecord()
-		if err != nil {
-			break
-		}
-		key, _ := kafka.ReadAll(m.Key)
-		value, _ := kafka.ReadAll(m.Value)
-		hs := map[string]string{}
-		for _, h := range m.Headers {
-			if h.Key != HeaderOrigin {
-				hs[h.Key] = string(h.Value)
-			}
-		}
-		got = append(got, fmt.Sprintf("%d %q %s %v", m.Offset, key, value, hs))
-	}
+	got := readTopic(t, c, topic)
 	want := []string{
 		`1 "\x00kvs-txn" {"If":[{"Key":"k","Target":"exists"},{"Key":"v","Target":"value","Compare":"!=","Value":"<&>"}],"Then":[{"Op":"set","Key":"k","Value":{"a":"<&>"}},{"Op":"get","Key":"v"}],"Else":[{"Op":"delete","Key":"x"}]} map[kvs-request:2 kvs-txn:1]`,
 	}

@@ -296,10 +296,10 @@ func known(name []byte, fields []string) bool {
 
 // The fields of the decoded types, for object.
 var (
-	entryFields       = []string{"Key", "Value", "Revision", "CreateRevision", "Version"}
-	writeResultFields = []string{"Key", "Revision"}
+	entryFields       = []string{"Key", "Value", "Revision", "CreateRevision", "Version", "Lease", "TTL"}
+	writeResultFields = []string{"Key", "Revision", "Lease"}
 	listFields        = []string{"Revision", "Entries"}
-	eventFields       = []string{"Type", "Key", "Value", "Revision", "More", "Reason"}
+	eventFields       = []string{"Type", "Key", "Value", "Revision", "More", "Reason", "Lease"}
 )
 
 // unknown reports whether encoding/json would ignore a member called name
@@ -373,9 +373,23 @@ func (s *scanner) entry(e *Entry, owned bool) bool {
 			e.CreateRevision, ok = s.int()
 		case "Version":
 			e.Version, ok = s.int()
+		case "Lease":
+			e.Lease, ok = s.int()
+		case "TTL":
+			e.TTL, ok = s.duration()
 		}
 		return ok
 	})
+}
+
+// duration decodes a wire.Duration.
+func (s *scanner) duration() (wire.Duration, bool) {
+	v, ok := s.value()
+	if !ok {
+		return 0, false
+	}
+	d, err := wire.ParseDuration(v)
+	return d, err == nil
 }
 
 // decodeEntry decodes an answer of /get. Value is a copy: data may be
@@ -406,6 +420,8 @@ func (s *scanner) writeResult(r *wire.WriteResult) bool {
 			r.Key, ok = s.string()
 		case "Revision":
 			r.Revision, ok = s.int()
+		case "Lease":
+			r.Lease, ok = s.int()
 		}
 		return ok
 	})
@@ -508,6 +524,8 @@ func (s *scanner) event(ev *Event) bool {
 			ev.More, ok = s.bool()
 		case "Reason":
 			ev.Reason, ok = s.string()
+		case "Lease":
+			ev.Lease, ok = s.int()
 		}
 		return ok
 	})

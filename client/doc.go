@@ -65,6 +65,16 @@
 // again and goes on. Subscribe opens one connection without reconnecting,
 // for tools that measure the feed itself.
 //
+// # Leases
+//
+// A lease is a time to live that keys attach to (WriteOptions.Lease, or
+// WriteOptions.TTL for a lease of the key's own): Grant makes one,
+// KeepAlive renews many in one request, Keep renews one in the background
+// until its context ends, Revoke ends one, and TimeToLive and Leases
+// describe them. When a lease expires (its TTL after its last renewal) or
+// is revoked, all its keys are deleted at one revision; the watch shows
+// each delete with Reason "expired" or "revoked". See Example_lock.
+//
 // # Backups
 //
 // Snapshot copies a backup of the whole store (every key with its

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/kvsdb/kvs/wire"
 )
@@ -16,6 +17,9 @@ import (
 var (
 	// ErrNotFound: the key does not exist (404).
 	ErrNotFound = errors.New("client: key not found")
+	// ErrLeaseNotFound: the lease does not exist (404): never granted,
+	// revoked, or expired.
+	ErrLeaseNotFound = errors.New("client: lease not found")
 	// ErrConditionFailed: an IfRevision condition did not hold (409). The
 	// *Error's Current holds the key's entry then, or nil if it is absent.
 	ErrConditionFailed = errors.New("client: condition failed")
@@ -71,7 +75,9 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		return e.Status == http.StatusNotFound
+		return e.Status == http.StatusNotFound && !e.leaseNotFound()
+	case ErrLeaseNotFound:
+		return e.Status == http.StatusNotFound && e.leaseNotFound()
 	case ErrConditionFailed:
 		return e.Status == http.StatusConflict
 	case ErrUnauthorized:
@@ -87,6 +93,9 @@ func (e *Error) Is(target error) bool {
 	}
 	return false
 }
+
+// leaseNotFound reports whether e says that a lease was not found.
+func (e *Error) leaseNotFound() bool { return strings.HasPrefix(e.Message, "lease not found") }
 
 // Temporary reports whether the same request may succeed later: the
 // server was unavailable (503), overloaded (429), or timed out (408).

@@ -171,3 +171,43 @@ func ExampleEnvironment() {
 	fmt.Println(c.URL())
 	// Output: https://kvs.example:23333
 }
+
+// A lock that frees itself: take it with a set that holds only if the key
+// is absent, attached to a lease that Keep renews in the background. If
+// the holder dies, its renewals stop and the lease, with the lock, expires
+// a TTL later; a clean release revokes it at once.
+func Example_lock() {
+	addr := exampleServer()
+	ctx := context.Background()
+	c, err := client.New(addr, client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	lock := func(owner string) (release func(), err error) {
+		l, err := c.Grant(ctx, 10*time.Second, nil)
+		if err != nil {
+			return nil, err
+		}
+		absent := int64(0)
+		if _, err := c.Set(ctx, "locks/report", client.String(owner), &client.WriteOptions{Lease: l.ID, IfRevision: &absent}); err != nil {
+			c.Revoke(ctx, l.ID)
+			return nil, err
+		}
+		kctx, stop := context.WithCancel(ctx)
+		c.Keep(kctx, l.ID)
+		return func() { stop(); c.Revoke(ctx, l.ID) }, nil
+	}
+
+	release, err := lock("worker 1")
+	fmt.Println("worker 1:", err)
+	_, err = lock("worker 2")
+	fmt.Println("worker 2:", errors.Is(err, client.ErrConditionFailed))
+	release()
+	release, err = lock("worker 2")
+	fmt.Println("worker 2 again:", err)
+	release()
+	// Output:
+	// worker 1: <nil>
+	// worker 2: true
+	// worker 2 again: <nil>
+}

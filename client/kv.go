@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvsdb/kvs/wire"
@@ -40,7 +41,19 @@ type WriteOptions struct {
 	// the key does not exist". Otherwise the call fails with an *Error
 	// that matches ErrConditionFailed and holds the key's entry.
 	IfRevision *int64
+	// Lease, on a set, attaches the key to that lease (see Grant): the key
+	// is deleted when the lease expires or is revoked. A set fails with an
+	// *Error that matches ErrLeaseNotFound if the lease does not exist. A
+	// set without it detaches the key from its lease.
+	Lease int64
+	// TTL, on a set and instead of Lease, gives the key a lease of its own
+	// with this time to live (Write returns its ID).
+	TTL time.Duration
 }
+
+// WriteResult is the answer to a set or a delete: the change's revision,
+// and on a set with a lease the lease.
+type WriteResult = wire.WriteResult
 
 // String returns s as a JSON string value, to Set: String("Mumbai") is
 // "Mumbai" with its quotes. Unlike json.Marshal it does not escape <, >
@@ -98,23 +111,42 @@ func (c *Client) Get(ctx context.Context, key string, opts *ReadOptions) (Entry,
 // Set sets key to value, the JSON text of any value but null (String makes
 // one of a string), and returns the revision of the change.
 func (c *Client) Set(ctx context.Context, key string, value json.RawMessage, opts *WriteOptions) (int64, error) {
+	r, err := c.Write(ctx, key, value, opts)
+	return r.Revision, err
+}
+
+// Write is Set, returning the whole answer: the revision and, with
+// WriteOptions.Lease or TTL, the key's lease.
+func (c *Client) Write(ctx context.Context, key string, value json.RawMessage, opts *WriteOptions) (WriteResult, error) {
 	if err := checkKey("set", key); err != nil {
-		return 0, err
+		return WriteResult{}, err
+	}
+	if opts != nil && opts.Lease != 0 && opts.TTL != 0 {
+		return WriteResult{}, fmt.Errorf("client: set %q: %w: give a Lease or a TTL, not both", key, ErrInvalid)
 	}
 	switch v := bytes.TrimSpace(value); {
 	case len(v) == 0:
-		return 0, fmt.Errorf("client: set %q: %w: no value", key, ErrInvalid)
+		return WriteResult{}, fmt.Errorf("client: set %q: %w: no value", key, ErrInvalid)
 	case string(v) == "null":
-		return 0, fmt.Errorf("client: set %q: %w: a value cannot be null; delete the key instead", key, ErrInvalid)
+		return WriteResult{}, fmt.Errorf("client: set %q: %w: a value cannot be null; delete the key instead", key, ErrInvalid)
 	case !json.Valid(v):
-		return 0, fmt.Errorf("client: set %q: %w: the value is not valid JSON", key, ErrInvalid)
+		return WriteResult{}, fmt.Errorf("client: set %q: %w: the value is not valid JSON", key, ErrInvalid)
 	}
 	bp := c.getBuf()
 	defer c.putBuf(bp)
 	b := append(appendKeyBody(*bp, key), `,"Value":`...)
 	b = append(b, value...)
+	if opts != nil && opts.Lease != 0 {
+		b = append(b, `,"Lease":`...)
+		b = strconv.AppendInt(b, opts.Lease, 10)
+	}
+	if opts != nil && opts.TTL != 0 {
+		b = append(b, `,"TTL":"`...)
+		b = append(b, time.Duration(opts.TTL).String()...)
+		b = append(b, '"')
+	}
 	*bp = opts.appendCond(b)
-	return c.write(ctx, "set", key, wire.PathSet, *bp)
+	return c.writeResult(ctx, "set", key, wire.PathSet, *bp)
 }
 
 // Delete deletes key and returns the revision of the change. It fails with
@@ -140,16 +172,21 @@ func (o *WriteOptions) appendCond(b []byte) []byte {
 }
 
 func (c *Client) write(ctx context.Context, op, key, path string, body []byte) (int64, error) {
+	r, err := c.writeResult(ctx, op, key, path, body)
+	return r.Revision, err
+}
+
+func (c *Client) writeResult(ctx context.Context, op, key, path string, body []byte) (WriteResult, error) {
 	a, err := c.do(ctx, request{op: op, key: key, method: http.MethodPost, path: path, body: body})
 	if err != nil {
-		return 0, err
+		return WriteResult{}, err
 	}
 	defer c.putBuf(a.buf)
 	var r wire.WriteResult
 	if err := decodeWriteResult(a.data, &r); err != nil || r.Revision <= 0 {
-		return 0, &ProtocolError{Op: op, Status: http.StatusOK, Body: start(a.data)}
+		return WriteResult{}, &ProtocolError{Op: op, Status: http.StatusOK, Body: start(a.data)}
 	}
-	return r.Revision, nil
+	return r, nil
 }
 
 // List returns the entries whose keys start with prefix (every key when

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type Change struct {
 //
 // Entries keep the Revision of their last change; CreateRevision and
 // Version are those of the listing, counted on from there as kvsd does.
+// They keep their Lease, with TTL zero: the time left on a lease changes
+// with keep-alives, which the feed does not carry; TTL asks the server.
 type Mirror struct {
 	c      *Client
 	opts   MirrorOptions
@@ -163,6 +166,9 @@ func (m *Mirror) relist(ctx context.Context, why error) error {
 func (m *Mirror) reset(l *List) {
 	entries := make(map[string]Entry, len(l.Entries))
 	for _, e := range l.Entries {
+		// The time left on a lease changes with keep-alives, which the
+		// feed does not carry: the mirror keeps the lease, not its TTL.
+		e.TTL = 0
 		entries[e.Key] = e
 	}
 	m.mu.Lock()
@@ -186,7 +192,7 @@ func (m *Mirror) apply(evs []Event) {
 	for _, ev := range evs {
 		switch ev.Type {
 		case wire.EventSet:
-			e := Entry{Key: ev.Key, Value: ev.Value, Revision: ev.Revision, CreateRevision: ev.Revision, Version: 1}
+			e := Entry{Key: ev.Key, Value: ev.Value, Revision: ev.Revision, CreateRevision: ev.Revision, Version: 1, Lease: ev.Lease}
 			if old, ok := m.entries[ev.Key]; ok {
 				e.CreateRevision, e.Version = old.CreateRevision, old.Version+1
 			}
@@ -258,6 +264,26 @@ func (m *Mirror) List() *List {
 	m.mu.RUnlock()
 	slices.SortFunc(l.Entries, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
 	return l
+}
+
+// TTL returns the lease of key in the mirror and the time left on it, as
+// the server tells it now (a lease that expired or was revoked, whose
+// key's delete has not reached the mirror yet, has 0 left). It fails with
+// an *Error that matches ErrNotFound for a key not in the mirror, or one
+// without a lease.
+func (m *Mirror) TTL(ctx context.Context, key string) (lease int64, left time.Duration, err error) {
+	e, ok := m.Get(key)
+	if !ok || e.Lease == 0 {
+		return 0, 0, &Error{Op: "mirror ttl", Key: key, Status: http.StatusNotFound, Message: "key not found, or it has no lease"}
+	}
+	l, err := m.c.TimeToLive(ctx, e.Lease, nil)
+	if errors.Is(err, ErrLeaseNotFound) {
+		return e.Lease, 0, nil
+	}
+	if err != nil {
+		return e.Lease, 0, err
+	}
+	return e.Lease, time.Duration(l.TTL), nil
 }
 
 // WaitRevision blocks until the mirror has reached revision rev, for

@@ -51,6 +51,13 @@ func SetOp(key string, value json.RawMessage) TxnOp {
 	return TxnOp{Op: wire.OpSet, Key: key, Value: value}
 }
 
+// SetLeaseOp sets key to value in a transaction, attached to lease: if the
+// lease does not exist then, the whole transaction fails with an *Error
+// that matches ErrLeaseNotFound, and changes nothing.
+func SetLeaseOp(key string, value json.RawMessage, lease int64) TxnOp {
+	return TxnOp{Op: wire.OpSet, Key: key, Value: value, Lease: lease}
+}
+
 // DeleteOp deletes key in a transaction; a missing key is no error.
 func DeleteOp(key string) TxnOp { return TxnOp{Op: wire.OpDelete, Key: key} }
 

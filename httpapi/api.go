@@ -55,6 +55,9 @@ type Options struct {
 	// operations of each of its lists: 400 beyond. Zero means
 	// DefaultMaxTxnOps.
 	MaxTxnOps int
+	// MaxLeaseTTL limits the TTL of a lease (POST /lease/grant, a /set
+	// with a TTL): 400 beyond. Zero means DefaultMaxLeaseTTL.
+	MaxLeaseTTL time.Duration
 	// Ready reports why the server is not ready to serve current data, or
 	// nil when it is. Nil means always ready.
 	Ready func() error
@@ -150,7 +153,8 @@ type Handler struct {
 	bufs     sync.Pool // of *[]byte, for request bodies and answers
 	writers  sync.Pool // of *responseWriter
 
-	maxTxnOps int
+	maxTxnOps   int
+	maxLeaseTTL time.Duration
 
 	auth         *auth            // nil: no token
 	now          func() time.Time // the clock of sessions and the wrong-token limit; tests replace it
@@ -193,7 +197,8 @@ func New(opts Options) *Handler {
 		log:      opts.Logger,
 		mux:      http.NewServeMux(),
 
-		maxTxnOps: cmp.Or(opts.MaxTxnOps, DefaultMaxTxnOps),
+		maxTxnOps:   cmp.Or(opts.MaxTxnOps, DefaultMaxTxnOps),
+		maxLeaseTTL: cmp.Or(opts.MaxLeaseTTL, DefaultMaxLeaseTTL),
 
 		auth:         newAuth(opts.Token, cmp.Or(opts.SessionTTL, DefaultSessionTTL), cmp.Or(opts.WrongTokenBurst, 10)),
 		now:          time.Now,
@@ -234,6 +239,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("GET /list", h.list)
 	h.mux.HandleFunc("POST /list", h.list)
 	h.mux.HandleFunc("GET /snapshot", h.snapshot)
+	h.routeLeases()
 	h.mux.HandleFunc("GET /subscribe", h.subscribe)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -368,10 +374,19 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.As(err, &se):
 		code = se.code
 	case errors.As(err, &ce):
-		writeJSON(w, http.StatusConflict, appendError(nil, "revision condition failed", true, ce.Current))
+		writeJSON(w, http.StatusConflict, h.appendError(nil, "revision condition failed", true, ce.Current))
 		return
 	case errors.Is(err, kv.ErrNotFound):
 		code, msg = http.StatusNotFound, "key not found"
+	case errors.Is(err, kv.ErrLeaseNotFound):
+		code, msg = http.StatusNotFound, "lease not found: never granted, revoked, or expired"
+		if strings.Contains(err.Error(), " of the set of ") { // a transaction's
+			msg = strings.TrimPrefix(err.Error(), "kv: ") + ": never granted, revoked, or expired; the transaction changed nothing"
+		}
+	case errors.Is(err, kv.ErrLeaseExists):
+		code, msg = http.StatusConflict, "a lease with this ID exists"
+	case errors.Is(err, kv.ErrInvalidLease):
+		code, msg = http.StatusBadRequest, strings.TrimPrefix(msg, "kv: invalid lease: ")
 	case errors.Is(err, kv.ErrInvalidKey):
 		code = http.StatusBadRequest
 	case errors.Is(err, kv.ErrInvalidTxn):
@@ -401,7 +416,7 @@ func (h *Handler) readRequest(r *http.Request, w http.ResponseWriter, needValue 
 	if len(data) == 0 && !needValue && (r.URL.RawQuery != "" || r.Method == http.MethodGet || r.Method == http.MethodDelete) {
 		return queryRequest(r)
 	}
-	return decodeBody(data, needValue, h.maxValue)
+	return decodeBody(data, needValue, h.maxValue, h.maxLeaseTTL)
 }
 
 var errTooLarge = errors.New("request body too large")
@@ -462,7 +477,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bp := h.bufs.Get().(*[]byte)
-	*bp = appendEntry((*bp)[:0], &e)
+	*bp = h.appendEntry((*bp)[:0], &e)
 	writeJSON(w, http.StatusOK, *bp)
 	h.putBuf(bp)
 }
@@ -473,7 +488,12 @@ func (h *Handler) set(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	h.submit(w, r, kv.Change{Op: kv.OpSet, Key: req.key, Value: req.value, Cond: req.cond, IfRevision: req.ifRev})
+	c := kv.Change{Op: kv.OpSet, Key: req.key, Value: req.value, Cond: req.cond, IfRevision: req.ifRev, Lease: req.lease}
+	if req.ttl > 0 {
+		h.setWithTTL(w, r, c, req.ttl)
+		return
+	}
+	h.submit(w, r, c)
 }
 
 func (h *Handler) del(w http.ResponseWriter, r *http.Request) {
@@ -492,7 +512,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, c kv.Change) {
 		return
 	}
 	bp := h.bufs.Get().(*[]byte)
-	*bp = appendWriteResult((*bp)[:0], c.Key, rev)
+	*bp = appendWriteResult((*bp)[:0], c.Key, rev, c.Lease)
 	writeJSON(w, http.StatusOK, *bp)
 	h.putBuf(bp)
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvsdb/kvs/kv"
@@ -30,6 +31,8 @@ type body struct {
 	Key        json.RawMessage
 	Value      json.RawMessage
 	IfRevision json.RawMessage
+	Lease      json.RawMessage
+	TTL        json.RawMessage
 }
 
 // request is a decoded and validated request.
@@ -38,11 +41,14 @@ type request struct {
 	value []byte // compact JSON; nil when the request had none
 	cond  bool
 	ifRev int64
+	lease int64         // a set's lease, 0 for none
+	ttl   time.Duration // a set's own lease's TTL, 0 for none
 }
 
 // decodeBody decodes a request body. needValue says whether Value is
-// required (set) or ignored (get, delete).
-func decodeBody(data []byte, needValue bool, maxValue int) (request, error) {
+// required (set) or ignored (get, delete); a set may also have a Lease or a
+// TTL, at most maxTTL.
+func decodeBody(data []byte, needValue bool, maxValue int, maxTTL time.Duration) (request, error) {
 	var req request
 	if len(bytes.TrimSpace(data)) == 0 {
 		return req, badRequest(`empty request body: send a JSON object such as {"Key":"k"}`)
@@ -63,6 +69,17 @@ func decodeBody(data []byte, needValue bool, maxValue int) (request, error) {
 	if needValue {
 		if req.value, err = decodeValue(b.Value, maxValue); err != nil {
 			return req, err
+		}
+		if req.lease, err = decodeLeaseID(b.Lease, "Lease", false); err != nil {
+			return req, err
+		}
+		if len(b.TTL) > 0 {
+			if req.lease != 0 {
+				return req, badRequest(`give "Lease" or "TTL", not both: "TTL" grants the key a lease of its own`)
+			}
+			if req.ttl, err = decodeTTL(b.TTL, maxTTL); err != nil {
+				return req, err
+			}
 		}
 	}
 	if req.cond, req.ifRev, err = decodeIfRevision(b.IfRevision); err != nil {
@@ -239,6 +256,10 @@ func scanBody(data []byte, b *body) bool {
 			b.Value = v
 		case asciiEqualFold(name, "ifrevision"):
 			b.IfRevision = v
+		case asciiEqualFold(name, "lease"):
+			b.Lease = v
+		case asciiEqualFold(name, "ttl"):
+			b.TTL = v
 		}
 		return true
 	})

@@ -13,6 +13,7 @@ func FuzzScanBody(f *testing.F) {
 		`{"Key":"a","Value":1}`, ` { "key" : "a" , "value" : {"b":[1,"]}"]} , "IfRevision" : 3 } `,
 		`{"KEY":"a","x":[{}],"Key":"b"}`, `{}`, `{"Key":"a\"b"}`, `{"Key":"a"} x`, `{"Value":tru}`,
 		`{"Value":"\ud800"}`, `{"Key":"é"}`, `{"Kéy":1}`, `{"Key":1,}`, `[{"Key":1}]`, `{"Value":01}`,
+		`{"Key":"a","Value":1,"Lease":7}`, `{"key":"a","value":1,"ttl":"30s","LEASE":0}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -28,7 +29,8 @@ func FuzzScanBody(f *testing.F) {
 		for _, m := range []struct {
 			name       string
 			fast, slow json.RawMessage
-		}{{"Key", fast.Key, slow.Key}, {"Value", fast.Value, slow.Value}, {"IfRevision", fast.IfRevision, slow.IfRevision}} {
+		}{{"Key", fast.Key, slow.Key}, {"Value", fast.Value, slow.Value}, {"IfRevision", fast.IfRevision, slow.IfRevision},
+			{"Lease", fast.Lease, slow.Lease}, {"TTL", fast.TTL, slow.TTL}} {
 			if !bytes.Equal(m.fast, m.slow) {
 				t.Fatalf("%q: %s: scanBody %q, json.Unmarshal %q", data, m.name, m.fast, m.slow)
 			}

@@ -47,7 +47,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendEntry(b, &e)
+		b = h.appendEntry(b, &e)
 		if len(b) >= 32<<10 {
 			if _, err := w.Write(b); err != nil {
 				return

@@ -28,10 +28,12 @@ var octetStream = []string{"application/octet-stream"}
 // the current revision alone. At most Options.MaxSnapshots backups stream
 // at once; one more gets 429.
 //
-// The entries come from Store.View, which does not stop writers: the
-// backup holds the position of each entry of its revision (16 bytes a
-// key), and the store's slabs that hold them, which writers may replace
-// (compact) before it sends them: those stay until the backup ends.
+// The entries and leases come from Store.View (a lease's TTL, not the time
+// left on it: a restore grants it its whole TTL again), which does not
+// stop writers: the backup holds the position of each entry of its
+// revision (16 bytes a key), and the store's slabs that hold them, which
+// writers may replace (compact) before it sends them: those stay until the
+// backup ends.
 func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	if r.Method == http.MethodHead {
@@ -52,16 +54,21 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	v := h.store.View("")
 	rev := v.Rev()
+	leases := v.Leases()
+	bl := make([]wire.BackupLease, len(leases))
+	for i, l := range leases {
+		bl[i] = wire.BackupLease{ID: l.ID, TTL: l.TTL}
+	}
 	hdr["Content-Type"] = octetStream
 	hdr[wire.RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
 	hdr.Set("Content-Disposition", `attachment; filename="kvs-backup-`+strconv.FormatInt(rev, 10)+`.snap"`)
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	sw := &stallWriter{w: w, rc: http.NewResponseController(w)}
-	bw, err := wire.NewBackupWriter(sw, wire.BackupHeader{Revision: rev, Entries: int64(v.Len()), Created: began})
+	bw, err := wire.NewBackupWriterLeases(sw, wire.BackupHeader{Revision: rev, Entries: int64(v.Len()), Created: began}, bl)
 	if err == nil {
 		for e := range v.All() {
-			if err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version}); err != nil {
+			if err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Lease: e.Lease}); err != nil {
 				break
 			}
 		}
@@ -73,7 +80,7 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("backup cut short: the client has an incomplete file", "rev", rev, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	h.log.Info("backup sent", "rev", rev, "keys", v.Len(), "bytes", bw.Info().Size,
+	h.log.Info("backup sent", "rev", rev, "keys", v.Len(), "leases", len(leases), "bytes", bw.Info().Size,
 		"remote", r.RemoteAddr, "took", time.Since(began).Round(time.Millisecond))
 }
 

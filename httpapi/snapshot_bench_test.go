@@ -59,7 +59,7 @@ func benchStore(b *testing.B, backend string) *kv.Store {
 		entries[i] = &kv.Entry{Key: fmt.Sprintf("k%06d", i), Value: value, Revision: int64(i + 1), CreateRevision: int64(i + 1), Version: 1}
 	}
 	dir := b.TempDir()
-	if err := kv.CreateDataDir(dir, entries, benchKeys); err != nil {
+	if err := kv.CreateDataDir(dir, entries, nil, benchKeys); err != nil {
 		b.Fatal(err)
 	}
 	// No snapshot of the log while the benchmark runs: it would cost the

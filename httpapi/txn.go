@@ -55,6 +55,7 @@ type txnOpBody struct {
 	Op    json.RawMessage
 	Key   json.RawMessage
 	Value json.RawMessage
+	Lease json.RawMessage
 }
 
 // decodeTxn decodes and checks a /txn body.
@@ -188,8 +189,13 @@ func decodeOps(list string, in []txnOpBody, maxValue int) ([]kv.TxnOp, error) {
 			if op.Value, err = decodeValue(b.Value, maxValue); err != nil {
 				return nil, prefixError(where, err)
 			}
+			if op.Lease, err = decodeLeaseID(b.Lease, "Lease", false); err != nil {
+				return nil, prefixError(where, err)
+			}
 		} else if len(b.Value) > 0 {
 			return nil, badRequest(where + "a " + name + ` takes no "Value"`)
+		} else if len(b.Lease) > 0 {
+			return nil, badRequest(where + "a " + name + ` takes no "Lease"`)
 		}
 		if op.Op != kv.OpGet && slices.ContainsFunc(out, func(o kv.TxnOp) bool { return o.Op != kv.OpGet && o.Key == key }) {
 			return nil, badRequest(where + "key " + strconv.Quote(key) + " written twice: a transaction changes each key at most once")
@@ -229,7 +235,7 @@ func (h *Handler) txn(w http.ResponseWriter, r *http.Request) {
 			h.metrics.countTxn(res.Succeeded)
 			w.Header()[RevisionHeader] = []string{strconv.FormatInt(res.Revision, 10)}
 			bp := h.bufs.Get().(*[]byte)
-			*bp = appendTxnResult((*bp)[:0], res)
+			*bp = appendTxnResult((*bp)[:0], res, h.store.LeaseRemaining)
 			writeJSON(w, http.StatusOK, *bp)
 			h.putBuf(bp)
 			return
@@ -252,7 +258,7 @@ func (h *Handler) readTxn(r *http.Request, w http.ResponseWriter) (*kv.Txn, erro
 }
 
 // appendTxnResult appends the TxnResult wire type.
-func appendTxnResult(b []byte, res *kv.TxnResult) []byte {
+func appendTxnResult(b []byte, res *kv.TxnResult, ttl leaseTTL) []byte {
 	b = append(b, `{"Succeeded":`...)
 	b = strconv.AppendBool(b, res.Succeeded)
 	b = append(b, `,"Revision":`...)
@@ -271,7 +277,7 @@ func appendTxnResult(b []byte, res *kv.TxnResult) []byte {
 		b = strconv.AppendBool(b, r.Found)
 		switch {
 		case r.Entry != nil:
-			b = appendEntryMembers(b, r.Entry)
+			b = appendEntryMembers(b, r.Entry, ttl)
 		case r.Op == kv.OpDelete && r.Found:
 			b = append(b, `,"Revision":`...)
 			b = strconv.AppendInt(b, res.Revision, 10)

@@ -48,6 +48,8 @@ func scanTxnBody(data []byte, b *txnBody) bool {
 					op.Key = v
 				case asciiEqualFold(name, "value"):
 					op.Value = v
+				case asciiEqualFold(name, "lease"):
+					op.Lease = v
 				}
 				return true
 			})

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvsdb/kvs/kv"
 	"github.com/kvsdb/kvs/wire"
@@ -54,20 +55,37 @@ func FuzzWireEncodings(f *testing.F) {
 			t.Skip()
 		}
 		v := compact.Bytes()
-		e := &kv.Entry{Key: key, Value: v, Revision: rev, CreateRevision: rev / 2, Version: rev%5 + 1}
-		want := wire.Entry{Key: key, Value: v, Revision: rev, CreateRevision: rev / 2, Version: rev%5 + 1}
+		// Every other entry has a lease, with some time left.
+		var lease int64
+		left := time.Duration(rev%100000) * time.Millisecond
+		if rev%2 == 1 {
+			lease = rev%kv.MaxLeaseID + 1
+		}
+		ttl := func(int64) (time.Duration, bool) { return left, true }
+		e := &kv.Entry{Key: key, Value: v, Revision: rev, CreateRevision: rev / 2, Version: rev%5 + 1, Lease: lease}
+		want := wire.Entry{Key: key, Value: v, Revision: rev, CreateRevision: rev / 2, Version: rev%5 + 1, Lease: lease}
+		if lease != 0 {
+			want.TTL = wire.Duration(left)
+		}
 
 		var got wire.Entry
-		decodeExactly(t, appendEntry(nil, e), &got, true)
+		decodeExactly(t, appendEntry(nil, e, ttl), &got, lease == 0 || left > 0)
 		if got.Key != want.Key || !bytes.Equal(got.Value, want.Value) || got.Revision != want.Revision ||
-			got.CreateRevision != want.CreateRevision || got.Version != want.Version {
+			got.CreateRevision != want.CreateRevision || got.Version != want.Version || got.Lease != want.Lease || got.TTL != want.TTL {
 			t.Fatalf("entry: got %+v, want %+v", got, want)
 		}
 
 		var wr wire.WriteResult
-		decodeExactly(t, appendWriteResult(nil, key, rev), &wr, true)
-		if wr != (wire.WriteResult{Key: key, Revision: rev}) {
+		decodeExactly(t, appendWriteResult(nil, key, rev, lease), &wr, true)
+		if wr != (wire.WriteResult{Key: key, Revision: rev, Lease: lease}) {
 			t.Fatalf("write result: got %+v", wr)
+		}
+
+		var wl wire.Lease
+		l := kv.Lease{ID: rev%kv.MaxLeaseID + 1, TTL: left + time.Second, Remaining: left, Keys: []string{key}}
+		decodeExactly(t, appendLease(nil, l), &wl, true)
+		if wl.ID != l.ID || wl.TTL != wire.Duration(left) || wl.GrantedTTL != wire.Duration(l.TTL) || len(wl.Keys) != 1 || wl.Keys[0] != key {
+			t.Fatalf("lease: got %+v, want %+v", wl, l)
 		}
 
 		var we wire.Error
@@ -76,7 +94,7 @@ func FuzzWireEncodings(f *testing.F) {
 			t.Fatalf("error: got %+v", we)
 		}
 		we = wire.Error{}
-		conflict := appendError(nil, "revision condition failed", true, e)
+		conflict := appendErrorTTL(nil, "revision condition failed", true, e, ttl)
 		decodeExactly(t, conflict, &we, true)
 		if we.Current == nil || we.Current.Key != key || !bytes.Equal(we.Current.Value, v) || we.Current.Revision != rev {
 			t.Fatalf("conflict: got %+v", we)
@@ -91,11 +109,14 @@ func FuzzWireEncodings(f *testing.F) {
 		for _, c := range []kv.Change{
 			{Op: kv.OpSet, Key: key, Value: v, Revision: rev},
 			{Op: kv.OpDelete, Key: key, Revision: rev},
+			{Op: kv.OpSet, Key: key, Value: v, Revision: rev, Lease: lease},
+			{Op: kv.OpDelete, Key: key, Revision: rev, Lease: rev%kv.MaxLeaseID + 1, Reason: kv.Reason(1 + rev%2)},
 		} {
 			var ev wire.Event
 			decodeExactly(t, AppendEvent(nil, &c), &ev, true)
 			wantType := map[kv.Op]string{kv.OpSet: wire.EventSet, kv.OpDelete: wire.EventDelete}[c.Op]
-			if ev.Type != wantType || ev.Key != key || !bytes.Equal(ev.Value, c.Value) || ev.Revision != rev || ev.More || ev.Reason != "" {
+			if ev.Type != wantType || ev.Key != key || !bytes.Equal(ev.Value, c.Value) || ev.Revision != rev || ev.More ||
+				ev.Reason != c.Reason.String() || ev.Lease != c.Lease {
 				t.Fatalf("event of %v: got %+v", c.Op, ev)
 			}
 		}

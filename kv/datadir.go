@@ -13,7 +13,8 @@ import (
 var ErrNotEmpty = errors.New("kv: data directory not empty")
 
 // CreateDataDir makes dir a new data directory whose store holds entries
-// at revision rev, for Open: it writes them as the directory's snapshot
+// and leases at revision rev, for Open: it writes them as the directory's
+// snapshot
 // (to a temporary file, fsynced, renamed, and the directory fsynced), and
 // nothing else. A store opened on it starts at revision rev, its next
 // change gets rev + 1, and its change feed starts after rev. entries must
@@ -23,7 +24,7 @@ var ErrNotEmpty = errors.New("kv: data directory not empty")
 // CreateDataDir fails with ErrNotEmpty (wrapped), having written nothing.
 // If it fails later, it removes what it wrote. It fails with ErrLocked
 // (wrapped) while another process has dir open.
-func CreateDataDir(dir string, entries []*Entry, rev int64) (err error) {
+func CreateDataDir(dir string, entries []*Entry, leases []Lease, rev int64) (err error) {
 	des, err := os.ReadDir(dir)
 	created := false
 	switch {
@@ -71,7 +72,7 @@ func CreateDataDir(dir string, entries []*Entry, rev int64) (err error) {
 	if err != nil {
 		return err
 	}
-	err = writeSnapshot(f, entries, rev, nil)
+	err = writeSnapshot(f, entries, leases, rev, nil)
 	if err == nil {
 		err = datasync(f)
 	}

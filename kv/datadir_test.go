@@ -39,7 +39,7 @@ func TestCreateDataDir(t *testing.T) {
 			t.Parallel()
 			dir := tt.dir(t)
 			const rev = 1000050
-			if err := kv.CreateDataDir(dir, entries, rev); err != nil {
+			if err := kv.CreateDataDir(dir, entries, nil, rev); err != nil {
 				t.Fatal(err)
 			}
 			fl, err := kv.Open(dir, kv.FileOptions{})
@@ -78,7 +78,7 @@ func TestCreateDataDirRefuses(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "notes"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := kv.CreateDataDir(dir, nil, 5)
+	err := kv.CreateDataDir(dir, nil, nil, 5)
 	if !errors.Is(err, kv.ErrNotEmpty) {
 		t.Fatalf("got %v, want ErrNotEmpty", err)
 	}
@@ -93,7 +93,7 @@ func TestCreateDataDirRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fl.Close()
-	if err := kv.CreateDataDir(used, nil, 5); !errors.Is(err, kv.ErrNotEmpty) {
+	if err := kv.CreateDataDir(used, nil, nil, 5); !errors.Is(err, kv.ErrNotEmpty) {
 		t.Fatalf("a data directory in use: got %v, want ErrNotEmpty", err)
 	}
 }

@@ -385,7 +385,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 		return err
 	}
 	defer f.Close()
-	snap, got, err := readSnapshot(f)
+	snap, leases, got, err := readSnapshot(f)
 	var se *snapshotError
 	switch {
 	case errors.As(err, &se):
@@ -395,7 +395,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 	case got != rev:
 		return &CorruptError{File: path, Reason: fmt.Sprintf("it holds revision %d, but its name says %d", got, rev)}
 	}
-	l.rec.Entries, l.rec.Len, l.rec.Rev = snap.all(), snap.n, rev
+	l.rec.Entries, l.rec.Len, l.rec.Leases, l.rec.Rev = snap.all(), snap.n, leases, rev
 	return nil
 }
 
@@ -454,27 +454,31 @@ func (l *FileLog) readSegment(seg segment, isLast bool, lastRead *int64) (segEnd
 		bad := func(format string, args ...any) error {
 			return &CorruptError{File: path, Offset: off, Reason: fmt.Sprintf(format, args...)}
 		}
-		changes, err := decodeBatch(p)
+		changes, first, end, err := decodeFrame(p)
 		if err != nil {
 			return segEnd{}, bad("record does not decode: %v", err)
 		}
-		first, end := changes[0].Revision, changes[len(changes)-1].Revision
 		switch {
 		case off == 0 && first != seg.first:
 			return segEnd{}, bad("the first record has revision %d, but the file name says %d", first, seg.first)
 		case off > 0 && first != se.tail:
 			return segEnd{}, bad("revision %d does not follow revision %d", first, se.tail-1)
-		case first <= *lastRead:
+		case first <= *lastRead && end >= first:
 			return segEnd{}, bad("revision %d comes again after revision %d", first, *lastRead)
+		case first <= *lastRead && first != *lastRead+1:
+			return segEnd{}, bad("a change of a lease after revision %d, which comes after %d", first-1, *lastRead)
 		case first > max(*lastRead, l.rec.Rev)+1:
 			return segEnd{}, bad("revisions %d to %d are missing before this record", max(*lastRead, l.rec.Rev)+1, first-1)
 		}
 		for _, c := range changes {
-			if c.Revision > l.rec.Rev {
+			// A change of a lease that follows the snapshot's revision
+			// may be in the snapshot or not: it is applied again, which
+			// changes nothing when it is.
+			if c.Revision > l.rec.Rev || c.Revision == l.rec.Rev && isLeaseOp(&c) {
 				l.rec.Changes = append(l.rec.Changes, c)
 			}
 		}
-		*lastRead = end
+		*lastRead = max(*lastRead, end)
 		se.tail = end + 1
 	}
 }
@@ -581,12 +585,13 @@ func (l *FileLog) Append(changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	if changes[0].Revision != l.last+1 {
+	if want := l.last + 1; changes[0].Revision != want && !(isLeaseOp(&changes[0]) && changes[0].Revision == l.last) {
 		panic(fmt.Sprintf("kv: append of revision %d after %d", changes[0].Revision, l.last))
 	}
+	first := l.last + 1 // the revision the batch starts at
 	rolled := l.size >= l.snapBytes
 	if rolled {
-		if err := l.newSegment(changes[0].Revision); err != nil {
+		if err := l.newSegment(first); err != nil {
 			return fmt.Errorf("kv: start a log segment: %w", err)
 		}
 		select {
@@ -635,13 +640,13 @@ func (l *FileLog) Append(changes []Change) error {
 	l.stats.batch.observe(float64(len(changes)))
 	l.size += int64(len(b))
 	l.alloc = max(l.alloc, l.size)
-	l.last = changes[len(changes)-1].Revision
+	l.last = max(l.last, changes[len(changes)-1].Revision)
 	if rolled {
 		// STATE names the new segment, holding at least this batch,
 		// before the batch is acknowledged: a segment begins once per
 		// FileOptions.SnapshotBytes, so this fsync is rare.
-		l.seg.Store(changes[0].Revision)
-		if err := l.state.write(logState{seg: changes[0].Revision, acked: l.last}); err != nil {
+		l.seg.Store(first)
+		if err := l.state.write(logState{seg: first, acked: l.last}); err != nil {
 			return l.fail(fmt.Errorf("kv: %w", err))
 		}
 	}
@@ -715,7 +720,7 @@ func (l *FileLog) snapshot(snapshot func() *View) error {
 	if err != nil {
 		return err
 	}
-	err = writeSnapshotSeq(f, v.Len(), v.All(), rev, l.stop)
+	err = writeSnapshotSeq(f, v.Len(), v.All(), v.Leases(), rev, l.stop)
 	if err == nil {
 		err = l.syncFile(f)
 	}
@@ -757,7 +762,7 @@ func (l *FileLog) snapshot(snapshot func() *View) error {
 		}
 	}
 	l.remove(dead)
-	l.log.Info("snapshot written", "rev", rev, "keys", v.Len(), "bytes", size,
+	l.log.Info("snapshot written", "rev", rev, "keys", v.Len(), "leases", len(v.Leases()), "bytes", size,
 		"took", time.Since(began).Round(time.Millisecond), "removed", len(dead))
 	return nil
 }

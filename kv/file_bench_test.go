@@ -133,7 +133,7 @@ func writeBenchDir(b *testing.B, dir string, keys, logged int) {
 		entries[i] = &Entry{Key: benchKey(i), Value: benchValue, Revision: rev, CreateRevision: rev, Version: 1}
 	}
 	var snap bytes.Buffer
-	if err := writeSnapshot(&snap, entries, int64(keys), nil); err != nil {
+	if err := writeSnapshot(&snap, entries, nil, int64(keys), nil); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, fileName(int64(keys), snapExt)), snap.Bytes(), 0o600); err != nil {

@@ -11,6 +11,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -27,17 +28,30 @@ import (
 // split between revisions, never inside one):
 //
 //	kind    byte: kindBatch
-//	rev     uvarint: the revision of the first change; the others follow
+//	rev     uvarint: the revision of the first change of a key; the others
+//	        follow
 //	count   uvarint: the number of changes, at least 1
 //	count times:
 //	  op    byte: 1 set, 2 delete; plus opSameRev when the change has the
 //	        revision of the one before it (the changes of a transaction
-//	        share one revision), else the next revision
+//	        share one revision), else the next revision; plus opLease when
+//	        the change names a lease
 //	  key   uvarint length, then the key
 //	  value (a set only) uvarint length, then the value's compact JSON text
+//	  lease (with opLease) uvarint: the lease a set attaches the key to,
+//	        or the lease whose end deletes the key, then a byte: the
+//	        reason (a delete only)
+//	or a change of a lease, which takes no revision:
+//	  op    byte: opGrant or opLeaseEnd
+//	  id    uvarint: the lease
+//	  ttl   (opGrant) uvarint: its TTL in milliseconds
+//	  why   (opLeaseEnd) byte: the reason it ended; the deletes of its
+//	        keys follow it in the frame, at the next revision
 //
-// A frame is written and checked whole, so a transaction is in the log
-// entirely or, cut by a crash, not at all.
+// A frame is written and checked whole, so a transaction, or the end of a
+// lease with the deletes of its keys, is in the log entirely or, cut by a
+// crash, not at all. A frame of changes of leases only has the revision
+// its next change would have.
 //
 // A snapshot file is snapMagic, then a header frame:
 //
@@ -56,6 +70,17 @@ import (
 //	  revision         uvarint
 //	  create revision  uvarint
 //	  version          uvarint
+//	  lease            uvarint (in a kindSnapEntriesLease frame only)
+//
+// A snapshot that holds leases has one more uvarint in its header, their
+// number, and frames of leases between the header and the entries, with
+// every entry in kindSnapEntriesLease frames:
+//
+//	kind    byte: kindSnapLeases
+//	n       uvarint: the number of leases in this frame, at least 1
+//	n times:
+//	  id    uvarint
+//	  ttl   uvarint: in milliseconds
 
 const (
 	frameHeader = 8
@@ -68,10 +93,15 @@ const (
 	// new frame.
 	snapFrame = 64 << 10
 
-	kindBatch       = 1
-	opSameRev       = 0x80
-	kindSnapHeader  = 2
-	kindSnapEntries = 3
+	kindBatch            = 1
+	opSameRev            = 0x80
+	opLease              = 0x40
+	opGrant              = 3
+	opLeaseEnd           = 4
+	kindSnapHeader       = 2
+	kindSnapEntries      = 3
+	kindSnapLeases       = 4
+	kindSnapEntriesLease = 5
 
 	snapMagic = "KVSSNAP\x01"
 )
@@ -204,26 +234,48 @@ func logEnd(rest []byte) int {
 
 // appendBatch appends changes to b as log records. Their revisions must
 // be consecutive, but that the changes of a revision (a transaction) share
-// it and come together.
+// it and come together, and that a change of a lease has the revision of
+// the change before it (or the last one logged).
 func appendBatch(b []byte, changes []Change) ([]byte, error) {
 	for len(changes) > 0 {
 		start := len(b)
 		b = beginFrame(b)
 		b = append(b, kindBatch)
-		b = binary.AppendUvarint(b, uint64(changes[0].Revision))
+		first := changes[0].Revision
+		if isLeaseOp(&changes[0]) {
+			first++
+		}
+		b = binary.AppendUvarint(b, uint64(first))
 		// The count comes before the changes but is known only after
 		// them: reserve the longest uvarint and close the gap after.
 		countAt := len(b)
 		b = append(b, make([]byte, binary.MaxVarintLen64)...)
 		n := 0
-		for n < len(changes) && (n == 0 || len(b)-start < frameSplit || changes[n].Revision == changes[n-1].Revision) {
+		for n < len(changes) && (n == 0 || len(b)-start < frameSplit || sameRev(changes[n-1:n+1]) || isLeaseOp(&changes[n-1])) {
 			c := &changes[n]
 			if len(c.Key)+len(c.Value) > maxFrame-64 || len(b)-start+len(c.Key)+len(c.Value) > maxFrame-64 {
 				return b, fmt.Errorf("kv: change of %q is too large for the log (%d bytes)", c.Key, len(c.Key)+len(c.Value))
 			}
+			switch c.Op {
+			case OpGrant:
+				b = append(b, opGrant)
+				b = binary.AppendUvarint(b, uint64(c.Lease))
+				b = binary.AppendUvarint(b, uint64(c.TTL/time.Millisecond))
+				n++
+				continue
+			case OpLeaseEnd:
+				b = append(b, opLeaseEnd)
+				b = binary.AppendUvarint(b, uint64(c.Lease))
+				b = append(b, byte(c.Reason))
+				n++
+				continue
+			}
 			op := byte(c.Op)
-			if n > 0 && c.Revision == changes[n-1].Revision {
+			if n > 0 && sameRev(changes[n-1:n+1]) {
 				op |= opSameRev
+			}
+			if c.Lease != 0 {
+				op |= opLease
 			}
 			b = append(b, op)
 			b = binary.AppendUvarint(b, uint64(len(c.Key)))
@@ -231,6 +283,12 @@ func appendBatch(b []byte, changes []Change) ([]byte, error) {
 			if c.Op == OpSet {
 				b = binary.AppendUvarint(b, uint64(len(c.Value)))
 				b = append(b, c.Value...)
+			}
+			if c.Lease != 0 {
+				b = binary.AppendUvarint(b, uint64(c.Lease))
+				if c.Op == OpDelete {
+					b = append(b, byte(c.Reason))
+				}
 			}
 			n++
 		}
@@ -244,43 +302,81 @@ func appendBatch(b []byte, changes []Change) ([]byte, error) {
 	return b, nil
 }
 
+// sameRev reports whether the two changes of pair are changes of keys at
+// one revision.
+func sameRev(pair []Change) bool {
+	return pair[0].Revision == pair[1].Revision && !isLeaseOp(&pair[0]) && !isLeaseOp(&pair[1])
+}
+
 // decodeBatch decodes a log record's payload. The changes own their keys
 // and values: nothing refers to p.
 func decodeBatch(p []byte) ([]Change, error) {
+	changes, _, _, err := decodeFrame(p)
+	return changes, err
+}
+
+// decodeFrame decodes a log record's payload, and returns the revision it
+// starts at (its first change of a key has it) and the last revision it
+// holds (first - 1 when it holds changes of leases only).
+func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
 	d := decoder{p: p}
 	if k := d.byte(); k != kindBatch {
-		return nil, fmt.Errorf("record kind %d, want %d", k, kindBatch)
+		return nil, 0, 0, fmt.Errorf("record kind %d, want %d", k, kindBatch)
 	}
 	rev := d.uvarint()
 	count := d.uvarint()
 	if d.err != nil {
-		return nil, d.err
+		return nil, 0, 0, d.err
 	}
 	// Each change takes at least 2 bytes: a bound on count that keeps a
 	// damaged record from allocating much.
 	if rev == 0 || rev > 1<<62 || count == 0 || count > uint64(len(d.p))/2 || rev+count > 1<<62 {
-		return nil, fmt.Errorf("bad revision %d or count %d", rev, count)
+		return nil, 0, 0, fmt.Errorf("bad revision %d or count %d", rev, count)
 	}
-	changes := make([]Change, count)
+	changes = make([]Change, count)
 	next := int64(rev)
 	var unit map[string]bool // the keys of a transaction read so far
 	for i := range changes {
 		c := &changes[i]
 		op := d.byte()
-		c.Op = Op(op &^ opSameRev)
+		if op == opGrant || op == opLeaseEnd {
+			c.Revision, unit = next-1, nil
+			id, v := d.uvarint(), uint64(0)
+			if op == opGrant {
+				c.Op = OpGrant
+				v = d.uvarint()
+				c.TTL = time.Duration(v) * time.Millisecond
+			} else {
+				c.Op = OpLeaseEnd
+				c.Reason = Reason(d.byte())
+			}
+			c.Lease = int64(id)
+			switch {
+			case d.err != nil:
+				return nil, 0, 0, d.err
+			case id == 0 || id > MaxLeaseID:
+				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d", i, id)
+			case op == opGrant && (v == 0 || v > uint64(1<<62/time.Millisecond)):
+				return nil, 0, 0, fmt.Errorf("change %d: bad TTL of %d ms", i, v)
+			case op == opLeaseEnd && c.Reason != ReasonExpired && c.Reason != ReasonRevoked:
+				return nil, 0, 0, fmt.Errorf("change %d: unknown reason %d", i, c.Reason)
+			}
+			continue
+		}
+		c.Op = Op(op &^ (opSameRev | opLease))
 		c.Key = string(d.bytes())
 		if op&opSameRev == 0 {
 			c.Revision, unit = next, nil
 			next++
-		} else if i == 0 {
-			return nil, errors.New("the first change continues a revision")
+		} else if i == 0 || isLeaseOp(&changes[i-1]) {
+			return nil, 0, 0, errors.New("a change continues a revision after no change of a key")
 		} else {
 			c.Revision = next - 1
 			if unit == nil {
 				unit = map[string]bool{changes[i-1].Key: true}
 			}
 			if d.err == nil && unit[c.Key] {
-				return nil, fmt.Errorf("change %d: key %q changes twice at revision %d", i, c.Key, c.Revision)
+				return nil, 0, 0, fmt.Errorf("change %d: key %q changes twice at revision %d", i, c.Key, c.Revision)
 			}
 			unit[c.Key] = true
 		}
@@ -288,25 +384,35 @@ func decodeBatch(p []byte) ([]Change, error) {
 		case OpSet:
 			c.Value = bytes.Clone(d.bytes())
 			if d.err == nil && len(c.Value) == 0 {
-				return nil, fmt.Errorf("change %d: empty value", i)
+				return nil, 0, 0, fmt.Errorf("change %d: empty value", i)
 			}
 		case OpDelete:
 		default:
 			if d.err == nil {
-				return nil, fmt.Errorf("change %d: unknown op %d", i, c.Op)
+				return nil, 0, 0, fmt.Errorf("change %d: unknown op %d", i, c.Op)
+			}
+		}
+		if op&opLease != 0 {
+			id := d.uvarint()
+			c.Lease = int64(id)
+			if c.Op == OpDelete {
+				c.Reason = Reason(d.byte())
+			}
+			if d.err == nil && (id == 0 || id > MaxLeaseID || c.Op == OpDelete && c.Reason != ReasonExpired && c.Reason != ReasonRevoked) {
+				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d or reason %d", i, id, c.Reason)
 			}
 		}
 		if d.err != nil {
-			return nil, d.err
+			return nil, 0, 0, d.err
 		}
 		if !ValidKey(c.Key) {
-			return nil, fmt.Errorf("change %d: invalid key %q", i, c.Key)
+			return nil, 0, 0, fmt.Errorf("change %d: invalid key %q", i, c.Key)
 		}
 	}
 	if len(d.p) > 0 {
-		return nil, fmt.Errorf("%d bytes after the last change", len(d.p))
+		return nil, 0, 0, fmt.Errorf("%d bytes after the last change", len(d.p))
 	}
-	return changes, nil
+	return changes, int64(rev), next - 1, nil
 }
 
 // decoder reads the parts of a payload; the first failure sticks in err.
@@ -355,23 +461,23 @@ func (d *decoder) bytes() []byte {
 	return b
 }
 
-// writeSnapshot writes entries, sorted by key and consistent with rev, to w
-// in the snapshot format. It stops early with errStopped once stop is
-// closed.
-func writeSnapshot(w io.Writer, entries []*Entry, rev int64, stop <-chan struct{}) error {
+// writeSnapshot writes entries, sorted by key, and leases, consistent with
+// rev, to w in the snapshot format. It stops early with errStopped once
+// stop is closed.
+func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, stop <-chan struct{}) error {
 	return writeSnapshotSeq(w, len(entries), func(yield func(Entry) bool) {
 		for _, e := range entries {
 			if !yield(*e) {
 				return
 			}
 		}
-	}, rev, stop)
+	}, leases, rev, stop)
 }
 
-// writeSnapshotSeq writes the n entries that entries yields, sorted by key
-// and consistent with rev, to w in the snapshot format, as writeSnapshot
-// does.
-func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], rev int64, stop <-chan struct{}) error {
+// writeSnapshotSeq writes the n entries that entries yields, sorted by key,
+// and leases, consistent with rev, to w in the snapshot format, as
+// writeSnapshot does.
+func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Lease, rev int64, stop <-chan struct{}) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	b := make([]byte, 0, snapFrame+4096)
 	b = append(b, snapMagic...)
@@ -380,7 +486,27 @@ func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], rev int64, st
 	b = append(b, kindSnapHeader)
 	b = binary.AppendUvarint(b, uint64(rev))
 	b = binary.AppendUvarint(b, uint64(n))
+	entriesKind := byte(kindSnapEntries)
+	if len(leases) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(leases)))
+		entriesKind = kindSnapEntriesLease
+	}
 	endFrame(b, start)
+	for len(leases) > 0 {
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		b = beginFrame(b[:0])
+		b = append(b, kindSnapLeases)
+		m := min(len(leases), snapFrame/20)
+		b = binary.AppendUvarint(b, uint64(m))
+		for _, l := range leases[:m] {
+			b = binary.AppendUvarint(b, uint64(l.ID))
+			b = binary.AppendUvarint(b, uint64(l.TTL/time.Millisecond))
+		}
+		endFrame(b, 0)
+		leases = leases[m:]
+	}
 	var (
 		err     error
 		written int
@@ -422,7 +548,7 @@ func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], rev int64, st
 				}
 			}
 			b = beginFrame(b)
-			b = append(b, kindSnapEntries)
+			b = append(b, entriesKind)
 			countAt = len(b)
 			b = append(b, make([]byte, binary.MaxVarintLen64)...)
 		}
@@ -433,6 +559,9 @@ func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], rev int64, st
 		b = binary.AppendUvarint(b, uint64(e.Revision))
 		b = binary.AppendUvarint(b, uint64(e.CreateRevision))
 		b = binary.AppendUvarint(b, uint64(e.Version))
+		if entriesKind == kindSnapEntriesLease {
+			b = binary.AppendUvarint(b, uint64(e.Lease))
+		}
 		inFrame++
 		written++
 	}
@@ -463,6 +592,7 @@ func (e *snapshotError) Error() string { return e.err.Error() }
 type snapEntries struct {
 	frames [][]byte
 	n      int
+	kind   byte // of the frames: kindSnapEntriesLease when each names its lease
 }
 
 // all yields the entries, sorted by key. Their keys and values share the
@@ -476,6 +606,9 @@ func (se *snapEntries) all() iter.Seq[Entry] {
 				key, value := d.bytes(), d.bytes()
 				r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
 				e := Entry{Value: value, Revision: int64(r), CreateRevision: int64(cr), Version: int64(v)}
+				if se.kind == kindSnapEntriesLease {
+					e.Lease = int64(d.uvarint())
+				}
 				if len(key) > 0 {
 					e.Key = unsafe.String(&key[0], len(key))
 				}
@@ -498,15 +631,16 @@ func (se *snapEntries) entries() []*Entry {
 }
 
 // readSnapshot reads a snapshot written by writeSnapshot. It checks every
-// frame and entry: keys valid and in strictly increasing order, revisions
-// within the snapshot's, the count of entries, and nothing after them. A
-// damaged snapshot is a *snapshotError with the offset of the damage. The
-// entries it returns hold the frames' payloads, about the file's size.
-func readSnapshot(r io.Reader) (*snapEntries, int64, error) {
+// frame, entry and lease: keys valid and in strictly increasing order,
+// revisions within the snapshot's, lease IDs increasing, the counts, and
+// nothing after the entries. A damaged snapshot is a *snapshotError with
+// the offset of the damage. The entries it returns hold the frames'
+// payloads, about the file's size.
+func readSnapshot(r io.Reader) (*snapEntries, []Lease, int64, error) {
 	fr := newFrameReader(r)
 	var magic [len(snapMagic)]byte
 	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
-		return nil, 0, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
+		return nil, nil, 0, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
 	}
 	fr.off = int64(len(snapMagic))
 	bad := func(off int64, format string, args ...any) error {
@@ -514,57 +648,101 @@ func readSnapshot(r io.Reader) (*snapEntries, int64, error) {
 	}
 	p, off, err := fr.next()
 	if err != nil {
-		return nil, 0, bad(off, "header: %v", unexpectedEOF(err))
+		return nil, nil, 0, bad(off, "header: %v", unexpectedEOF(err))
 	}
 	d := decoder{p: p}
 	kind, urev, ucount := d.byte(), d.uvarint(), d.uvarint()
+	var nleases uint64
+	if len(d.p) > 0 {
+		if nleases = d.uvarint(); nleases == 0 {
+			return nil, nil, 0, bad(off, "bad header")
+		}
+	}
 	if d.err != nil || kind != kindSnapHeader || len(d.p) != 0 || urev > 1<<62 {
-		return nil, 0, bad(off, "bad header")
+		return nil, nil, 0, bad(off, "bad header")
 	}
 	rev := int64(urev)
-	se := &snapEntries{}
+	entriesKind := byte(kindSnapEntries)
+	var leases []Lease
+	if nleases > 0 {
+		entriesKind = kindSnapEntriesLease
+		leases = make([]Lease, 0, min(nleases, 1<<16))
+	}
+	for uint64(len(leases)) < nleases {
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, nil, 0, bad(off, "after %d of %d leases: %v", len(leases), nleases, unexpectedEOF(err))
+		}
+		d := decoder{p: p}
+		kind, n := d.byte(), d.uvarint()
+		if d.err != nil || kind != kindSnapLeases || n == 0 || n > nleases-uint64(len(leases)) {
+			return nil, nil, 0, bad(off, "bad leases frame")
+		}
+		for range n {
+			id, ttl := d.uvarint(), d.uvarint()
+			switch {
+			case d.err != nil:
+				return nil, nil, 0, bad(off, "lease %d: %v", len(leases), d.err)
+			case id == 0 || id > MaxLeaseID || len(leases) > 0 && int64(id) <= leases[len(leases)-1].ID:
+				return nil, nil, 0, bad(off, "lease %d: bad or unordered ID %d", len(leases), id)
+			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
+				return nil, nil, 0, bad(off, "lease %d: bad TTL of %d ms", id, ttl)
+			}
+			leases = append(leases, Lease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
+		}
+		if len(d.p) != 0 {
+			return nil, nil, 0, bad(off, "%d bytes after the last lease of a frame", len(d.p))
+		}
+	}
+	se := &snapEntries{kind: entriesKind}
 	var prev []byte
 	for uint64(se.n) < ucount {
 		fr.buf = nil // the frame is kept: read the next into a new buffer
 		p, off, err := fr.next()
 		if err != nil {
-			return nil, 0, bad(off, "after %d of %d entries: %v", se.n, ucount, unexpectedEOF(err))
+			return nil, nil, 0, bad(off, "after %d of %d entries: %v", se.n, ucount, unexpectedEOF(err))
 		}
 		d := decoder{p: p}
 		kind, n := d.byte(), d.uvarint()
-		if d.err != nil || kind != kindSnapEntries || n == 0 || n > ucount-uint64(se.n) {
-			return nil, 0, bad(off, "bad entries frame")
+		if d.err != nil || kind != entriesKind || n == 0 || n > ucount-uint64(se.n) {
+			return nil, nil, 0, bad(off, "bad entries frame")
 		}
 		for range n {
 			key, value := d.bytes(), d.bytes()
 			r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
+			var lease uint64
+			if entriesKind == kindSnapEntriesLease {
+				lease = d.uvarint()
+			}
 			switch {
 			case d.err != nil:
-				return nil, 0, bad(off, "entry %d: %v", se.n, d.err)
+				return nil, nil, 0, bad(off, "entry %d: %v", se.n, d.err)
 			case !ValidKey(string(key)):
-				return nil, 0, bad(off, "entry %d: invalid key %q", se.n, key)
+				return nil, nil, 0, bad(off, "entry %d: invalid key %q", se.n, key)
 			case se.n > 0 && bytes.Compare(key, prev) <= 0:
-				return nil, 0, bad(off, "entry %d: key %q out of order", se.n, key)
+				return nil, nil, 0, bad(off, "entry %d: key %q out of order", se.n, key)
 			case len(value) == 0:
-				return nil, 0, bad(off, "entry %q: empty value", key)
+				return nil, nil, 0, bad(off, "entry %q: empty value", key)
 			case cr == 0 || cr > r || r > urev || v == 0 || v > r-cr+1:
-				return nil, 0, bad(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
+				return nil, nil, 0, bad(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
+			case lease > MaxLeaseID:
+				return nil, nil, 0, bad(off, "entry %q: bad lease %d", key, lease)
 			}
 			prev = key
 			se.n++
 		}
 		if len(d.p) != 0 {
-			return nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.p))
+			return nil, nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.p))
 		}
 		se.frames = append(se.frames, p)
 	}
 	if _, err := fr.r.ReadByte(); err != io.EOF {
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		return nil, 0, bad(fr.off, "data after the last entry")
+		return nil, nil, 0, bad(fr.off, "data after the last entry")
 	}
-	return se, rev, nil
+	return se, leases, rev, nil
 }
 
 func unexpectedEOF(err error) error {

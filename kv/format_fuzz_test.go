@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // readRecords decodes every record of a log, stopping at the first bad one.
@@ -38,6 +39,12 @@ func FuzzDecodeRecord(f *testing.F) {
 		{Op: OpSet, Key: "a", Value: []byte(`1`), Revision: 7},
 		{Op: OpDelete, Key: "b", Revision: 7},
 		{Op: OpSet, Key: "c", Value: []byte(`"x"`), Revision: 8},
+	}))
+	f.Add(appendTestBatch(f, []Change{
+		{Op: OpGrant, Lease: 5, TTL: time.Second, Revision: 8},
+		{Op: OpSet, Key: "a", Value: []byte(`1`), Lease: 5, Revision: 9},
+		{Op: OpLeaseEnd, Lease: 5, Reason: ReasonExpired, Revision: 9},
+		{Op: OpDelete, Key: "a", Lease: 5, Reason: ReasonExpired, Revision: 10},
 	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		logEnd(data)
@@ -75,8 +82,14 @@ func appendTestBatch(tb testing.TB, changes []Change) []byte {
 // testdata/fuzz/FuzzReadSnapshot). It must not panic; it must report damage
 // as a snapshotError; and what it reads must write and read back the same.
 func FuzzReadSnapshot(f *testing.F) {
+	var seed bytes.Buffer
+	if err := writeSnapshot(&seed, []*Entry{{Key: "a", Value: []byte(`1`), Revision: 2, CreateRevision: 1, Version: 2, Lease: 4}},
+		[]Lease{{ID: 4, TTL: time.Second}, {ID: 9, TTL: time.Minute}}, 3, nil); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		se, rev, err := readSnapshot(bytes.NewReader(data))
+		se, leases, rev, err := readSnapshot(bytes.NewReader(data))
 		if err != nil {
 			var se *snapshotError
 			if !errors.As(err, &se) || se.off < 0 || se.off > int64(len(data)) {
@@ -86,15 +99,15 @@ func FuzzReadSnapshot(f *testing.F) {
 		}
 		entries := se.entries()
 		var b bytes.Buffer
-		if err := writeSnapshotSeq(&b, se.n, se.all(), rev, nil); err != nil {
+		if err := writeSnapshotSeq(&b, se.n, se.all(), leases, rev, nil); err != nil {
 			t.Fatal(err)
 		}
-		se2, rev2, err := readSnapshot(&b)
+		se2, leases2, rev2, err := readSnapshot(&b)
 		if err != nil {
 			t.Fatalf("reading a written snapshot: %v", err)
 		}
-		if again := se2.entries(); rev2 != rev || !reflect.DeepEqual(again, entries) {
-			t.Fatalf("round trip: got %d %v, want %d %v", rev2, again, rev, entries)
+		if again := se2.entries(); rev2 != rev || !reflect.DeepEqual(again, entries) || !reflect.DeepEqual(leases2, leases) {
+			t.Fatalf("round trip: got %d %v %v, want %d %v %v", rev2, again, leases2, rev, entries, leases)
 		}
 	})
 }

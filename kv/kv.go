@@ -10,6 +10,7 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -43,6 +44,9 @@ type Entry struct {
 	CreateRevision int64
 	// Version counts the sets since the entry was created, starting at 1.
 	Version int64
+	// Lease is the lease the key is attached to, 0 for none: when the
+	// lease ends, the key is deleted.
+	Lease int64
 }
 
 // Op is the kind of a Change.
@@ -62,6 +66,10 @@ func (o Op) String() string {
 		return "delete"
 	case OpGet:
 		return "get"
+	case OpGrant:
+		return "grant"
+	case OpLeaseEnd:
+		return "lease-end"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
@@ -79,6 +87,16 @@ type Change struct {
 	// current revision equals IfRevision, where 0 means "the key is absent".
 	Cond       bool
 	IfRevision int64
+	// Lease is, on a set, the lease the key is attached to (0: none, and a
+	// set without one detaches the key); on a delete that a lease's end
+	// made, that lease; on a change of a lease (OpGrant, OpLeaseEnd), the
+	// lease.
+	Lease int64
+	// TTL is the TTL of an OpGrant.
+	TTL time.Duration
+	// Reason is, on a delete that a lease's end made (and on OpLeaseEnd),
+	// why the lease ended.
+	Reason Reason
 }
 
 // ConflictError reports a failed IfRevision condition. errors.Is(err,

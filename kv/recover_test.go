@@ -45,7 +45,7 @@ func craftSegment(t *testing.T, dir string, first int64, batches ...[]Change) (s
 func craftSnapshot(t *testing.T, dir string, rev int64, entries ...*Entry) string {
 	t.Helper()
 	var b bytes.Buffer
-	if err := writeSnapshot(&b, entries, rev, nil); err != nil {
+	if err := writeSnapshot(&b, entries, nil, rev, nil); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, fileName(rev, snapExt))

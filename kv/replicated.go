@@ -53,6 +53,19 @@ type Record struct {
 	// every key that Txn.Then or Txn.Else writes (see Restore), so that
 	// every such key's last record is self-contained again.
 	Txn *Txn
+	// LeaseOp, when not nil, makes the record a lease operation instead of
+	// a change (Change is then zero), decided when each store applies it:
+	// a grant if the ID is free, a keep-alive of the leases that exist, a
+	// revocation, or an expiry if the lease's last renewal is the one it
+	// names. The end of a lease deletes its keys at the record's revision;
+	// like a transaction, it carries no claim for them: the log writes a
+	// restore record of each key deleted (see Restore). A grant claims the
+	// lease with its TTL, an end claims its absence; when that does not
+	// hold, the log writes a restore of the lease. While a store replays a
+	// log after compaction removed records, a lease record of a lease it
+	// has seen no record of since is Isolated: the store takes its claim
+	// (an end then deletes no key: the keys' restores do).
+	LeaseOp *LeaseOp
 	// Request identifies the change at the store that proposed it. The
 	// log sets it, on the records it delivers, only for this store's own
 	// records, and leaves it zero for records of other stores.
@@ -111,13 +124,21 @@ type Restore struct {
 	// restore at once. Other stores write it only if none arrives in time
 	// (the proposer died in between).
 	Ours bool
+	// Lease, when not 0, makes this a restore of that lease instead of a
+	// key (Key is then empty): LeaseTTL is its TTL, 0 when it does not
+	// exist.
+	Lease    int64
+	LeaseTTL time.Duration
 }
 
 // Record returns the restore record that carries r.
 func (r Restore) Record() Record {
+	if r.Lease != 0 {
+		return Record{LeaseOp: &LeaseOp{Kind: LeaseRestore, ID: r.Lease, TTL: r.LeaseTTL}}
+	}
 	rec := Record{Change: Change{Op: OpDelete, Key: r.Key}, IsRestore: true, Restores: r.Of}
 	if e := r.Entry; e != nil {
-		rec.Op, rec.Value = OpSet, e.Value
+		rec.Op, rec.Value, rec.Change.Lease = OpSet, e.Value, e.Lease
 		rec.EntryRevision, rec.CreateRevision, rec.Version = e.Revision, e.CreateRevision, e.Version
 	}
 	return rec
@@ -126,9 +147,10 @@ func (r Restore) Record() Record {
 // outcome is a replicated change's answer, sent to the waiting Submit or
 // Txn.
 type outcome struct {
-	rev int64
-	txn *TxnResult
-	err error
+	rev    int64
+	txn    *TxnResult
+	leases []Lease
+	err    error
 }
 
 // submitReplicated proposes c to the shared log and waits until this store
@@ -226,7 +248,7 @@ func claimed(r *Record) (e *Entry, ok bool) {
 	if r.Version == 0 {
 		return nil, false
 	}
-	e = &Entry{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version}
+	e = &Entry{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version, Lease: r.Change.Lease}
 	if r.IsRestore {
 		e.Revision = r.EntryRevision
 	} else if e.CreateRevision == 0 {
@@ -249,7 +271,7 @@ func sameEntry(a, b *Entry) bool {
 		return a == b
 	}
 	return a.Revision == b.Revision && a.CreateRevision == b.CreateRevision &&
-		a.Version == b.Version && string(a.Value) == string(b.Value)
+		a.Version == b.Version && a.Lease == b.Lease && string(a.Value) == string(b.Value)
 }
 
 // applyRecords is the apply function of a Replicated log: it decides and
@@ -282,10 +304,31 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 			panic(fmt.Sprintf("kv: replicated record at revision %d after %d", r.Revision, s.next))
 		}
 		s.next = r.Revision
+		if r.LeaseOp != nil {
+			flush()
+			o, rs := s.applyLease(r)
+			restores = append(restores, rs...)
+			if r.Request != 0 {
+				wakes = append(wakes, struct {
+					id uint64
+					o  outcome
+				}{r.Request, o})
+			}
+			continue
+		}
 		if r.Txn != nil {
 			n := len(changes)
-			res, cs, es := decideTxn(r.Txn, s.currentForCommit, r.Revision, changes, entries)
+			res, cs, es, err := decideTxn(r.Txn, s.currentForCommit, s.leaseExists, r.Revision, changes, entries)
 			changes, entries = cs, es
+			if err != nil {
+				if r.Request != 0 {
+					wakes = append(wakes, struct {
+						id uint64
+						o  outcome
+					}{r.Request, outcome{err: err}})
+				}
+				continue
+			}
 			for i := n; i < len(changes); i++ {
 				s.overlay[changes[i].Key] = entries[i]
 			}
@@ -295,7 +338,7 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 				if n > 0 {
 					s.apply(changes[:n], entries[:n])
 				}
-				s.install(changes[n:], entries[n:])
+				s.install(changes[n:], entries[n:], nil)
 				clear(changes)
 				clear(entries)
 				changes, entries = changes[:0], entries[:0]
@@ -345,6 +388,9 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 		}
 
 		e, err := decide(cur, r.Change, r.Revision)
+		if err == nil && r.Op == OpSet && r.Change.Lease != 0 && !s.leaseExists(r.Change.Lease) {
+			e, err = nil, ErrLeaseNotFound
+		}
 		after := cur
 		if err == nil {
 			after = e
@@ -405,8 +451,9 @@ func (s *Store) setQuietly(key string, e *Entry) {
 	s.recMu.Lock()
 	sh := s.shard(key)
 	sh.mu.Lock()
-	sh.setLocked(key, e)
+	old := sh.setLocked(key, e)
 	sh.mu.Unlock()
+	s.moveLeaseKey(key, old, e)
 	c := []Change{{Key: key}}
 	es := []*Entry{e}
 	for rec := range s.recorders {

@@ -35,7 +35,13 @@ type Recovery struct {
 	Len int
 	// Rev is the revision of the snapshot, 0 for none.
 	Rev int64
-	// Changes are the changes logged after Rev, in revision order.
+	// Leases are the leases of the snapshot, by ID, each with its ID and
+	// TTL: the store renews them (their TTL starts again).
+	Leases []Lease
+	// Changes are the changes logged after Rev, in revision order, and
+	// the changes of leases (OpGrant, OpLeaseEnd) logged with them from
+	// the one that follows Rev on, which the store applies again: such a
+	// change changes nothing when the snapshot holds it already.
 	Changes []Change
 }
 
@@ -74,6 +80,12 @@ type Options struct {
 	// WriteTimeout bounds Submit with a Replicated log: how long it waits
 	// for its change to be logged and applied. Zero means 10s.
 	WriteTimeout time.Duration
+	// LeaseTakeover is, with a Replicated log, how long after a lease's
+	// deadline a store that did not write its last renewal (grant or
+	// keep-alive) waits before it proposes the lease's end: the store that
+	// wrote it proposes at the deadline, and the others take over if it
+	// died. Zero means 2s.
+	LeaseTakeover time.Duration
 }
 
 // Store is a sharded, revisioned key-value map with a single write pipeline:
@@ -117,6 +129,15 @@ type Store struct {
 	changes  []Change
 	entries  []*Entry
 
+	// leaseOverlay holds the leases a batch grants (true) or ends (false)
+	// until it is applied; guarded by commitMu.
+	leaseOverlay map[int64]bool
+
+	// lessor holds the leases (see lease.go); expiring bounds the
+	// expiries proposed at once to a Replicated log.
+	lessor   *lessor
+	expiring chan struct{}
+
 	// With a Replicated log (see replicated.go): repl is the log, reqID
 	// the last request id given out, and waiters the Submits waiting for
 	// their record, by request id, guarded by waitMu.
@@ -137,13 +158,14 @@ type shard struct {
 // request is a queued change or transaction and, once committed, its
 // outcome.
 type request struct {
-	c    Change
-	txn  *Txn       // a transaction instead of c
-	res  *TxnResult // its result
-	rev  int64
-	err  error
-	lead bool          // set when the request's submitter is made the committer
-	done chan struct{} // one token when rev and err are set, or lead is
+	c     Change
+	txn   *Txn          // a transaction instead of c
+	lease *leaseRequest // a lease operation instead of c
+	res   *TxnResult    // its result
+	rev   int64
+	err   error
+	lead  bool          // set when the request's submitter is made the committer
+	done  chan struct{} // one token when rev and err are set, or lead is
 }
 
 // New returns a Store, with the state recovered from opts.Log if it is a
@@ -162,6 +184,10 @@ func New(opts Options) *Store {
 		pub:       opts.Publisher,
 		recorders: make(map[*recorder]struct{}),
 		overlay:   make(map[string]*Entry),
+
+		leaseOverlay: make(map[int64]bool),
+		lessor:       newLessor(cmpOr(opts.LeaseTakeover, defaultLeaseTakeover)),
+		expiring:     make(chan struct{}, 64),
 	}
 	s.idle = sync.NewCond(&s.qmu)
 	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
@@ -182,12 +208,29 @@ func New(opts Options) *Store {
 		}
 		r.Start(s.applyRecords)
 	}
+	var health func() error
+	if h, ok := s.log.(interface{ Err() error }); ok {
+		health = h.Err
+	}
+	s.startLeases(health)
 	return s
+}
+
+// defaultLeaseTakeover is Options.LeaseTakeover's default.
+const defaultLeaseTakeover = 2 * time.Second
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // restore loads a recovered state into a new Store: the snapshot's entries,
 // then the changes after it, applied and published as if just committed.
 func (s *Store) restore(rec Recovery) {
+	ls := s.lessor
+	ls.mu.Lock()
 	if rec.Entries != nil {
 		for i := range s.shards {
 			s.shards[i].t.reserve(rec.Len / len(s.shards))
@@ -195,8 +238,16 @@ func (s *Store) restore(rec Recovery) {
 		for e := range rec.Entries {
 			h := maphash.String(s.seed, e.Key)
 			s.shards[h&s.mask].t.set(h, &e)
+			if e.Lease != 0 {
+				// e.Key shares the recovery's buffers: the lessor keeps a copy.
+				ls.moveKeyLocked(strings.Clone(e.Key), 0, e.Lease)
+			}
 		}
 	}
+	for _, l := range rec.Leases {
+		ls.grantLocked(l.ID, l.TTL, 0, false)
+	}
+	ls.mu.Unlock()
 	s.rev.Store(rec.Rev)
 	s.next = rec.Rev
 	for cs := rec.Changes; len(cs) > 0; {
@@ -219,7 +270,11 @@ func (s *Store) replay(changes []Change) {
 	clear(s.overlay)
 	for i := range changes {
 		c := &changes[i]
-		sameUnit := i > 0 && c.Revision == changes[i-1].Revision
+		if isLeaseOp(c) {
+			entries = append(entries, nil)
+			continue
+		}
+		sameUnit := i > 0 && c.Revision == changes[i-1].Revision && !isLeaseOp(&changes[i-1])
 		if c.Revision < s.next || c.Revision == s.next && !sameUnit {
 			panic(fmt.Sprintf("kv: recovered revision %d after %d", c.Revision, s.next))
 		}
@@ -238,15 +293,16 @@ func (s *Store) shard(key string) *shard {
 	return &s.shards[maphash.String(s.seed, key)&s.mask]
 }
 
-// setLocked sets key's entry to e, or removes it when e is nil. The
-// caller holds sh.mu.
-func (sh *shard) setLocked(key string, e *Entry) {
+// setLocked sets key's entry to e, or removes it when e is nil, and
+// returns the lease of the entry it replaced (0 for none). The caller
+// holds sh.mu.
+func (sh *shard) setLocked(key string, e *Entry) (oldLease int64) {
 	h := maphash.String(sh.t.seed, key)
 	if e != nil {
-		sh.t.set(h, e)
-	} else {
-		sh.t.del(h, key)
+		return sh.t.set(h, e)
 	}
+	oldLease, _ = sh.t.del(h, key)
+	return oldLease
 }
 
 // Get returns the entry for key. The entry is the caller's and stays the
@@ -354,16 +410,26 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 		if c.Value == nil {
 			return 0, fmt.Errorf("kv: set %q without a value", c.Key)
 		}
+		if c.Lease != 0 {
+			if err := checkLeaseID(c.Lease); err != nil {
+				return 0, err
+			}
+		}
 	case OpDelete:
-		c.Value = nil
+		c.Value, c.Lease = nil, 0
 	default:
 		return 0, fmt.Errorf("kv: unknown op %v", c.Op)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	c.Revision = 0
+	c.Revision, c.TTL, c.Reason = 0, 0, ReasonNone
 	if s.repl != nil {
+		if c.Lease != 0 && s.leaseExpiredHere(c.Lease) {
+			// The log may not have ended it yet, but this store says it
+			// is gone, as it says to a keep-alive.
+			return 0, ErrLeaseNotFound
+		}
 		return s.submitReplicated(ctx, c)
 	}
 
@@ -461,6 +527,7 @@ func (s *Store) lead(own *request) {
 // Close stops taking changes and closes the log. Changes already submitted
 // are committed first.
 func (s *Store) Close() error {
+	s.stopLeases()
 	s.qmu.Lock()
 	already := s.closed
 	s.closed = true
@@ -509,11 +576,19 @@ func (s *Store) commitQueuedLocked(own *request) {
 func (s *Store) commit(batch []*request) {
 	changes, entries := s.changes[:0], s.entries[:0]
 	clear(s.overlay)
+	clear(s.leaseOverlay)
 	start := s.next
 	for _, r := range batch {
+		if r.lease != nil {
+			changes, entries = s.commitLease(r, changes, entries)
+			continue
+		}
 		if r.txn != nil {
 			n := len(changes)
-			r.res, changes, entries = decideTxn(r.txn, s.currentForCommit, s.next+1, changes, entries)
+			r.res, changes, entries, r.err = decideTxn(r.txn, s.currentForCommit, s.leaseLiveForCommit, s.next+1, changes, entries)
+			if r.err != nil {
+				continue
+			}
 			if len(changes) > n {
 				s.next++
 				for i := n; i < len(changes); i++ {
@@ -521,6 +596,10 @@ func (s *Store) commit(batch []*request) {
 				}
 			}
 			r.res.Revision = s.next
+			continue
+		}
+		if r.c.Lease != 0 && !s.leaseLiveForCommit(r.c.Lease) {
+			r.err = ErrLeaseNotFound
 			continue
 		}
 		cur := s.currentForCommit(r.c.Key)
@@ -593,7 +672,7 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 		}
 		return nil, nil
 	}
-	e := &Entry{Key: c.Key, Value: c.Value, Revision: rev, CreateRevision: rev, Version: 1}
+	e := &Entry{Key: c.Key, Value: c.Value, Revision: rev, CreateRevision: rev, Version: 1, Lease: c.Lease}
 	if cur != nil {
 		e.CreateRevision = cur.CreateRevision
 		e.Version = cur.Version + 1
@@ -601,19 +680,29 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 	return e, nil
 }
 
-// apply makes logged changes visible, in order, and publishes them.
+// apply makes logged changes visible, in order, and publishes them (but
+// the changes of leases, which are not events).
 func (s *Store) apply(changes []Change, entries []*Entry) {
-	s.install(changes, entries)
-	if s.pub != nil {
+	changes, entries, ops := splitLeaseOps(changes, entries)
+	s.install(changes, entries, ops)
+	if s.pub != nil && len(changes) > 0 {
 		s.pub.Publish(changes)
 	}
 }
 
-// install makes changes visible, in order. The changes of one revision (a
-// transaction) become visible to Get all at once: install holds the locks
-// of all their shards while it writes them.
-func (s *Store) install(changes []Change, entries []*Entry) {
+// install makes changes visible, in order, and applies ops, changes of
+// leases. The changes of one revision (a transaction) become visible to
+// Get all at once: install holds the locks of all their shards while it
+// writes them.
+func (s *Store) install(changes []Change, entries []*Entry, ops []Change) {
 	s.recMu.Lock()
+	if len(ops) > 0 {
+		s.applyLeaseOpsLocked(ops, false)
+	}
+	if len(changes) == 0 {
+		s.recMu.Unlock()
+		return
+	}
 	for i := 0; i < len(changes); {
 		n := 1
 		for i+n < len(changes) && changes[i+n].Revision == changes[i].Revision {
@@ -622,8 +711,9 @@ func (s *Store) install(changes []Change, entries []*Entry) {
 		if n == 1 {
 			sh := s.shard(changes[i].Key)
 			sh.mu.Lock()
-			sh.setLocked(changes[i].Key, entries[i])
+			old := sh.setLocked(changes[i].Key, entries[i])
 			sh.mu.Unlock()
+			s.moveLeaseKey(changes[i].Key, old, entries[i])
 		} else {
 			s.applyUnit(changes[i:i+n], entries[i:i+n])
 		}
@@ -634,6 +724,22 @@ func (s *Store) install(changes []Change, entries []*Entry) {
 		rec.record(changes, entries)
 	}
 	s.recMu.Unlock()
+}
+
+// moveLeaseKey records in the lessor's index that key, whose entry was
+// attached to lease old, now has entry e (nil: deleted). The caller holds
+// recMu.
+func (s *Store) moveLeaseKey(key string, old int64, e *Entry) {
+	var to int64
+	if e != nil {
+		to = e.Lease
+	}
+	if old == to {
+		return
+	}
+	s.lessor.mu.Lock()
+	s.lessor.moveKeyLocked(key, old, to)
+	s.lessor.mu.Unlock()
 }
 
 // applyUnit applies the changes of one revision under the locks of all
@@ -651,11 +757,16 @@ func (s *Store) applyUnit(changes []Change, entries []*Entry) {
 	for _, j := range idx {
 		s.shards[j].mu.Lock()
 	}
+	var olds [16]int64
+	old := olds[:0]
 	for i := range changes {
-		s.shard(changes[i].Key).setLocked(changes[i].Key, entries[i])
+		old = append(old, s.shard(changes[i].Key).setLocked(changes[i].Key, entries[i]))
 	}
 	for _, j := range idx {
 		s.shards[j].mu.Unlock()
+	}
+	for i := range changes {
+		s.moveLeaseKey(changes[i].Key, old[i], entries[i])
 	}
 }
 
@@ -684,6 +795,15 @@ func (r *recorder) record(changes []Change, entries []*Entry) {
 func (s *Store) Snapshot(prefix string) ([]*Entry, int64) {
 	v := s.View(prefix)
 	return v.Entries(), v.Rev()
+}
+
+// SnapshotLeases returns every entry, like Snapshot(""), and every lease
+// at the same revision, sorted by ID, with its ID and TTL (expired ones
+// too: their keys are not deleted yet). View("") gives the same without an
+// Entry per key.
+func (s *Store) SnapshotLeases() ([]*Entry, []Lease, int64) {
+	v := s.View("")
+	return v.Entries(), v.Leases(), v.Rev()
 }
 
 // memoryLog is the Log that keeps nothing.

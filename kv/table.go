@@ -124,14 +124,18 @@ func (t *table) get(h uint64, key string, e *Entry) bool {
 	return ok
 }
 
-// set makes e key's entry, in place of the one it has, if any. The table
+// set makes e key's entry, in place of the one it has, if any, and
+// returns the lease of the entry it replaced (0 for none). The table
 // copies e's bytes: e is not kept.
-func (t *table) set(h uint64, e *Entry) {
+func (t *table) set(h uint64, e *Entry) (oldLease int64) {
 	if len(t.slots) == 0 || (t.n+1)*5 > len(t.slots)*4 {
 		t.resize(max(16, len(t.slots)*3/2))
 	}
 	i, ok := t.find(h, e.Key)
 	old := t.slots[i]
+	if ok {
+		oldLease = recordLease(t.record(old & posMask))
+	}
 	t.slots[i] = tagOf(h)<<posBits | t.append(e)
 	if ok {
 		t.kill(old & posMask)
@@ -139,17 +143,19 @@ func (t *table) set(h uint64, e *Entry) {
 		t.n++
 	}
 	t.maybeCompact()
+	return oldLease
 }
 
-// del removes key's entry and reports whether it had one.
-func (t *table) del(h uint64, key string) bool {
+// del removes key's entry and reports whether it had one, and its lease.
+func (t *table) del(h uint64, key string) (oldLease int64, ok bool) {
 	if t.n == 0 {
-		return false
+		return 0, false
 	}
 	i, ok := t.find(h, key)
 	if !ok {
-		return false
+		return 0, false
 	}
+	oldLease = recordLease(t.record(t.slots[i] & posMask))
 	t.kill(t.slots[i] & posMask)
 	t.removeSlot(i)
 	t.n--
@@ -161,13 +167,13 @@ func (t *table) del(h uint64, key string) bool {
 			t.drop(t.active)
 			t.active = 0
 		}
-		return true
+		return oldLease, true
 	}
 	if len(t.slots) > 64 && t.n*4 < len(t.slots) {
 		t.resize(t.n * 2)
 	}
 	t.maybeCompact()
-	return true
+	return oldLease, true
 }
 
 // removeSlot empties slot i and moves back the slots after it that would
@@ -398,16 +404,15 @@ func (t *table) slabBytes() [][]byte {
 //
 //	uvarint(len(Key)) Key
 //	uvarint(Revision) uvarint(Revision-CreateRevision) uvarint(Version)
-//	uvarint(len(Value)) Value
+//	uvarint(Lease) uvarint(len(Value)) Value
 //
 // The key comes first, for lookups and sorting; small numbers take one
-// byte each. (A lease ID would be one more uvarint, one byte when there
-// is none.)
+// byte each (a key without a lease: one byte for it).
 
 func recordLen(e *Entry) int {
 	return uvarintLen(uint64(len(e.Key))) + len(e.Key) +
 		uvarintLen(uint64(e.Revision)) + uvarintLen(uint64(e.Revision-e.CreateRevision)) + uvarintLen(uint64(e.Version)) +
-		uvarintLen(uint64(len(e.Value))) + len(e.Value)
+		uvarintLen(uint64(e.Lease)) + uvarintLen(uint64(len(e.Value))) + len(e.Value)
 }
 
 func appendRecord(b []byte, e *Entry) []byte {
@@ -416,6 +421,7 @@ func appendRecord(b []byte, e *Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(e.Revision))
 	b = binary.AppendUvarint(b, uint64(e.Revision-e.CreateRevision))
 	b = binary.AppendUvarint(b, uint64(e.Version))
+	b = binary.AppendUvarint(b, uint64(e.Lease))
 	b = binary.AppendUvarint(b, uint64(len(e.Value)))
 	return append(b, e.Value...)
 }
@@ -431,6 +437,7 @@ func readRecord(b []byte, e *Entry) int {
 	rev, i := uvarint(b, i)
 	age, i := uvarint(b, i)
 	ver, i := uvarint(b, i)
+	lease, i := uvarint(b, i)
 	vn, i := uvarint(b, i)
 	if e != nil {
 		e.Key = ""
@@ -439,8 +446,20 @@ func readRecord(b []byte, e *Entry) int {
 		}
 		e.Value = b[i : i+int(vn) : i+int(vn)]
 		e.Revision, e.CreateRevision, e.Version = int64(rev), int64(rev-age), int64(ver)
+		e.Lease = int64(lease)
 	}
 	return i + int(vn)
+}
+
+// recordLease returns the lease of the record at the start of b.
+func recordLease(b []byte) int64 {
+	kn, i := uvarint(b, 0)
+	i += int(kn)
+	for range 3 { // the revision, its age and the version
+		_, i = uvarint(b, i)
+	}
+	lease, _ := uvarint(b, i)
+	return int64(lease)
 }
 
 // uvarint decodes the uvarint at b[i:], which a table wrote, and returns

@@ -88,9 +88,9 @@ func TestTableAgainstMap(t *testing.T) {
 				k := fmt.Sprintf("key/%d", rng.IntN(tt.keys))
 				h := maphash.String(tb.seed, k)
 				if rng.IntN(4) == 0 {
-					_, had := want[k]
-					if got := tb.del(h, k); got != had {
-						t.Fatalf("op %d: del %q = %v, want %v", op, k, got, had)
+					cur, had := want[k]
+					if lease, got := tb.del(h, k); got != had || lease != cur.Lease {
+						t.Fatalf("op %d: del %q = %d, %v, want %d, %v", op, k, lease, got, cur.Lease, had)
 					}
 					delete(want, k)
 					continue
@@ -101,10 +101,16 @@ func TestTableAgainstMap(t *testing.T) {
 				}
 				v := bytes.Repeat([]byte{byte('a' + op%26)}, size)
 				e := Entry{Key: k, Value: v, Revision: int64(op + 1), CreateRevision: int64(op + 1), Version: 1}
-				if cur, ok := want[k]; ok {
+				if rng.IntN(3) == 0 { // a lease, of up to 53 bits
+					e.Lease = 1 + rng.Int64N(MaxLeaseID)
+				}
+				cur, ok := want[k]
+				if ok {
 					e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
 				}
-				tb.set(h, &e)
+				if old := tb.set(h, &e); old != cur.Lease {
+					t.Fatalf("op %d: set %q replaced lease %d, want %d", op, k, old, cur.Lease)
+				}
 				v[0] = '!' // the table copied the value
 				e.Value = bytes.Repeat([]byte{byte('a' + op%26)}, size)
 				want[k] = e
@@ -187,7 +193,7 @@ func TestTableCollidingTags(t *testing.T) {
 	}
 	for i := 0; i < n; i += 3 {
 		k := fmt.Sprintf("c%d", i)
-		if !tb.del(uint64(42)<<posBits|uint64(i), k) {
+		if _, ok := tb.del(uint64(42)<<posBits|uint64(i), k); !ok {
 			t.Fatalf("del %q: not found", k)
 		}
 		delete(want, k)

@@ -106,6 +106,10 @@ type TxnOp struct {
 	Key string
 	// Value is the compact JSON text that OpSet stores.
 	Value []byte
+	// Lease is the lease OpSet attaches the key to (0: none). A lease that
+	// does not exist when the transaction is decided fails the whole
+	// transaction with ErrLeaseNotFound: nothing is changed.
+	Lease int64
 }
 
 // Txn is a transaction: when every condition of If holds (or If is
@@ -167,7 +171,13 @@ func (t *Txn) Check() error {
 				if len(op.Value) == 0 || string(op.Value) == "null" {
 					return bad("%s operation %d: a set needs a value other than null", branch.name, i)
 				}
+				if op.Lease != 0 && checkLeaseID(op.Lease) != nil {
+					return bad("%s operation %d: lease %d out of range", branch.name, i, op.Lease)
+				}
 			case OpDelete, OpGet:
+				if op.Lease != 0 {
+					return bad("%s operation %d: only a set takes a lease", branch.name, i)
+				}
 			default:
 				return bad("%s operation %d: unknown operation %d", branch.name, i, op.Op)
 			}
@@ -249,12 +259,15 @@ func (r *TxnResult) Changed() bool {
 }
 
 // decideTxn decides t against the state that cur returns (a key's entry
-// as the transaction would see it, nil when absent), giving its writes
-// revision rev. It appends the changes and the entries they make to
-// changes and entries, and returns the result, whose Revision the caller
-// sets. The keys that one list writes are distinct, so its writes do not
-// see each other; its gets see all of them.
-func decideTxn(t *Txn, cur func(string) *Entry, rev int64, changes []Change, entries []*Entry) (*TxnResult, []Change, []*Entry) {
+// as the transaction would see it, nil when absent) and live (whether a
+// set may attach a key to a lease), giving its writes revision rev. It
+// appends the changes and the entries they make to changes and entries,
+// and returns the result, whose Revision the caller sets. The keys that
+// one list writes are distinct, so its writes do not see each other; its
+// gets see all of them. A set of the list that runs into a lease that is
+// not live fails the transaction with ErrLeaseNotFound, and nothing is
+// appended.
+func decideTxn(t *Txn, cur func(string) *Entry, live func(int64) bool, rev int64, changes []Change, entries []*Entry) (*TxnResult, []Change, []*Entry, error) {
 	res := &TxnResult{Succeeded: true}
 	for i := range t.If {
 		if !t.If[i].holds(cur(t.If[i].Key)) {
@@ -266,6 +279,11 @@ func decideTxn(t *Txn, cur func(string) *Entry, rev int64, changes []Change, ent
 	if !res.Succeeded {
 		ops = t.Else
 	}
+	for i := range ops {
+		if ops[i].Op == OpSet && ops[i].Lease != 0 && !live(ops[i].Lease) {
+			return nil, changes, entries, fmt.Errorf("%w: lease %d of the set of %q", ErrLeaseNotFound, ops[i].Lease, ops[i].Key)
+		}
+	}
 	res.Results = make([]OpResult, len(ops))
 	first := len(changes)
 	gets := false
@@ -275,7 +293,7 @@ func decideTxn(t *Txn, cur func(string) *Entry, rev int64, changes []Change, ent
 		r.Op, r.Key = op.Op, op.Key
 		switch op.Op {
 		case OpSet:
-			c := Change{Op: OpSet, Key: op.Key, Value: op.Value, Revision: rev}
+			c := Change{Op: OpSet, Key: op.Key, Value: op.Value, Revision: rev, Lease: op.Lease}
 			e, _ := decide(cur(op.Key), c, rev)
 			r.Found, r.Entry = true, e
 			changes, entries = append(changes, c), append(entries, e)
@@ -306,5 +324,5 @@ func decideTxn(t *Txn, cur func(string) *Entry, rev int64, changes []Change, ent
 			r.Found, r.Entry = e != nil, e
 		}
 	}
-	return res, changes, entries
+	return res, changes, entries, nil
 }

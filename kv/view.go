@@ -13,12 +13,14 @@ import (
 // in the store's slabs (16 bytes a key, with 8 bytes of its key for
 // sorting), the entries changed while it was
 // taken, and, while it is kept, the slabs that hold its entries, which
-// the store may replace meanwhile. A View is safe for concurrent use.
+// the store may replace meanwhile. A view of every key (prefix "") holds
+// the leases at its revision too. A View is safe for concurrent use.
 type View struct {
-	rev   int64
-	slabs [][][]byte // by shard, by slab ID
-	refs  []viewRef  // the entries not in extra, sorted by key
-	extra []*Entry   // the entries of keys changed while the view was taken, sorted by key
+	rev    int64
+	leases []Lease    // prefix "" only: every lease at rev, sorted by ID
+	slabs  [][][]byte // by shard, by slab ID
+	refs   []viewRef  // the entries not in extra, sorted by key
+	extra  []*Entry   // the entries of keys changed while the view was taken, sorted by key
 }
 
 // viewRef locates an entry of a View: ref is shard<<posBits | position;
@@ -55,6 +57,9 @@ func (s *Store) View(prefix string) *View {
 	s.recMu.Lock()
 	delete(s.recorders, rec)
 	v.rev = s.rev.Load()
+	if prefix == "" {
+		v.leases = s.snapshotLeasesLocked()
+	}
 	s.recMu.Unlock()
 
 	// Keys changed during the copy may have been read before or after
@@ -80,6 +85,11 @@ func (s *Store) View(prefix string) *View {
 
 // Rev returns the revision the view is consistent with.
 func (v *View) Rev() int64 { return v.rev }
+
+// Leases returns, for a view of every key, every lease at the view's
+// revision (expired ones too, while their keys are not deleted), sorted by
+// ID, with its ID and TTL; nil for a view of a prefix.
+func (v *View) Leases() []Lease { return v.leases }
 
 // Len returns the number of entries in the view.
 func (v *View) Len() int { return len(v.refs) + len(v.extra) }

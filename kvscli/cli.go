@@ -119,11 +119,13 @@ func commands() []command {
 				"character (a tab, a newline) is printed as JSON there, so that each key\n" +
 				"takes one line. With -json, print the server's JSON answer.",
 			defineGet, false},
-		{"set", "-key K -value V [-json-value] [-if-revision R]",
+		{"set", "-key K -value V [-json-value] [-if-revision R] [-lease ID | -ttl D]",
 			"Set key K to the string V (-value 42 stores \"42\"), or with -json-value to V\n" +
 				"parsed as JSON (42, true, {\"a\":1}). With -if-revision R, set it only if\n" +
-				"the key's revision is R (0: only if it does not exist). Print the revision\n" +
-				"of the change.",
+				"the key's revision is R (0: only if it does not exist). With -lease ID, attach\n" +
+				"the key to that lease (see lease); with -ttl D, give it a lease of its own\n" +
+				"of D: either way it is deleted when the lease expires or is revoked. Print\n" +
+				"the revision of the change.",
 			defineSet, false},
 		{"del", "-key K [-if-revision R]",
 			"Delete key K; with -if-revision R, only if its revision is R. Print the\n" +
@@ -158,9 +160,12 @@ func commands() []command {
 				"an existing FILE as it was. -timeout bounds each wait for more of the backup,\n" +
 				"not the whole transfer. Restore it with kvsd -restore FILE.\n\n" +
 				"status FILE: check the backup in FILE, all of it (every checksum, every entry),\n" +
-				"and print its revision, number of keys, size in bytes, when it was taken and\n" +
-				"its checksum, as NAME<TAB>VALUE lines. A damaged or cut short file exits 1.",
+				"and print its revision, number of keys and leases, size in bytes, when it was\n" +
+				"taken and its checksum, as NAME<TAB>VALUE lines. A damaged or cut short file\n" +
+				"exits 1.",
 			defineSnapshot, true},
+		{"lease", "grant TTL [-id N] | keepalive ID... [-once] | revoke ID | ttl ID [-keys] [-json] | list [-json]",
+			leaseDoc, defineLease, true},
 	}
 }
 
@@ -199,14 +204,14 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		}
 		cmd, ok := lookup(rest[0])
 		if !ok {
-			return usageErrorf("help: unknown command %q; the commands are get, set, del, txn, watch, health and snapshot", rest[0])
+			return usageErrorf("help: unknown command %q; the commands are get, set, del, txn, watch, health, snapshot and lease", rest[0])
 		}
 		c.commandUsage(c.stdout, cmd)
 		return nil
 	}
 	cmd, ok := lookup(name)
 	if !ok {
-		return usageErrorf("unknown command %q; the commands are get, set, del, txn, watch, health and snapshot (run kvscli -h)", name)
+		return usageErrorf("unknown command %q; the commands are get, set, del, txn, watch, health, snapshot and lease (run kvscli -h)", name)
 	}
 
 	cfs := flag.NewFlagSet("kvscli "+name, flag.ContinueOnError)
@@ -295,8 +300,8 @@ func (c *cli) configure(g globalFlags) error {
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, `kvscli is the command-line client of kvs: get, set and delete keys on a kvsd
-server, change several at once (txn), watch its changes, check its health, and
-back it up.
+server, change several at once (txn), watch its changes, check its health, back
+it up, and hold leases that keys expire with.
 
 usage:
   kvscli [-server-address host:port] [-token T] [-timeout 5s] COMMAND [flags]
@@ -324,8 +329,8 @@ environment:
 exit codes:
   0  ok
   1  key not found, condition (-if-revision) failed, a txn ran -else, watch
-     history compacted, or a backup file that is damaged or cannot be read or
-     written
+     history compacted, a backup file that is damaged or cannot be read or
+     written, or a lease not found (or lost while kept alive)
   2  usage: bad flags or arguments, or a request the server rejected as malformed
   3  server unreachable, too slow (-timeout), refused the request (401) or failed
 

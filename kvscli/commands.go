@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvsdb/kvs/client"
@@ -88,10 +89,25 @@ func defineSet(fs *flag.FlagSet) func(context.Context, *cli) error {
 	value := fs.String("value", "", "to the value `V`, a string unless -json-value")
 	jsonValue := fs.Bool("json-value", false, "parse -value as JSON (a number, true, an object, ...)")
 	ifRev := fs.Int64("if-revision", 0, "set only if the key's revision is `R`; 0: only if the key does not exist")
+	lease := fs.Int64("lease", 0, "attach the key to the lease `ID`")
+	ttl := fs.String("ttl", "", "give the key a lease of its own with the TTL `D` (30s, 1m30s, or seconds)")
 	return func(ctx context.Context, c *cli) error {
 		set := given(fs)
 		if !set["key"] || !set["value"] {
-			return usageErrorf("set: give -key K and -value V\nusage: kvscli [global flags] set -key K -value V [-json-value] [-if-revision R]")
+			return usageErrorf("set: give -key K and -value V\nusage: kvscli [global flags] set -key K -value V [-json-value] [-if-revision R] [-lease ID | -ttl D]")
+		}
+		if set["lease"] && set["ttl"] {
+			return usageErrorf("set: give -lease ID or -ttl D, not both: -ttl grants the key a lease of its own")
+		}
+		if set["lease"] && (*lease < 1 || *lease > 1<<53-1) {
+			return usageErrorf("set: -lease %d: a lease ID is an integer from 1 to 2^53-1", *lease)
+		}
+		var d time.Duration
+		if set["ttl"] {
+			var err error
+			if d, err = parseTTL(*ttl); err != nil {
+				return usageErrorf("set: -ttl %q: give a duration such as 30s or 1m30s, or a number of seconds", *ttl)
+			}
 		}
 		if err := checkKey("set", *key); err != nil {
 			return err
@@ -115,8 +131,17 @@ func defineSet(fs *flag.FlagSet) func(context.Context, *cli) error {
 		if err != nil {
 			return err
 		}
-		rev, err := c.kvs.Set(ctx, *key, v, opts)
-		return c.wrote(err, "set", *key, opts, rev)
+		if set["lease"] || set["ttl"] {
+			if opts == nil {
+				opts = &client.WriteOptions{}
+			}
+			opts.Lease, opts.TTL = *lease, d
+		}
+		r, err := c.kvs.Write(ctx, *key, v, opts)
+		if errors.Is(err, client.ErrLeaseNotFound) {
+			return &exitError{exitFailed, fmt.Sprintf("set: lease %d not found at kvsd %s: never granted, revoked, or expired", *lease, c.addr)}
+		}
+		return c.wrote(err, "set", *key, opts, r.Revision)
 	}
 }
 

@@ -152,9 +152,10 @@ func TestShellWords(t *testing.T) {
 
 // TestREADME runs the examples of the README's kvscli section as written,
 // in order, against a fresh kvsd (for the address 0.0.0.0:23333), and
-// checks what each prints and its exit code. A block that starts a watch
-// watches the changes of the block after it; then it gets Ctrl-C (SIGINT)
-// and must exit 0.
+// checks what each prints and its exit code. A watch (or a lease
+// keepalive, which runs until Ctrl-C too), the last command of its block,
+// runs while the block after it does; then it gets Ctrl-C (SIGINT) and
+// must exit 0.
 func TestREADME(t *testing.T) {
 	blocks := readmeBlocks(t)
 	var all []string
@@ -206,8 +207,9 @@ func TestREADME(t *testing.T) {
 			t.Errorf("%s: stderr\n%s\nREADME says\n%s", c.line, strings.Join(stderr, "\n"), strings.Join(c.stderr, "\n"))
 		}
 	}
-	isWatch := func(b []readmeCommand) bool {
-		return len(b) == 1 && strings.Contains(" "+strings.Join(b[0].args, " ")+" ", " watch ")
+	runsUntilInterrupted := func(c readmeCommand) bool {
+		line := " " + strings.Join(c.args, " ") + " "
+		return strings.Contains(line, " watch ") || strings.Contains(line, " lease keepalive ") && !strings.Contains(line, "-once ")
 	}
 
 	var watch *proc
@@ -222,18 +224,21 @@ func TestREADME(t *testing.T) {
 		watch = nil
 	}
 	for _, b := range blocks {
-		if isWatch(b) {
-			finish()
-			watchCmd = b[0]
-			watch = startCLI(t, nil, fix(watchCmd.args)...)
-			watch.waitStderr("(Ctrl-C to stop)", 1)
-			continue
+		cmds := b
+		long := runsUntilInterrupted(b[len(b)-1])
+		if long {
+			cmds = b[:len(b)-1]
 		}
-		for _, c := range b {
+		for _, c := range cmds {
 			r := kvscli(t, nil, fix(c.args)...)
 			check(c, r.code, lines(r.stdout), lines(r.stderr))
 		}
 		finish()
+		if long {
+			watchCmd = b[len(b)-1]
+			watch = startCLI(t, nil, fix(watchCmd.args)...)
+			watch.waitStderr("(Ctrl-C to stop)", 1)
+		}
 	}
 	finish()
 	if len(all) < 10 {

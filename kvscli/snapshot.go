@@ -137,6 +137,6 @@ func (c *cli) snapshotStatus(path string) error {
 	if !info.Created.IsZero() {
 		taken = info.Created.UTC().Format(time.RFC3339Nano)
 	}
-	return c.writeOut(fmt.Appendf(nil, "revision\t%d\nkeys\t%d\nsize\t%d\ntaken\t%s\nchecksum\t%08x\n",
-		info.Revision, info.Entries, info.Size, taken, info.Checksum))
+	return c.writeOut(fmt.Appendf(nil, "revision\t%d\nkeys\t%d\nleases\t%d\nsize\t%d\ntaken\t%s\nchecksum\t%08x\n",
+		info.Revision, info.Entries, info.Leases, info.Size, taken, info.Checksum))
 }

@@ -38,7 +38,16 @@ import (
 //	  count   uvarint: how many items the section holds
 //
 // Each section is frames of its kind until its count of items is read.
-// Version 2 knows one section, the entries (kind 3), sorted by key:
+// Version 2 knows two sections. The leases (kind 5), if there are any,
+// sorted by ID, come first:
+//
+//	kind   byte 5
+//	n      uvarint, at least 1: the leases in this frame
+//	n times:
+//	  id   uvarint: from 1 to 2^53 - 1
+//	  ttl  uvarint: the TTL it was granted, in milliseconds
+//
+// The entries (kind 3), sorted by key, always come, last:
 //
 //	kind   byte 3
 //	n      uvarint, at least 1: the entries in this frame
@@ -48,18 +57,19 @@ import (
 //	  revision         uvarint
 //	  create revision  uvarint
 //	  version          uvarint
-//	  lease            uvarint: 0, no lease
+//	  lease            uvarint: its lease, one of the leases section's,
+//	                   or 0, no lease
 //
 // The last frame is the end, and nothing follows it:
 //
 //	kind   byte 4
 //	crc    uint32, little endian: CRC-32C of every byte before this frame
 //
-// Sections are how the format grows without breaking older backups: a
-// later kvs adds a section (leases: kind 5, listed before the entries, and
-// entries then name their lease), and still reads backups without it. A
-// reader refuses a section it does not know, so that a backup is never
-// restored without part of its state.
+// Sections are how the format grows without breaking older backups: the
+// leases came as a section (a backup without leases is what a kvs without
+// them wrote, byte for byte, and reads), and a reader refuses a section it
+// does not know, so that a backup is never restored without part of its
+// state (a kvs without leases refuses one with them).
 const BackupVersion = 2
 
 const (
@@ -67,6 +77,9 @@ const (
 	backupKindHeader  = 2
 	backupKindEntries = 3
 	backupKindEnd     = 4
+	backupKindLeases  = 5
+	// backupMaxLeaseID is the largest lease ID.
+	backupMaxLeaseID  = 1<<53 - 1
 	backupFrameHeader = 8
 	// backupFrame is the payload size after which the writer starts a new
 	// frame; backupMaxFrame the largest payload a reader takes.
@@ -106,6 +119,29 @@ type BackupHeader struct {
 	// Created is when the backup was taken (kvsd's clock), to the
 	// millisecond.
 	Created time.Time
+	// Leases is the number of leases.
+	Leases int64
+}
+
+// BackupLease is a lease of a backup: its ID and the TTL it was granted.
+// (A restore grants it its whole TTL again.)
+type BackupLease struct {
+	ID  int64
+	TTL time.Duration
+}
+
+// findLease reports whether leases, sorted by ID, hold id.
+func findLease(leases []BackupLease, id int64) bool {
+	_, ok := slices.BinarySearchFunc(leases, id, func(l BackupLease, id int64) int {
+		switch {
+		case l.ID < id:
+			return -1
+		case l.ID > id:
+			return 1
+		}
+		return 0
+	})
+	return ok
 }
 
 // BackupInfo describes a whole backup, once read or written.
@@ -124,6 +160,7 @@ type BackupInfo struct {
 // use.
 type BackupWriter struct {
 	w       io.Writer
+	leases  []BackupLease
 	left    int64 // entries still to add
 	buf     []byte
 	n       int // entries in the frame in buf
@@ -140,7 +177,25 @@ func NewBackupWriter(w io.Writer, h BackupHeader) (*BackupWriter, error) {
 	if h.Revision < 0 || h.Entries < 0 {
 		return nil, errors.New("wire: backup header with a negative revision or count")
 	}
-	bw := &BackupWriter{w: w, left: h.Entries, buf: make([]byte, 0, backupFrame+4096)}
+	return NewBackupWriterLeases(w, h, nil)
+}
+
+// NewBackupWriterLeases is NewBackupWriter for a backup that holds leases
+// besides its entries: leases, sorted by ID (h.Leases is their number).
+func NewBackupWriterLeases(w io.Writer, h BackupHeader, leases []BackupLease) (*BackupWriter, error) {
+	if h.Revision < 0 || h.Entries < 0 {
+		return nil, errors.New("wire: backup header with a negative revision or count")
+	}
+	h.Leases = int64(len(leases))
+	for i, l := range leases {
+		switch {
+		case l.ID < 1 || l.ID > backupMaxLeaseID || i > 0 && l.ID <= leases[i-1].ID:
+			return nil, fmt.Errorf("wire: backup: lease %d: IDs must be from 1 to 2^53 - 1, increasing", l.ID)
+		case l.TTL < time.Millisecond || l.TTL%time.Millisecond != 0:
+			return nil, fmt.Errorf("wire: backup: lease %d: TTL %v, not a whole number of milliseconds", l.ID, l.TTL)
+		}
+	}
+	bw := &BackupWriter{w: w, left: h.Entries, leases: leases, buf: make([]byte, 0, backupFrame+4096)}
 	bw.info.BackupHeader = h
 	b := append(bw.buf, backupMagic...)
 	b = append(b, BackupVersion)
@@ -153,13 +208,35 @@ func NewBackupWriter(w io.Writer, h BackupHeader) (*BackupWriter, error) {
 		created = uint64(max(h.Created.UnixMilli(), 0))
 	}
 	b = binary.AppendUvarint(b, created)
-	b = binary.AppendUvarint(b, 1) // one section: the entries
+	if len(leases) > 0 {
+		b = binary.AppendUvarint(b, 2) // two sections: the leases, the entries
+		b = append(b, backupKindLeases)
+		b = binary.AppendUvarint(b, uint64(len(leases)))
+	} else {
+		b = binary.AppendUvarint(b, 1) // one section: the entries
+	}
 	b = append(b, backupKindEntries)
 	b = binary.AppendUvarint(b, uint64(h.Entries))
 	endBackupFrame(b, start)
 	bw.buf = b
 	if err := bw.flush(); err != nil {
 		return nil, err
+	}
+	for len(leases) > 0 {
+		n := min(len(leases), backupFrame/20)
+		b := append(bw.buf[:0], make([]byte, backupFrameHeader)...)
+		b = append(b, backupKindLeases)
+		b = binary.AppendUvarint(b, uint64(n))
+		for _, l := range leases[:n] {
+			b = binary.AppendUvarint(b, uint64(l.ID))
+			b = binary.AppendUvarint(b, uint64(l.TTL/time.Millisecond))
+		}
+		endBackupFrame(b, 0)
+		bw.buf = b
+		if err := bw.flush(); err != nil {
+			return nil, err
+		}
+		leases = leases[n:]
 	}
 	return bw, nil
 }
@@ -175,6 +252,8 @@ func (bw *BackupWriter) Add(e *Entry) error {
 		bw.err = errors.New("wire: backup: more entries than the header says")
 	case bw.info.Entries-bw.left > 0 && e.Key <= bw.prev:
 		bw.err = fmt.Errorf("wire: backup: key %q after %q: keys must increase", e.Key, bw.prev)
+	case e.Lease != 0 && !findLease(bw.leases, e.Lease):
+		bw.err = fmt.Errorf("wire: backup: key %q names lease %d, which the header does not list", e.Key, e.Lease)
 	}
 	if bw.err != nil {
 		return bw.err
@@ -198,7 +277,7 @@ func (bw *BackupWriter) Add(e *Entry) error {
 	b = binary.AppendUvarint(b, uint64(e.Revision))
 	b = binary.AppendUvarint(b, uint64(e.CreateRevision))
 	b = binary.AppendUvarint(b, uint64(e.Version))
-	b = binary.AppendUvarint(b, 0) // no lease
+	b = binary.AppendUvarint(b, uint64(e.Lease))
 	bw.buf = b
 	bw.n++
 	bw.left--
@@ -275,17 +354,20 @@ func frameCRC(header, payload []byte) uint32 {
 
 // BackupReader reads a backup and checks all of it: the magic, the format
 // version, the checksum of every frame and of the whole, the number of
-// entries, each entry (a valid key, in increasing order; a compact JSON
+// leases and entries, each lease (IDs increasing, TTLs of a millisecond or
+// more), each entry (a valid key, in increasing order; a compact JSON
 // value other than null; revisions within the backup's: 1 <= create
 // revision <= revision <= the backup's revision, and 1 <= version <=
-// revision - create revision + 1), and that nothing follows the end. What
-// is wrong is a *BackupError. It is not safe for concurrent use.
+// revision - create revision + 1; a lease of the backup's or none), and
+// that nothing follows the end. What is wrong is a *BackupError. It is not
+// safe for concurrent use.
 type BackupReader struct {
-	r    *bufio.Reader
-	off  int64  // offset of the next byte to read
-	sum  uint32 // CRC-32C of the bytes before off
-	info BackupInfo
-	read int64 // entries returned
+	r      *bufio.Reader
+	leases []BackupLease
+	off    int64  // offset of the next byte to read
+	sum    uint32 // CRC-32C of the bytes before off
+	info   BackupInfo
+	read   int64 // entries returned
 
 	// The frame being read.
 	frameOff int64
@@ -335,19 +417,26 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	if created > 0 {
 		br.info.Created = time.UnixMilli(int64(created)).UTC()
 	}
-	entries := false
+	entries, leases := false, false
+	var nleases uint64
 	for range nsec {
 		k, count := d.byte(), d.uvarint()
 		switch {
 		case d.err != nil:
 			return nil, br.bad(off, "bad header")
-		case k != backupKindEntries:
+		case k != backupKindEntries && k != backupKindLeases:
 			return nil, br.bad(off, "a section of kind %d, which this kvs does not know: "+
 				"the backup was written by a newer kvs; restore it with that version", k)
 		case entries:
-			return nil, br.bad(off, "bad header: two sections of entries")
+			return nil, br.bad(off, "bad header: a section after the entries")
+		case k == backupKindLeases && (leases || count == 0 || count > backupMaxLeaseID):
+			return nil, br.bad(off, "bad header: a second section of leases, or %d leases", count)
 		case count > 1<<62:
 			return nil, br.bad(off, "bad header: %d entries", count)
+		}
+		if k == backupKindLeases {
+			leases, nleases = true, count
+			continue
 		}
 		entries = true
 		br.info.Entries = int64(count)
@@ -355,8 +444,42 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	if !entries || len(d.p) != 0 {
 		return nil, br.bad(off, "bad header")
 	}
+	br.info.Leases = int64(nleases)
+	if nleases > 0 {
+		br.leases = make([]BackupLease, 0, min(nleases, 1<<16))
+	}
+	for uint64(len(br.leases)) < nleases {
+		p, off, err := br.frame()
+		if err != nil {
+			return nil, err
+		}
+		d := backupDecoder{p: p}
+		kind, n := d.byte(), d.uvarint()
+		if d.err != nil || kind != backupKindLeases || n == 0 || n > nleases-uint64(len(br.leases)) {
+			return nil, br.bad(off, "damaged: a bad frame of leases, after %d of %d", len(br.leases), nleases)
+		}
+		for range n {
+			id, ttl := d.uvarint(), d.uvarint()
+			ls := br.leases
+			switch {
+			case d.err != nil:
+				return nil, br.bad(off, "damaged: lease %d: %v", len(ls), d.err)
+			case id == 0 || id > backupMaxLeaseID || len(ls) > 0 && int64(id) <= ls[len(ls)-1].ID:
+				return nil, br.bad(off, "lease %d: ID %d, out of range or order", len(ls), id)
+			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
+				return nil, br.bad(off, "lease %d: TTL of %d ms", id, ttl)
+			}
+			br.leases = append(ls, BackupLease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
+		}
+		if len(d.p) != 0 {
+			return nil, br.bad(off, "damaged: %d bytes after the last lease of a frame", len(d.p))
+		}
+	}
 	return br, nil
 }
+
+// Leases returns the backup's leases, sorted by ID.
+func (br *BackupReader) Leases() []BackupLease { return br.leases }
 
 // Header returns what the backup's header says.
 func (br *BackupReader) Header() BackupHeader { return br.info.BackupHeader }
@@ -465,8 +588,8 @@ func (br *BackupReader) Next() (Entry, error) {
 		return Entry{}, br.bad(off, "entry %d: key %q after %q: out of order", br.read, key, br.prev)
 	case cr == 0 || cr > r || r > uint64(br.info.Revision) || v == 0 || v > r-cr+1:
 		return Entry{}, br.bad(off, "entry %q: bad revisions %d, %d, version %d in a backup at revision %d", key, r, cr, v, br.info.Revision)
-	case lease != 0:
-		return Entry{}, br.bad(off, "entry %q: lease %d, but the backup has no leases", key, lease)
+	case lease != 0 && (lease > backupMaxLeaseID || !findLease(br.leases, int64(lease))):
+		return Entry{}, br.bad(off, "entry %q: lease %d, which the backup does not hold", key, lease)
 	}
 	if err := br.checkValue(value); err != "" {
 		return Entry{}, br.bad(off, "entry %q: %s", key, err)
@@ -483,6 +606,7 @@ func (br *BackupReader) Next() (Entry, error) {
 		Revision:       int64(r),
 		CreateRevision: int64(cr),
 		Version:        int64(v),
+		Lease:          int64(lease),
 	}
 	br.prev = e.Key
 	return e, nil

@@ -45,18 +45,24 @@ func writeBackup(t testing.TB, es []wire.Entry, rev int64) ([]byte, wire.BackupI
 
 // readBackup reads every entry of b.
 func readBackup(b []byte) ([]wire.Entry, wire.BackupInfo, error) {
+	es, _, info, err := readBackupLeases(b)
+	return es, info, err
+}
+
+// readBackupLeases reads every entry and lease of b.
+func readBackupLeases(b []byte) ([]wire.Entry, []wire.BackupLease, wire.BackupInfo, error) {
 	br, err := wire.NewBackupReader(bytes.NewReader(b))
 	if err != nil {
-		return nil, wire.BackupInfo{}, err
+		return nil, nil, wire.BackupInfo{}, err
 	}
 	var es []wire.Entry
 	for {
 		e, err := br.Next()
 		if err == io.EOF {
-			return es, br.Info(), nil
+			return es, br.Leases(), br.Info(), nil
 		}
 		if err != nil {
-			return es, br.Info(), err
+			return es, br.Leases(), br.Info(), err
 		}
 		es = append(es, e)
 	}
@@ -86,6 +92,30 @@ func TestBackupRoundTrip(t *testing.T) {
 				t.Fatalf("VerifyBackup: %+v, %v; want %+v", vinfo, err, info)
 			}
 		})
+	}
+}
+
+// TestBackupLeasesRoundTrip writes a backup with leases (more than a frame
+// holds) whose entries name them, and reads it back.
+func TestBackupLeasesRoundTrip(t *testing.T) {
+	t.Parallel()
+	es := testEntries(100)
+	var ls []wire.BackupLease
+	for i := range 5000 {
+		ls = append(ls, wire.BackupLease{ID: int64(3*i + 1), TTL: time.Duration(i+1) * time.Second})
+	}
+	for i := range es {
+		if i%3 == 0 {
+			es[i].Lease = ls[i*40].ID
+		}
+	}
+	b, winfo := writeBackupLeases(t, es, ls, wire.BackupHeader{Revision: 500, Entries: int64(len(es))})
+	got, gotLeases, info, err := readBackupLeases(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, es) || !reflect.DeepEqual(gotLeases, ls) || info != winfo || info.Leases != 5000 {
+		t.Fatalf("read %d entries, %d leases, %+v; wrote %+v", len(got), len(gotLeases), info, winfo)
 	}
 }
 
@@ -237,6 +267,16 @@ func entries(es ...[]any) []byte {
 	return b
 }
 
+// leases returns a leases payload: ID, TTL in milliseconds, pairs.
+func leases(pairs ...uint64) []byte {
+	b := []byte{5}
+	b = binary.AppendUvarint(b, uint64(len(pairs)/2))
+	for _, v := range pairs {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
+}
+
 // TestBackupEntries checks the entries that a reader refuses although every
 // checksum holds: what a faulty writer could produce.
 func TestBackupEntries(t *testing.T) {
@@ -263,13 +303,25 @@ func TestBackupEntries(t *testing.T) {
 		{"create revision 0", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 0, 1, 0})), "bad revisions"},
 		{"version 0", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 0, 0})), "bad revisions"},
 		{"more versions than revisions", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 3, 0})), "bad revisions"},
-		{"a lease", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 2, 7})), "no leases"},
+		{"a lease", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 2, 7})), "which the backup does not hold"},
+		{"leases", assemble(header(5, 5, 2, 3, 2), leases(4, 1000, 7, 30000), entries([]any{"a", `1`, 3, 2, 2, 7}, []any{"b", `1`, 3, 2, 2, 0})), ""},
+		{"a lease not in the section", assemble(header(5, 5, 1, 3, 1), leases(4, 1000), entries([]any{"a", `1`, 3, 2, 2, 7})), "which the backup does not hold"},
+		{"leases out of order", assemble(header(5, 5, 2, 3, 0), leases(7, 1000, 4, 1000)), "out of range or order"},
+		{"a lease twice", assemble(header(5, 5, 2, 3, 0), leases(7, 1000, 7, 1000)), "out of range or order"},
+		{"lease 0", assemble(header(5, 5, 1, 3, 0), leases(0, 1000)), "out of range or order"},
+		{"a lease of 2^53", assemble(header(5, 5, 1, 3, 0), leases(1<<53, 1000)), "out of range or order"},
+		{"a TTL of 0", assemble(header(5, 5, 1, 3, 0), leases(4, 0)), "TTL of 0 ms"},
+		{"fewer leases", assemble(header(5, 5, 2, 3, 0), leases(4, 1000)), "bad frame of leases, after 1 of 2"},
+		{"more leases", assemble(header(5, 5, 1, 3, 0), leases(4, 1000, 5, 1000)), "bad frame of leases"},
+		{"leases after the entries", assemble(header(5, 3, 0, 5, 1), leases(4, 1000)), "a section after the entries"},
+		{"two lease sections", assemble(header(5, 5, 1, 5, 1, 3, 0), leases(4, 1000), leases(5, 1000)), "a second section of leases"},
+		{"an empty lease section", assemble(header(5, 5, 0, 3, 0)), "a second section of leases, or 0 leases"},
 		{"fewer entries", assemble(header(5, 3, 2), entries(ok)), "ends after 1 of the 2 entries"},
 		{"more entries", assemble(header(5, 3, 1), entries(ok, []any{"b", `1`, 3, 2, 2, 0})), "bad frame of entries"},
 		{"bytes after the entries", assemble(header(5, 3, 1), append(entries(ok), 0)), "after the last entry of a frame"},
-		{"an unknown section", assemble(header(5, 5, 1, 3, 1), []byte{5, 1, 0}, entries(ok)), "section of kind 5"},
+		{"an unknown section", assemble(header(5, 6, 1, 3, 1), []byte{6, 1, 0}, entries(ok)), "section of kind 6"},
 		{"no entries section", assemble(header(5)), "bad header"},
-		{"two entries sections", assemble(header(5, 3, 0, 3, 0)), "two sections"},
+		{"two entries sections", assemble(header(5, 3, 0, 3, 0)), "a section after the entries"},
 		{"header kind", assemble(append([]byte{3}, header(5, 3, 0)[1:]...)), "bad header"},
 		{"bytes after the header", assemble(append(header(5, 3, 0), 0)), "bad header"},
 		{"an entry cut", assemble(header(5, 3, 1), entries([]any{"a", `1`, 3})), "entry 0"},
@@ -310,6 +362,7 @@ func TestBackupWriterMisuse(t *testing.T) {
 		{"out of order", 2, []wire.Entry{b, a}},
 		{"too many", 1, []wire.Entry{a, b}},
 		{"too few", 2, []wire.Entry{a}},
+		{"a lease it does not hold", 1, []wire.Entry{{Key: "a", Value: json.RawMessage(`1`), Revision: 1, CreateRevision: 1, Version: 1, Lease: 9}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,6 +387,7 @@ func FuzzReadBackup(f *testing.F) {
 	f.Add(b)
 	f.Add(assemble(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 2, 0})))
 	f.Add([]byte("KVSSNAP\x02"))
+	f.Add(assemble(header(5, 5, 2, 3, 2), leases(4, 1000, 7, 30000), entries([]any{"a", `1`, 3, 2, 2, 7}, []any{"b", `1`, 3, 2, 2, 0})))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRoundTrip(t, data)
 	})
@@ -345,14 +399,15 @@ func FuzzReadBackup(f *testing.F) {
 func FuzzBackupPayloads(f *testing.F) {
 	f.Add(header(5, 3, 1), entries([]any{"a", `1`, 3, 2, 2, 0}))
 	f.Add(header(9, 3, 2), entries([]any{"a", `{"x":[1,"y"]}`, 3, 2, 2, 0}, []any{"b", `"s"`, 9, 1, 4, 0}))
-	f.Add(header(5, 5, 1, 3, 0), []byte{5, 1, 0})
+	f.Add(header(5, 6, 1, 3, 0), []byte{6, 1, 0})
+	f.Add(header(5, 5, 1, 3, 0), leases(4, 1000))
 	f.Fuzz(func(t *testing.T, hdr, payload []byte) {
 		checkRoundTrip(t, assemble(hdr, payload))
 	})
 }
 
 func checkRoundTrip(t *testing.T, data []byte) {
-	es, info, err := readBackup(data)
+	es, ls, info, err := readBackupLeases(data)
 	if err != nil {
 		var be *wire.BackupError
 		if !errors.As(err, &be) {
@@ -363,20 +418,26 @@ func checkRoundTrip(t *testing.T, data []byte) {
 	if info.Size != int64(len(data)) {
 		t.Fatalf("accepted %d bytes, info says %d", len(data), info.Size)
 	}
-	again, winfo := writeBackupAt(t, es, info.BackupHeader)
-	es2, info2, err := readBackup(again)
+	again, winfo := writeBackupLeases(t, es, ls, info.BackupHeader)
+	es2, ls2, info2, err := readBackupLeases(again)
 	if err != nil {
 		t.Fatalf("a backup written from an accepted one is refused: %v", err)
 	}
-	if info2 != winfo || info2.BackupHeader != info.BackupHeader || len(es2) != len(es) || (len(es) > 0 && !reflect.DeepEqual(es, es2)) {
+	if info2 != winfo || info2.BackupHeader != info.BackupHeader || len(es2) != len(es) || (len(es) > 0 && !reflect.DeepEqual(es, es2)) ||
+		!reflect.DeepEqual(ls, ls2) {
 		t.Fatalf("rewritten: %+v, %d entries; read %+v, %d entries", info2, len(es2), info, len(es))
 	}
 }
 
 func writeBackupAt(t testing.TB, es []wire.Entry, h wire.BackupHeader) ([]byte, wire.BackupInfo) {
 	t.Helper()
+	return writeBackupLeases(t, es, nil, h)
+}
+
+func writeBackupLeases(t testing.TB, es []wire.Entry, ls []wire.BackupLease, h wire.BackupHeader) ([]byte, wire.BackupInfo) {
+	t.Helper()
 	var buf bytes.Buffer
-	bw, err := wire.NewBackupWriter(&buf, h)
+	bw, err := wire.NewBackupWriterLeases(&buf, h, ls)
 	if err != nil {
 		t.Fatal(err)
 	}

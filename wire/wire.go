@@ -32,6 +32,12 @@ const (
 	PathHealthz   = "/healthz"   // 200 while the process serves
 	PathReadyz    = "/readyz"    // 200 when it serves current data, else 503 with an Error
 	PathSnapshot  = "/snapshot"  // GET: a backup of the whole store (BackupWriter's format); HEAD: the revision alone
+
+	PathLeaseGrant     = "/lease/grant"     // POST a LeaseGrantRequest: a Lease
+	PathLeaseKeepAlive = "/lease/keepalive" // POST a LeaseRequest (ID or IDs): a LeaseKeepAliveResult
+	PathLeaseRevoke    = "/lease/revoke"    // POST a LeaseRequest: a LeaseRevokeResult
+	PathLeaseTTL       = "/lease/ttl"       // POST a LeaseRequest, or GET ?id=N: a Lease with its Keys
+	PathLeaseList      = "/lease/list"      // GET: a LeaseList
 )
 
 // RevisionHeader is the response header that gives the revision a listing
@@ -45,6 +51,7 @@ const (
 	ParamPrefix      = "prefix"      // /list, /getall, /subscribe: keys that start with it
 	ParamFrom        = "from"        // /subscribe: the first revision to deliver
 	ParamConsistency = "consistency" // reads: ConsistencyLocal to read the instance's own state
+	ParamID          = "id"          // /lease/ttl: the lease
 )
 
 // ConsistencyLocal is the value of ParamConsistency that lets a read be
@@ -64,6 +71,11 @@ type Entry struct {
 	CreateRevision int64
 	// Version is 1 when the key is created and grows by 1 with each set.
 	Version int64
+	// Lease is the lease the key is attached to (omitted: none): the key
+	// is deleted when the lease expires or is revoked. TTL is the time
+	// left until it expires, as the server counted it when it answered.
+	Lease int64    `json:",omitempty"`
+	TTL   Duration `json:",omitempty"`
 }
 
 // KeyRequest is the body of POST /get and of an unconditional POST /delete.
@@ -74,18 +86,24 @@ type KeyRequest struct {
 // WriteRequest is the body of /set and /delete. Value is required by /set
 // and ignored by /delete. IfRevision, when not nil, makes the change
 // conditional on the key's current revision (0: only if the key is absent);
-// a failed condition is a 409 with the current entry.
+// a failed condition is a 409 with the current entry. On /set, Lease
+// attaches the key to a lease (404 if it does not exist; a set without it
+// detaches the key from its lease), and TTL, instead, grants the key a
+// lease of its own with that TTL.
 type WriteRequest struct {
 	Key        string
 	Value      json.RawMessage `json:",omitempty"`
 	IfRevision *int64          `json:",omitempty"`
+	Lease      int64           `json:",omitempty"`
+	TTL        Duration        `json:",omitempty"`
 }
 
 // WriteResult is the answer to a successful /set or /delete: the revision
-// of the change.
+// of the change, and on a set with a lease (or a TTL) the lease.
 type WriteResult struct {
 	Key      string
 	Revision int64
+	Lease    int64 `json:",omitempty"`
 }
 
 // TxnRequest is the body of POST /txn, a transaction: when every condition
@@ -122,10 +140,15 @@ const (
 // TxnOp is one operation of a transaction: OpSet (with Value), OpDelete (a
 // missing key is no error) or OpGet (read at the transaction's revision,
 // after its writes).
+//
+// A set may attach its key to a Lease: if the lease does not exist when the
+// transaction runs, the whole transaction fails with 404 and changes
+// nothing.
 type TxnOp struct {
 	Op    string
 	Key   string
 	Value json.RawMessage `json:",omitempty"`
+	Lease int64           `json:",omitempty"`
 }
 
 // TxnResult is the answer to POST /txn (also in the RevisionHeader).
@@ -153,6 +176,8 @@ type TxnOpResult struct {
 	Revision       int64           `json:",omitempty"`
 	CreateRevision int64           `json:",omitempty"`
 	Version        int64           `json:",omitempty"`
+	Lease          int64           `json:",omitempty"`
+	TTL            Duration        `json:",omitempty"`
 }
 
 // ListRequest is the body of POST /list. An empty Prefix lists every key.
@@ -200,10 +225,19 @@ type Event struct {
 	// server closes a feed only between revisions.
 	More bool `json:",omitempty"`
 	// Reason says why a change happened when a client did not ask for it
-	// directly (for example "expired" for the delete of a lease's key).
-	// Empty for ordinary changes.
+	// directly: ReasonExpired or ReasonRevoked on the delete of a lease's
+	// key. Empty for ordinary changes.
 	Reason string `json:",omitempty"`
+	// Lease is, on a set, the lease the key is attached to (omitted:
+	// none); on a delete with a Reason, the lease that ended.
+	Lease int64 `json:",omitempty"`
 }
+
+// The reasons of an Event.
+const (
+	ReasonExpired = "expired" // the key's lease expired
+	ReasonRevoked = "revoked" // the key's lease was revoked
+)
 
 // Close codes of the change feed, besides the WebSocket protocol's own.
 const (

@@ -57,6 +57,11 @@ type config struct {
 	drain       time.Duration
 	sweep       []float64
 	sweepP99    time.Duration
+
+	leases    int
+	ttl       time.Duration
+	batch     int
+	serverPID int
 }
 
 const usageHead = `usage: kvsbench [flags] MODE [flags]
@@ -72,6 +77,12 @@ Modes:
          at -rate per second; reports the latency from each set's acknowledgement (its HTTP
          answer) to each delivery, and checks that every subscriber got every acknowledged
          set exactly once and in revision order
+  lease  grants -leases leases of -ttl, a key in each (under a fresh prefix), keeps them
+         alive every third of the TTL for -duration with -batch leases per POST
+         /lease/keepalive, then lets them expire; reports the keep-alives (with -server-pid,
+         kvsd's CPU per renewal) and how late each key's delete comes after its lease's TTL
+         since the last acknowledged keep-alive; a lease lost while kept alive, or a key
+         deleted before its TTL, is an error
 
 Each connection is one goroutine sending one request at a time over a keep-alive HTTP/1.1
 connection. Without -rate, each sends the next request as soon as the answer arrives. With
@@ -135,6 +146,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "watch: after the last set, how long to wait for subscribers to receive every event")
 	fs.StringVar(&sweep, "sweep", "", "watch: comma-separated set rates (e.g. 100,200,400,800) run one after another, each for -duration, stopping at the first that fails -sweep-p99 or sees an error; reports the highest rate that passed")
 	fs.DurationVar(&c.sweepP99, "sweep-p99", 50*time.Millisecond, "watch -sweep: the p99 delivery latency a rate must stay within")
+	fs.IntVar(&c.leases, "leases", 10000, "lease: number of leases")
+	fs.DurationVar(&c.ttl, "ttl", 10*time.Second, "lease: their TTL")
+	fs.IntVar(&c.batch, "batch", 1000, "lease: leases renewed by one keep-alive request")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "lease: kvsd's process id, to report its CPU time during the keep-alives (Linux)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
@@ -153,7 +168,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return c, usageError{"no mode given: set, get, mixed, txn, fill or watch"}
+		return c, usageError{"no mode given: set, get, mixed, txn, fill, watch or lease"}
 	}
 	c.mode = fs.Arg(0)
 	if err := parse(fs.Args()[1:]); err != nil {
@@ -209,8 +224,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			c.prefix = "kvsbench-" + hex.EncodeToString(b[:]) + "/"
 		}
 		c.preload = max(c.preload, 0)
+	case "lease":
+		if !given["key-prefix"] {
+			var b [4]byte
+			rand.Read(b[:])
+			c.prefix = "kvsbench-lease-" + hex.EncodeToString(b[:]) + "/"
+		}
+		c.preload = max(c.preload, 0)
 	default:
-		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, txn, fill or watch", c.mode)}
+		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, txn, fill, watch or lease", c.mode)}
 	}
 	if sweep != "" {
 		if c.mode != "watch" {
@@ -277,6 +299,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-subscribers %d: want at least 1", c.subscribers)
 	case c.drain < 0 || c.progress < 0:
 		return errors.New("-drain and -progress must not be negative")
+	case c.mode == "lease" && (c.leases < 1 || c.batch < 1 || c.ttl < 3*time.Millisecond || c.serverPID < 0 || c.duration == 0):
+		return errors.New("lease: -leases, -batch and -duration must be positive, -ttl at least 3ms")
 	}
 	for _, r := range c.prefix {
 		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
@@ -328,6 +352,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		res, err = b.sweep(ctx)
 	case cfg.mode == "watch":
 		res, err = b.watch(ctx, cfg.rate)
+	case cfg.mode == "lease":
+		res, err = b.leases(ctx)
 	default:
 		res, err = b.load(ctx)
 	}

@@ -21,7 +21,8 @@ func TestParseConfig(t *testing.T) {
 		{"defaults for set", []string{"set"}, nil, func(t *testing.T, c config) {
 			want := config{mode: "set", base: "http://127.0.0.1:23333", connections: 64, duration: 10 * time.Second,
 				keys: 10000, valueSize: 16, readRatio: 0.9, timeout: 10 * time.Second, progress: time.Second,
-				subscribers: 100, drain: 5 * time.Second, sweepP99: 50 * time.Millisecond}
+				subscribers: 100, drain: 5 * time.Second, sweepP99: 50 * time.Millisecond,
+				leases: 10000, ttl: 10 * time.Second, batch: 1000}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v, want %+v", c, want)
 			}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +218,36 @@ func TestFailures(t *testing.T) {
 			t.Errorf("got exit code %d and %q, want 2 and a usage message", code, stderr)
 		}
 	})
+}
+
+// TestLeaseMode runs lease mode against kvsd: every lease is kept alive
+// without a loss, and then expires, each key deleted at or after its TTL
+// since the last acknowledged keep-alive.
+func TestLeaseMode(t *testing.T) {
+	srv := kvstest.Start(t, "-backend", "memory")
+	stdout, stderr, code := kvsbench(t, srv, "-json", "-progress", "200ms", "lease", "-leases", "300", "-ttl", "3s",
+		"-batch", "50", "-d", "3s", "-c", "4", "-server-pid", strconv.Itoa(srv.PID()))
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var r struct {
+		OK                    bool
+		Leases                int
+		Renewals, Lost, Early int64
+		Expired               int64
+		Missing               int64                  `json:"not_expired"`
+		Lateness              struct{ Count uint64 } `json:"expiry_lateness"`
+		KeepAlive             struct{ Count uint64 } `json:"keepalive_latency"`
+		Requests              int64
+		Errors                map[string]int64
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	// 300 leases, renewed every second for 3s: 3 rounds (a TTL that a
+	// busy machine grants 300 leases well within).
+	if !r.OK || r.Leases != 300 || r.Lost != 0 || r.Early != 0 || r.Expired != 300 || r.Missing != 0 ||
+		r.Renewals < 300*2 || r.Lateness.Count != 300 || r.KeepAlive.Count != uint64(r.Requests) || len(r.Errors) != 0 {
+		t.Fatalf("got %+v", r)
+	}
 }

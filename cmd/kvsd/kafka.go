@@ -18,6 +18,7 @@ type kafkaConfig struct {
 	replicationFactor int
 	writeTimeout      time.Duration
 	readTimeout       time.Duration
+	leaseTakeover     time.Duration
 }
 
 func (c *kafkaConfig) flags(fs *flag.FlagSet) {
@@ -25,6 +26,7 @@ func (c *kafkaConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "kafka-topic", "kvs-changes", "kafka backend: the topic every instance shares (created if missing: one partition, compacted)")
 	fs.IntVar(&c.replicationFactor, "kafka-replication-factor", 0, "kafka backend: replication factor of a new topic (0: the brokers' default)")
 	fs.DurationVar(&c.writeTimeout, "kafka-write-timeout", 5*time.Second, "kafka backend: how long a write may wait for the brokers and for its record to be applied before it fails with 503")
+	fs.DurationVar(&c.leaseTakeover, "kafka-lease-takeover", 2*time.Second, "kafka backend: how long after a lease's TTL an instance that did not receive its last keep-alive waits before it expires the lease (the one that received it expires it at once; the others take over if it died)")
 	fs.DurationVar(&c.readTimeout, "kafka-read-timeout", 5*time.Second, "kafka backend: how long a linearizable read may wait for the brokers and for this instance to apply what they reported before it fails with 503 (reads with ?consistency=local never wait)")
 }
 
@@ -40,6 +42,8 @@ func (c *kafkaConfig) check() error {
 		return fmt.Errorf("-kafka-write-timeout %v: must be positive", c.writeTimeout)
 	case c.readTimeout <= 0:
 		return fmt.Errorf("-kafka-read-timeout %v: must be positive", c.readTimeout)
+	case c.leaseTakeover <= 0:
+		return fmt.Errorf("-kafka-lease-takeover %v: must be positive", c.leaseTakeover)
 	}
 	return nil
 }

@@ -73,6 +73,7 @@ type config struct {
 	maxSnapshots      int
 	maxBodyBytes      int
 	maxTxnOps         int
+	maxLeaseTTL       time.Duration
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	pprof             bool
@@ -112,6 +113,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxSnapshots, "max-snapshots", httpapi.DefaultMaxSnapshots, "backups (GET /snapshot) streamed at once at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
+	fs.DurationVar(&c.maxLeaseTTL, "max-lease-ttl", httpapi.DefaultMaxLeaseTTL, "the longest TTL a lease may be granted (POST /lease/grant, a /set with a TTL)")
 	fs.IntVar(&c.maxTxnOps, "max-txn-ops", httpapi.DefaultMaxTxnOps, "most conditions of a transaction (POST /txn), and most operations in each of its Then and Else")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; slower connections are closed")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
@@ -241,6 +243,8 @@ func (c *config) checkSecurity() error {
 		return fmt.Errorf("-max-body-bytes %d: must not be negative", c.maxBodyBytes)
 	case c.maxTxnOps <= 0:
 		return fmt.Errorf("-max-txn-ops %d: must be positive", c.maxTxnOps)
+	case c.maxLeaseTTL < time.Millisecond:
+		return fmt.Errorf("-max-lease-ttl %v: must be a millisecond or more", c.maxLeaseTTL)
 	case c.readHeaderTimeout <= 0:
 		return fmt.Errorf("-read-header-timeout %v: must be positive", c.readHeaderTimeout)
 	case c.idleTimeout <= 0:
@@ -346,7 +350,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}
-	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout})
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
+		LeaseTakeover: cfg.kafka.leaseTakeover})
 	if fl != nil {
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
 			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
@@ -371,6 +376,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxValueBytes:  cfg.maxValueBytes,
 		MaxBodyBytes:   cfg.maxBodyBytes,
 		MaxTxnOps:      cfg.maxTxnOps,
+		MaxLeaseTTL:    cfg.maxLeaseTTL,
 		Ready:          ready,
 		ReadBarrier:    barrier,
 		Logger:         log,
@@ -378,7 +384,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SessionTTL:     cfg.sessionTTL,
 		Pprof:          cfg.pprof,
 		LogStats:       logStats,
-		ExtraMetrics:   feedMetrics(hub, memoryMetrics(store, extra)),
+		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, extra)),
 		OriginPatterns: cfg.allowedOrigins,
 		AllowedHosts:   hosts,
 		MaxSubscribers: cfg.maxSubscribers,
@@ -457,11 +463,13 @@ func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, e
 	return s, nil
 }
 
-// feedMetrics returns the samples of extra and those of the hub's memory.
-func feedMetrics(hub *bus.Hub, extra func() []httpapi.Sample) func() []httpapi.Sample {
+// feedMetrics returns the samples of extra, those of the hub's memory and
+// the number of leases.
+func feedMetrics(hub *bus.Hub, store *kv.Store, extra func() []httpapi.Sample) func() []httpapi.Sample {
 	return func() []httpapi.Sample {
 		now, peak := hub.Buffered()
 		samples := []httpapi.Sample{
+			{Name: "kvs_leases", Help: "Leases held (one that expired, until its end is applied).", Value: float64(store.LeaseCount())},
 			{Name: "kvs_feed_buffered_bytes", Help: "Memory the events held for subscribers take (queued, or being written; an event held for many counts once), bounded by -feed-buffer-bytes.", Value: float64(now)},
 			{Name: "kvs_feed_buffered_bytes_peak", Help: "The most memory the events held for subscribers took since kvsd started.", Value: float64(peak)},
 		}

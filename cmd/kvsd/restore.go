@@ -64,17 +64,21 @@ func restore(ctx context.Context, cfg *config, log *slog.Logger) (kv.Log, int64,
 	}
 	at := info.Revision + cfg.restore.bump
 	log.Info("restoring from a backup", "file", file, "backend", cfg.backend, "backup_rev", info.Revision,
-		"keys", info.Entries, "rev", at, "taken", info.Created)
+		"keys", info.Entries, "leases", info.Leases, "rev", at, "taken", info.Created)
+	leases, err := backupLeases(file)
+	if err != nil {
+		return nil, 0, fmt.Errorf("-restore %s: %v; nothing was written", file, err)
+	}
 	switch cfg.backend {
 	case "kafka":
-		rev, err := bus.Seed(ctx, cfg.kafka.options(nil, cfg.maxValueBytes, log), at, info.Entries, backupEntries(file))
+		rev, err := bus.Seed(ctx, cfg.kafka.options(nil, cfg.maxValueBytes, log), at, leases, info.Entries, backupEntries(file))
 		switch {
 		case errors.Is(err, bus.ErrTopicNotEmpty):
 			return nil, 0, fmt.Errorf("-restore %s: %v; nothing was written (-restore seeds a new topic; to serve the topic as it is, start without -restore)", file, err)
 		case err != nil:
 			return nil, 0, fmt.Errorf("-restore %s: %v", file, err)
 		}
-		log.Info("seeded the topic from the backup", "topic", cfg.kafka.topic, "records", info.Entries+1, "rev", rev)
+		log.Info("seeded the topic from the backup", "topic", cfg.kafka.topic, "records", info.Leases+info.Entries+1, "rev", rev)
 		return nil, rev, nil
 	}
 	var entries []*kv.Entry
@@ -91,9 +95,9 @@ func restore(ctx context.Context, cfg *config, log *slog.Logger) (kv.Log, int64,
 					return
 				}
 			}
-		}, Len: len(entries), Rev: at}}, at, nil
+		}, Len: len(entries), Leases: leases, Rev: at}}, at, nil
 	}
-	if err := kv.CreateDataDir(cfg.data, entries, at); err != nil {
+	if err := kv.CreateDataDir(cfg.data, entries, leases, at); err != nil {
 		if errors.Is(err, kv.ErrNotEmpty) {
 			return nil, 0, fmt.Errorf("-restore %s: %v; nothing was written "+
 				"(-restore builds a new data directory: give a new or empty -data, or start without -restore to serve %s as it is)", file, err, cfg.data)
@@ -120,6 +124,25 @@ func verifyBackup(file string) (wire.BackupInfo, error) {
 	return info, nil
 }
 
+// backupLeases returns the leases of the backup in file, each with its
+// TTL: a restored store grants it its whole TTL again, as a restart does.
+func backupLeases(file string) ([]kv.Lease, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br, err := wire.NewBackupReader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var out []kv.Lease
+	for _, l := range br.Leases() {
+		out = append(out, kv.Lease{ID: l.ID, TTL: l.TTL})
+	}
+	return out, nil
+}
+
 // backupEntries yields the entries of the backup in file, and an error
 // if it cannot be read whole.
 func backupEntries(file string) iter.Seq2[*kv.Entry, error] {
@@ -144,7 +167,7 @@ func backupEntries(file string) iter.Seq2[*kv.Entry, error] {
 				yield(nil, err)
 				return
 			}
-			if !yield(&kv.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version}, nil) {
+			if !yield(&kv.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Lease: e.Lease}, nil) {
 				return
 			}
 		}

@@ -17,8 +17,14 @@
   // silent much longer is dead even if the socket looks open.
   const idleMs = () => window.kvsConsoleIdleMs || 35000;
 
-  // The table: key -> {tr, vcell, rcell, rev}, and the keys in server order.
+  // The table: key -> {tr, vcell, rcell, ecell, lease}, and the keys in
+  // server order.
   const rows = new Map();
+  // Leases: ID -> {until: performance.now() when it expires, granted}, as
+  // the server last told (/list's TTLs, then /lease/list every
+  // LEASE_POLL_MS: keep-alives renew leases without a change in the feed).
+  const leases = new Map();
+  const LEASE_POLL_MS = 5000;
   let keys = [];
   let prefix = '';
   let applied = 0; // every matching change up to this revision is in the table
@@ -191,7 +197,7 @@
       td.append(span);
     }
   }
-  function makeRow(key, raw, rev) {
+  function makeRow(key, raw, rev, lease) {
     const tr = document.createElement('tr');
     tr.dataset.key = key;
     const kcell = tr.insertCell();
@@ -200,8 +206,11 @@
     fillValue(vcell, raw);
     const rcell = tr.insertCell();
     rcell.className = 'rev';
-    const row = { tr, vcell, rcell };
+    const ecell = tr.insertCell();
+    ecell.className = 'exp';
+    const row = { tr, vcell, rcell, ecell, lease };
     setRowRev(row, rev);
+    showExpiry(row);
     if (editing && editing.key === key) tr.classList.add('selected');
     rows.set(key, row);
     return row;
@@ -220,13 +229,15 @@
     tr.classList.add('flash');
     row.flash = setTimeout(() => tr.classList.remove('flash'), FLASH_MS);
   }
-  function upsert(key, raw, rev) {
+  function upsert(key, raw, rev, lease) {
     let row = rows.get(key);
     if (row) {
       fillValue(row.vcell, raw);
       setRowRev(row, rev);
+      row.lease = lease;
+      showExpiry(row);
     } else {
-      row = makeRow(key, raw, rev);
+      row = makeRow(key, raw, rev, lease);
       const i = position(key);
       const next = i < keys.length ? rows.get(keys[i]).tr : null;
       $('rows').insertBefore(row.tr, next);
@@ -257,9 +268,13 @@
     const rev = Number(top.Revision);
     const entries = elements(top.Entries).map(fields); // in the server's order, which is sorted
     rows.clear();
+    const now = performance.now();
+    for (const e of entries) {
+      if (e.Lease !== undefined && e.TTL !== undefined) setLease(Number(e.Lease), now + duration(JSON.parse(e.TTL)));
+    }
     const frag = document.createDocumentFragment();
     for (const e of entries) {
-      const row = makeRow(JSON.parse(e.Key), e.Value, Number(e.Revision));
+      const row = makeRow(JSON.parse(e.Key), e.Value, Number(e.Revision), e.Lease === undefined ? 0 : Number(e.Lease));
       frag.append(row.tr);
     }
     keys = entries.map((e) => JSON.parse(e.Key));
@@ -274,6 +289,66 @@
     return true;
   }
 
+  // ---- leases: which keys expire, and when ----
+  // duration reads Go duration text ("1h2m3.5s", "250ms", "0s") in ms.
+  function duration(text) {
+    const units = { h: 3600000, m: 60000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001, ns: 0.000001 };
+    let ms = 0;
+    for (const [, n, u] of text.matchAll(/([0-9.]+)(h|ms|m|s|us|µs|ns)/g)) ms += Number(n) * units[u];
+    return ms;
+  }
+  // left formats the time left on a lease: "9 s", "4 min 10 s", "2 h 5 min".
+  function left(ms) {
+    const s = Math.max(0, Math.ceil(ms / 1000));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+  function setLease(id, until) {
+    leases.set(id, { until });
+  }
+  // showExpiry shows the row's lease and the time left on it.
+  function showExpiry(row) {
+    const c = row.ecell;
+    if (!row.lease) {
+      c.textContent = '';
+      c.title = '';
+      delete row.tr.dataset.lease;
+      return;
+    }
+    row.tr.dataset.lease = String(row.lease);
+    const l = leases.get(row.lease);
+    const text = l === undefined ? '…' : l.until - performance.now() > 0 ? 'in ' + left(l.until - performance.now()) : 'expiring';
+    c.textContent = text;
+    c.title = 'lease ' + row.lease + ': the key is deleted when it expires (unless kept alive) or is revoked';
+  }
+  function showExpiries() {
+    for (const row of rows.values()) if (row.lease) showExpiry(row);
+  }
+  setInterval(showExpiries, 1000);
+  // pollLeases reads the time left on every lease: keep-alives renew them
+  // without a change in the feed.
+  async function pollLeases() {
+    let any = false;
+    for (const row of rows.values()) any = any || row.lease !== 0;
+    if (!any || !listed) return;
+    try {
+      const resp = await api('GET', '/lease/list');
+      const text = await resp.text();
+      const now = performance.now();
+      const seen = new Set();
+      for (const l of elements(fields(text).Leases).map(fields)) {
+        setLease(Number(l.ID), now + duration(JSON.parse(l.TTL)));
+        seen.add(Number(l.ID));
+      }
+      for (const id of leases.keys()) if (!seen.has(id)) setLease(id, now); // ended: its deletes follow
+      showExpiries();
+    } catch (e) {
+      // The feed reports the connection's state; try again next time.
+    }
+  }
+  setInterval(pollLeases, LEASE_POLL_MS);
+
   // ---- the feed pane ----
   function feedItem(li) {
     const feed = $('feed');
@@ -286,10 +361,11 @@
     s.textContent = text;
     return s;
   }
-  function feedEvent(type, key, raw, rev) {
+  function feedEvent(type, key, raw, rev, reason) {
     const li = document.createElement('li');
     li.append(span('r', String(rev)), span('t ' + type, type), span('k', key));
     if (raw !== undefined) li.append(span('v', shown(raw)));
+    if (reason) li.append(span('why', reason)); // a lease's end: expired or revoked
     feedItem(li);
   }
   function note(text) {
@@ -411,9 +487,14 @@
     if (rev <= applied) return; // already in the table
     if (type === 'set' || type === 'delete') {
       const key = JSON.parse(f.Key);
-      if (type === 'set') upsert(key, f.Value, rev);
-      else remove(key);
-      feedEvent(type, key, f.Value, rev);
+      const lease = f.Lease === undefined ? 0 : Number(f.Lease);
+      if (type === 'set') {
+        upsert(key, f.Value, rev, lease);
+        if (lease && !leases.has(lease)) pollLeases(); // a lease the page has not seen yet
+      } else {
+        remove(key);
+      }
+      feedEvent(type, key, f.Value, rev, f.Reason === undefined ? '' : JSON.parse(f.Reason));
     }
     if (f.More !== 'true') setRev(rev); // progress: nothing matching up to rev is missing
   }
@@ -515,7 +596,8 @@
     const p = $('editing');
     p.hidden = !e;
     if (!e) return;
-    p.textContent = 'Editing revision ' + e.rev + ': if someone changes this key first, Set and Delete report it instead of overwriting.';
+    p.textContent = 'Editing revision ' + e.rev + ': if someone changes this key first, Set and Delete report it instead of overwriting.' +
+      (e.lease ? ' Set keeps it attached to its lease ' + e.lease + '.' : '');
     const row = rows.get(e.key);
     if (row) row.tr.classList.add('selected');
   }
@@ -532,7 +614,7 @@
     $('key').value = key;
     $('json').checked = !isString(f.Value);
     $('value').value = isString(f.Value) ? JSON.parse(f.Value) : f.Value;
-    setEditing({ key, rev: Number(f.Revision) });
+    setEditing({ key, rev: Number(f.Revision), lease: f.Lease === undefined ? 0 : Number(f.Lease) });
     say('');
   }
 
@@ -542,6 +624,8 @@
     if (value !== undefined) body += ',"Value":' + value;
     const cond = editing && editing.key === key ? editing.rev : null;
     if (cond !== null) body += ',"IfRevision":' + cond;
+    // A set without the lease would detach the key from it.
+    if (verb === 'set' && cond !== null && editing.lease) body += ',"Lease":' + editing.lease;
     body += '}';
     let resp;
     try {
@@ -554,7 +638,7 @@
     if (resp.ok) {
       const rev = Number(fields(text).Revision);
       say((verb === 'set' ? 'Set ' : 'Deleted ') + key + ' at revision ' + rev + '.', 'ok');
-      setEditing(verb === 'set' && cond !== null ? { key, rev } : null);
+      setEditing(verb === 'set' && cond !== null ? { key, rev, lease: editing.lease } : null);
       return;
     }
     if (resp.status === 401) showLogin();
@@ -571,6 +655,8 @@
             ': it is now revision ' + cur.Revision + ', value ' + shown(cur.Value) +
             '. Click its row to edit the current value.';
         }
+      } else if (resp.status === 404 && why.startsWith('lease not found')) {
+        why = 'its lease ' + editing.lease + ' has ended (the key is being deleted).';
       } else if (resp.status === 404) {
         why = key + ' does not exist.';
       }
