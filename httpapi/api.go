@@ -483,13 +483,13 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	e, ok := h.store.Get(req.key)
+	e, ok := h.store.Lookup(req.key)
 	if !ok {
 		h.writeError(w, r, kv.ErrNotFound)
 		return
 	}
 	bp := h.bufs.Get().(*[]byte)
-	*bp = h.appendEntry((*bp)[:0], e)
+	*bp = h.appendEntry((*bp)[:0], &e)
 	writeJSON(w, http.StatusOK, *bp)
 	h.putBuf(bp)
 }
@@ -560,16 +560,18 @@ func (h *Handler) getall(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	entries, rev := h.store.Snapshot(prefix)
+	v := h.store.View(prefix)
 	hdr["Content-Type"] = jsonContentType
-	hdr[RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
+	hdr[RevisionHeader] = []string{strconv.FormatInt(v.Rev(), 10)}
 	w.WriteHeader(http.StatusOK)
 	b := make([]byte, 0, 32<<10)
 	b = append(b, '{')
-	for i, e := range entries {
-		if i > 0 {
+	first := true
+	for e := range v.All() {
+		if !first {
 			b = append(b, ',')
 		}
+		first = false
 		b = appendString(b, e.Key)
 		b = append(b, ':')
 		b = append(b, e.Value...)

@@ -32,7 +32,8 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	entries, rev := h.store.Snapshot(prefix)
+	v := h.store.View(prefix)
+	rev := v.Rev()
 	hdr["Content-Type"] = jsonContentType
 	hdr[wire.RevisionHeader] = []string{strconv.FormatInt(rev, 10)}
 	w.WriteHeader(http.StatusOK)
@@ -40,11 +41,13 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	b = append(b, `{"Revision":`...)
 	b = strconv.AppendInt(b, rev, 10)
 	b = append(b, `,"Entries":[`...)
-	for i, e := range entries {
-		if i > 0 {
+	first := true
+	for e := range v.All() {
+		if !first {
 			b = append(b, ',')
 		}
-		b = h.appendEntry(b, e)
+		first = false
+		b = h.appendEntry(b, &e)
 		if len(b) >= 32<<10 {
 			if _, err := w.Write(b); err != nil {
 				return

@@ -28,13 +28,12 @@ var octetStream = []string{"application/octet-stream"}
 // the current revision alone. At most Options.MaxSnapshots backups stream
 // at once; one more gets 429.
 //
-// The entries and leases come from Store.SnapshotLeases (a lease's TTL, not
-// the time left on it: a restore grants it its whole TTL again), which does
-// not stop writers: the
-// backup holds a pointer to each entry of its revision (8 bytes a key),
-// and so keeps alive the entries that writers replace before it sends
-// them. Each entry's pointer is dropped once it is encoded, so what a slow
-// client holds shrinks as it reads.
+// The entries and leases come from Store.View (a lease's TTL, not the time
+// left on it: a restore grants it its whole TTL again), which does not
+// stop writers: the backup holds the position of each entry of its
+// revision (16 bytes a key), and the store's slabs that hold them, which
+// writers may replace (compact) before it sends them: those stay until the
+// backup ends.
 func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	if r.Method == http.MethodHead {
@@ -53,7 +52,9 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	began := time.Now()
-	entries, leases, rev := h.store.SnapshotLeases()
+	v := h.store.View("")
+	rev := v.Rev()
+	leases := v.Leases()
 	bl := make([]wire.BackupLease, len(leases))
 	for i, l := range leases {
 		bl[i] = wire.BackupLease{ID: l.ID, TTL: l.TTL}
@@ -64,11 +65,13 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	sw := &stallWriter{w: w, rc: http.NewResponseController(w)}
-	bw, err := wire.NewBackupWriterLeases(sw, wire.BackupHeader{Revision: rev, Entries: int64(len(entries)), Created: began}, bl)
-	for i := 0; err == nil && i < len(entries); i++ {
-		e := entries[i]
-		entries[i] = nil
-		err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Lease: e.Lease})
+	bw, err := wire.NewBackupWriterLeases(sw, wire.BackupHeader{Revision: rev, Entries: int64(v.Len()), Created: began}, bl)
+	if err == nil {
+		for e := range v.All() {
+			if err = bw.Add(&wire.Entry{Key: e.Key, Value: e.Value, Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Lease: e.Lease}); err != nil {
+				break
+			}
+		}
 	}
 	if err == nil {
 		err = bw.Close()
@@ -77,7 +80,7 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("backup cut short: the client has an incomplete file", "rev", rev, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	h.log.Info("backup sent", "rev", rev, "keys", len(entries), "leases", len(leases), "bytes", bw.Info().Size,
+	h.log.Info("backup sent", "rev", rev, "keys", v.Len(), "leases", len(leases), "bytes", bw.Info().Size,
 		"remote", r.RemoteAddr, "took", time.Since(began).Round(time.Millisecond))
 }
 

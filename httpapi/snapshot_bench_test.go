@@ -72,9 +72,9 @@ func benchStore(b *testing.B, backend string) *kv.Store {
 	if backend == "memory" {
 		// The memory backend, loaded from the directory.
 		s := kv.New(kv.Options{Log: fl})
-		es, rev := s.Snapshot("")
+		v := s.View("")
 		s.Close()
-		log = &loaded{kv.Recovery{Entries: es, Rev: rev}}
+		log = &loaded{kv.Recovery{Entries: v.All(), Len: v.Len(), Rev: v.Rev()}}
 	}
 	s := kv.New(kv.Options{Log: log})
 	b.Cleanup(func() { s.Close() })
@@ -84,9 +84,9 @@ func benchStore(b *testing.B, backend string) *kv.Store {
 // loaded is a memory log that starts with a state.
 type loaded struct{ rec kv.Recovery }
 
-func (l *loaded) Append([]kv.Change) error                        { return nil }
-func (l *loaded) Close() error                                    { return nil }
-func (l *loaded) Recover(func() ([]*kv.Entry, int64)) kv.Recovery { return l.rec }
+func (l *loaded) Append([]kv.Change) error            { return nil }
+func (l *loaded) Close() error                        { return nil }
+func (l *loaded) Recover(func() *kv.View) kv.Recovery { return l.rec }
 
 func benchSetDuringSnapshot(b *testing.B, store *kv.Store, backend string, readers int, pause time.Duration) {
 	// Room for a reader's next backup before the last one's handler has

@@ -97,9 +97,6 @@ type FileLog struct {
 
 	rec       Recovery // what Open found, until Recover hands it over
 	recovered bool
-	// snapshotLeases, set by New before Recover, returns what a snapshot
-	// holds: every entry and every lease at one revision.
-	snapshotLeases func() ([]*Entry, []Lease, int64)
 
 	// Owned by the Store's committer, which calls Append and Close.
 	f       *os.File // the current segment
@@ -388,7 +385,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 		return err
 	}
 	defer f.Close()
-	entries, leases, got, err := readSnapshot(f)
+	snap, leases, got, err := readSnapshot(f)
 	var se *snapshotError
 	switch {
 	case errors.As(err, &se):
@@ -398,7 +395,7 @@ func (l *FileLog) loadSnapshot(rev int64) error {
 	case got != rev:
 		return &CorruptError{File: path, Reason: fmt.Sprintf("it holds revision %d, but its name says %d", got, rev)}
 	}
-	l.rec.Entries, l.rec.Leases, l.rec.Rev = entries, leases, rev
+	l.rec.Entries, l.rec.Len, l.rec.Leases, l.rec.Rev = snap.all(), snap.n, leases, rev
 	return nil
 }
 
@@ -544,7 +541,7 @@ func (l *FileLog) remove(names []string) {
 // Recover hands over the state Open found, once, and starts the snapshot
 // goroutine, which calls snapshot whenever the log has grown by
 // FileOptions.SnapshotBytes. New calls it.
-func (l *FileLog) Recover(snapshot func() ([]*Entry, int64)) Recovery {
+func (l *FileLog) Recover(snapshot func() *View) Recovery {
 	if l.recovered {
 		panic("kv: FileLog.Recover called twice: a log serves one Store")
 	}
@@ -666,7 +663,7 @@ func (l *FileLog) fail(err error) error {
 	return err
 }
 
-func (l *FileLog) snapshotLoop(snapshot func() ([]*Entry, int64)) {
+func (l *FileLog) snapshotLoop(snapshot func() *View) {
 	defer l.wg.Done()
 	for {
 		select {
@@ -706,18 +703,10 @@ func (l *FileLog) stateLoop() {
 
 // snapshot writes a snapshot of the store, then removes the segments and
 // snapshots it covers.
-func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
+func (l *FileLog) snapshot(snapshot func() *View) error {
 	began := time.Now()
-	var (
-		entries []*Entry
-		leases  []Lease
-		rev     int64
-	)
-	if l.snapshotLeases != nil {
-		entries, leases, rev = l.snapshotLeases()
-	} else {
-		entries, rev = snapshot()
-	}
+	v := snapshot()
+	rev := v.Rev()
 	l.mu.Lock()
 	have := l.snapRev
 	l.mu.Unlock()
@@ -731,7 +720,7 @@ func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
 	if err != nil {
 		return err
 	}
-	err = writeSnapshot(f, entries, leases, rev, l.stop)
+	err = writeSnapshotSeq(f, v.Len(), v.All(), v.Leases(), rev, l.stop)
 	if err == nil {
 		err = l.syncFile(f)
 	}
@@ -773,7 +762,7 @@ func (l *FileLog) snapshot(snapshot func() ([]*Entry, int64)) error {
 		}
 	}
 	l.remove(dead)
-	l.log.Info("snapshot written", "rev", rev, "keys", len(entries), "leases", len(leases), "bytes", size,
+	l.log.Info("snapshot written", "rev", rev, "keys", v.Len(), "leases", len(v.Leases()), "bytes", size,
 		"took", time.Since(began).Round(time.Millisecond), "removed", len(dead))
 	return nil
 }

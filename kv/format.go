@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"iter"
 	"slices"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 // The file log's two formats, the log and the snapshot, are both sequences
@@ -462,6 +465,19 @@ func (d *decoder) bytes() []byte {
 // rev, to w in the snapshot format. It stops early with errStopped once
 // stop is closed.
 func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, stop <-chan struct{}) error {
+	return writeSnapshotSeq(w, len(entries), func(yield func(Entry) bool) {
+		for _, e := range entries {
+			if !yield(*e) {
+				return
+			}
+		}
+	}, leases, rev, stop)
+}
+
+// writeSnapshotSeq writes the n entries that entries yields, sorted by key,
+// and leases, consistent with rev, to w in the snapshot format, as
+// writeSnapshot does.
+func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Lease, rev int64, stop <-chan struct{}) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	b := make([]byte, 0, snapFrame+4096)
 	b = append(b, snapMagic...)
@@ -469,7 +485,7 @@ func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, sto
 	b = beginFrame(b)
 	b = append(b, kindSnapHeader)
 	b = binary.AppendUvarint(b, uint64(rev))
-	b = binary.AppendUvarint(b, uint64(len(entries)))
+	b = binary.AppendUvarint(b, uint64(n))
 	entriesKind := byte(kindSnapEntries)
 	if len(leases) > 0 {
 		b = binary.AppendUvarint(b, uint64(len(leases)))
@@ -482,51 +498,80 @@ func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, sto
 		}
 		b = beginFrame(b[:0])
 		b = append(b, kindSnapLeases)
-		n := min(len(leases), snapFrame/20)
-		b = binary.AppendUvarint(b, uint64(n))
-		for _, l := range leases[:n] {
+		m := min(len(leases), snapFrame/20)
+		b = binary.AppendUvarint(b, uint64(m))
+		for _, l := range leases[:m] {
 			b = binary.AppendUvarint(b, uint64(l.ID))
 			b = binary.AppendUvarint(b, uint64(l.TTL/time.Millisecond))
 		}
 		endFrame(b, 0)
-		leases = leases[n:]
+		leases = leases[m:]
 	}
-	for len(entries) > 0 {
-		select {
-		case <-stop:
-			return errStopped
-		default:
+	var (
+		err     error
+		written int
+		inFrame int // entries in the frame being filled
+		countAt int
+	)
+	// flush ends the frame being filled, if any, and writes what b holds.
+	flush := func() error {
+		if inFrame > 0 {
+			var cnt [binary.MaxVarintLen64]byte
+			cn := binary.PutUvarint(cnt[:], uint64(inFrame))
+			copy(b[countAt:], cnt[:cn])
+			b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
+			endFrame(b, 0)
+			inFrame = 0
 		}
-		if _, err := bw.Write(b); err != nil {
-			return err
-		}
-		b = beginFrame(b[:0])
-		b = append(b, entriesKind)
-		countAt := len(b)
-		b = append(b, make([]byte, binary.MaxVarintLen64)...)
-		n := 0
-		for n < len(entries) && (n == 0 || len(b) < snapFrame) {
-			e := entries[n]
-			b = binary.AppendUvarint(b, uint64(len(e.Key)))
-			b = append(b, e.Key...)
-			b = binary.AppendUvarint(b, uint64(len(e.Value)))
-			b = append(b, e.Value...)
-			b = binary.AppendUvarint(b, uint64(e.Revision))
-			b = binary.AppendUvarint(b, uint64(e.CreateRevision))
-			b = binary.AppendUvarint(b, uint64(e.Version))
-			if entriesKind == kindSnapEntriesLease {
-				b = binary.AppendUvarint(b, uint64(e.Lease))
+		_, err := bw.Write(b)
+		b = b[:0]
+		return err
+	}
+	for e := range entries {
+		if inFrame > 0 && len(b) >= snapFrame {
+			if err = flush(); err != nil {
+				break
 			}
-			n++
 		}
-		var cnt [binary.MaxVarintLen64]byte
-		cn := binary.PutUvarint(cnt[:], uint64(n))
-		copy(b[countAt:], cnt[:cn])
-		b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
-		endFrame(b, 0)
-		entries = entries[n:]
+		if inFrame == 0 {
+			select {
+			case <-stop:
+				err = errStopped
+			default:
+			}
+			if err != nil {
+				break
+			}
+			if len(b) > 0 {
+				if err = flush(); err != nil {
+					break
+				}
+			}
+			b = beginFrame(b)
+			b = append(b, entriesKind)
+			countAt = len(b)
+			b = append(b, make([]byte, binary.MaxVarintLen64)...)
+		}
+		b = binary.AppendUvarint(b, uint64(len(e.Key)))
+		b = append(b, e.Key...)
+		b = binary.AppendUvarint(b, uint64(len(e.Value)))
+		b = append(b, e.Value...)
+		b = binary.AppendUvarint(b, uint64(e.Revision))
+		b = binary.AppendUvarint(b, uint64(e.CreateRevision))
+		b = binary.AppendUvarint(b, uint64(e.Version))
+		if entriesKind == kindSnapEntriesLease {
+			b = binary.AppendUvarint(b, uint64(e.Lease))
+		}
+		inFrame++
+		written++
 	}
-	if _, err := bw.Write(b); err != nil {
+	if err != nil {
+		return err
+	}
+	if written != n {
+		return fmt.Errorf("kv: snapshot of %d entries got %d", n, written)
+	}
+	if err := flush(); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -542,12 +587,56 @@ type snapshotError struct {
 
 func (e *snapshotError) Error() string { return e.err.Error() }
 
+// snapEntries are the entries of a snapshot file, as readSnapshot checked
+// them: the payloads of its entry frames, in order.
+type snapEntries struct {
+	frames [][]byte
+	n      int
+	kind   byte // of the frames: kindSnapEntriesLease when each names its lease
+}
+
+// all yields the entries, sorted by key. Their keys and values share the
+// frames' bytes.
+func (se *snapEntries) all() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, p := range se.frames {
+			d := decoder{p: p}
+			d.byte()
+			for range d.uvarint() {
+				key, value := d.bytes(), d.bytes()
+				r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
+				e := Entry{Value: value, Revision: int64(r), CreateRevision: int64(cr), Version: int64(v)}
+				if se.kind == kindSnapEntriesLease {
+					e.Lease = int64(d.uvarint())
+				}
+				if len(key) > 0 {
+					e.Key = unsafe.String(&key[0], len(key))
+				}
+				if !yield(e) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// entries returns the entries, each with its own copy of its bytes.
+func (se *snapEntries) entries() []*Entry {
+	out := make([]*Entry, 0, se.n)
+	for e := range se.all() {
+		e.Key, e.Value = strings.Clone(e.Key), bytes.Clone(e.Value)
+		out = append(out, &e)
+	}
+	return out
+}
+
 // readSnapshot reads a snapshot written by writeSnapshot. It checks every
 // frame, entry and lease: keys valid and in strictly increasing order,
 // revisions within the snapshot's, lease IDs increasing, the counts, and
 // nothing after the entries. A damaged snapshot is a *snapshotError with
-// the offset of the damage.
-func readSnapshot(r io.Reader) ([]*Entry, []Lease, int64, error) {
+// the offset of the damage. The entries it returns hold the frames'
+// payloads, about the file's size.
+func readSnapshot(r io.Reader) (*snapEntries, []Lease, int64, error) {
 	fr := newFrameReader(r)
 	var magic [len(snapMagic)]byte
 	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
@@ -605,18 +694,17 @@ func readSnapshot(r io.Reader) ([]*Entry, []Lease, int64, error) {
 			return nil, nil, 0, bad(off, "%d bytes after the last lease of a frame", len(d.p))
 		}
 	}
-	// Preallocate for count entries, within reason: a damaged count must not
-	// allocate much.
-	entries := make([]*Entry, 0, min(ucount, 1<<20))
-	var prev string
-	for uint64(len(entries)) < ucount {
+	se := &snapEntries{kind: entriesKind}
+	var prev []byte
+	for uint64(se.n) < ucount {
+		fr.buf = nil // the frame is kept: read the next into a new buffer
 		p, off, err := fr.next()
 		if err != nil {
-			return nil, nil, 0, bad(off, "after %d of %d entries: %v", len(entries), ucount, unexpectedEOF(err))
+			return nil, nil, 0, bad(off, "after %d of %d entries: %v", se.n, ucount, unexpectedEOF(err))
 		}
 		d := decoder{p: p}
 		kind, n := d.byte(), d.uvarint()
-		if d.err != nil || kind != entriesKind || n == 0 || n > ucount-uint64(len(entries)) {
+		if d.err != nil || kind != entriesKind || n == 0 || n > ucount-uint64(se.n) {
 			return nil, nil, 0, bad(off, "bad entries frame")
 		}
 		for range n {
@@ -628,11 +716,11 @@ func readSnapshot(r io.Reader) ([]*Entry, []Lease, int64, error) {
 			}
 			switch {
 			case d.err != nil:
-				return nil, nil, 0, bad(off, "entry %d: %v", len(entries), d.err)
+				return nil, nil, 0, bad(off, "entry %d: %v", se.n, d.err)
 			case !ValidKey(string(key)):
-				return nil, nil, 0, bad(off, "entry %d: invalid key %q", len(entries), key)
-			case len(entries) > 0 && string(key) <= prev:
-				return nil, nil, 0, bad(off, "entry %d: key %q out of order", len(entries), key)
+				return nil, nil, 0, bad(off, "entry %d: invalid key %q", se.n, key)
+			case se.n > 0 && bytes.Compare(key, prev) <= 0:
+				return nil, nil, 0, bad(off, "entry %d: key %q out of order", se.n, key)
 			case len(value) == 0:
 				return nil, nil, 0, bad(off, "entry %q: empty value", key)
 			case cr == 0 || cr > r || r > urev || v == 0 || v > r-cr+1:
@@ -640,20 +728,13 @@ func readSnapshot(r io.Reader) ([]*Entry, []Lease, int64, error) {
 			case lease > MaxLeaseID:
 				return nil, nil, 0, bad(off, "entry %q: bad lease %d", key, lease)
 			}
-			e := &Entry{
-				Key:            string(key),
-				Value:          bytes.Clone(value),
-				Revision:       int64(r),
-				CreateRevision: int64(cr),
-				Version:        int64(v),
-				Lease:          int64(lease),
-			}
-			entries = append(entries, e)
-			prev = e.Key
+			prev = key
+			se.n++
 		}
 		if len(d.p) != 0 {
 			return nil, nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.p))
 		}
+		se.frames = append(se.frames, p)
 	}
 	if _, err := fr.r.ReadByte(); err != io.EOF {
 		if err != nil {
@@ -661,7 +742,7 @@ func readSnapshot(r io.Reader) ([]*Entry, []Lease, int64, error) {
 		}
 		return nil, nil, 0, bad(fr.off, "data after the last entry")
 	}
-	return entries, leases, rev, nil
+	return se, leases, rev, nil
 }
 
 func unexpectedEOF(err error) error {

@@ -89,7 +89,7 @@ func FuzzReadSnapshot(f *testing.F) {
 	}
 	f.Add(seed.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		entries, leases, rev, err := readSnapshot(bytes.NewReader(data))
+		se, leases, rev, err := readSnapshot(bytes.NewReader(data))
 		if err != nil {
 			var se *snapshotError
 			if !errors.As(err, &se) || se.off < 0 || se.off > int64(len(data)) {
@@ -97,15 +97,16 @@ func FuzzReadSnapshot(f *testing.F) {
 			}
 			return
 		}
+		entries := se.entries()
 		var b bytes.Buffer
-		if err := writeSnapshot(&b, entries, leases, rev, nil); err != nil {
+		if err := writeSnapshotSeq(&b, se.n, se.all(), leases, rev, nil); err != nil {
 			t.Fatal(err)
 		}
-		again, leases2, rev2, err := readSnapshot(&b)
+		se2, leases2, rev2, err := readSnapshot(&b)
 		if err != nil {
 			t.Fatalf("reading a written snapshot: %v", err)
 		}
-		if rev2 != rev || !reflect.DeepEqual(again, entries) || !reflect.DeepEqual(leases2, leases) {
+		if again := se2.entries(); rev2 != rev || !reflect.DeepEqual(again, entries) || !reflect.DeepEqual(leases2, leases) {
 			t.Fatalf("round trip: got %d %v %v, want %d %v %v", rev2, again, leases2, rev, entries, leases)
 		}
 	})

@@ -31,8 +31,9 @@ var (
 	ErrUnavailable = errors.New("kv: log unavailable")
 )
 
-// Entry is a key with its value and revisions. Entries handed out by a
-// Store are shared and must not be modified.
+// Entry is a key with its value and revisions. The Key and Value of an
+// entry handed out by a Store share the store's memory and must not be
+// modified; they never change.
 type Entry struct {
 	Key string
 	// Value is the compact JSON text of the value, exactly as it was set.

@@ -16,8 +16,8 @@ import (
 // that the segments it starts stay until a test writes a snapshot itself.
 type noSnapshots struct{ *FileLog }
 
-func (l noSnapshots) Recover(func() ([]*Entry, int64)) Recovery {
-	return l.FileLog.Recover(func() ([]*Entry, int64) { return nil, 0 })
+func (l noSnapshots) Recover(func() *View) Recovery {
+	return l.FileLog.Recover(func() *View { return &View{} })
 }
 
 // acknowledgedDir returns a data directory where revisions 1 to n were
@@ -38,7 +38,7 @@ func acknowledgedDir(t *testing.T, n int) string {
 			t.Fatalf("set %d: revision %d, %v", i, rev, err)
 		}
 		if i == n-50 {
-			if err := l.snapshot(func() ([]*Entry, int64) { return s.Snapshot("") }); err != nil {
+			if err := l.snapshot(func() *View { return s.View("") }); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"iter"
 	"math/bits"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Log makes changes durable. The Store calls Append from one goroutine at a
@@ -25,9 +27,12 @@ type Log interface {
 // Recovery is the state a log holds when it is opened: a snapshot, and the
 // changes logged after it.
 type Recovery struct {
-	// Entries is the snapshot: every entry at revision Rev, with its
-	// revisions and version.
-	Entries []*Entry
+	// Entries yields the snapshot: every entry at revision Rev, with its
+	// revisions and version, sorted by key. The Key and Value it yields
+	// may share the log's buffers: the Store copies them. Nil for none.
+	Entries iter.Seq[Entry]
+	// Len is the number of entries Entries yields.
+	Len int
 	// Rev is the revision of the snapshot, 0 for none.
 	Rev int64
 	// Leases are the leases of the snapshot, by ID, each with its ID and
@@ -49,8 +54,8 @@ type Recoverer interface {
 	// continues after the last of them. Once New has returned, and until
 	// Close, the log may call snapshot from its own goroutines to compact
 	// itself: snapshot returns every entry and the revision they hold,
-	// like Store.Snapshot("").
-	Recover(snapshot func() ([]*Entry, int64)) Recovery
+	// like Store.View("").
+	Recover(snapshot func() *View) Recovery
 }
 
 // Publisher receives every applied change, in revision order, from one
@@ -149,10 +154,10 @@ type Store struct {
 }
 
 type shard struct {
-	// mu guards m.
+	// mu guards t.
 	mu sync.RWMutex
-	m  map[string]*Entry
-	_  [64 - 32]byte // keep each shard's lock on its own cache line
+	t  table
+	_  [(64 - (unsafe.Sizeof(sync.RWMutex{})+unsafe.Sizeof(table{}))%64) % 64]byte // keep each shard's lock on its own cache line
 }
 
 // request is a queued change or transaction and, once committed, its
@@ -195,13 +200,10 @@ func New(opts Options) *Store {
 		s.log = memoryLog{}
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*Entry)
-	}
-	if fl, ok := s.log.(*FileLog); ok {
-		fl.snapshotLeases = s.SnapshotLeases
+		s.shards[i].t.seed = s.seed
 	}
 	if r, ok := s.log.(Recoverer); ok {
-		s.restore(r.Recover(func() ([]*Entry, int64) { return s.Snapshot("") }))
+		s.restore(r.Recover(func() *View { return s.View("") }))
 	}
 	if r := opts.Replicated; r != nil {
 		if opts.Log != nil {
@@ -239,21 +241,19 @@ func cmpOr(d, def time.Duration) time.Duration {
 // restore loads a recovered state into a new Store: the snapshot's entries,
 // then the changes after it, applied and published as if just committed.
 func (s *Store) restore(rec Recovery) {
-	counts := make([]int, len(s.shards))
-	for _, e := range rec.Entries {
-		counts[maphash.String(s.seed, e.Key)&s.mask]++
-	}
-	for i, n := range counts {
-		if n > 0 {
-			s.shards[i].m = make(map[string]*Entry, n)
-		}
-	}
 	ls := s.lessor
 	ls.mu.Lock()
-	for _, e := range rec.Entries {
-		s.shard(e.Key).m[e.Key] = e
-		if e.Lease != 0 {
-			ls.moveKeyLocked(e.Key, 0, e.Lease)
+	if rec.Entries != nil {
+		for i := range s.shards {
+			s.shards[i].t.reserve(rec.Len / len(s.shards))
+		}
+		for e := range rec.Entries {
+			h := maphash.String(s.seed, e.Key)
+			s.shards[h&s.mask].t.set(h, &e)
+			if e.Lease != 0 {
+				// e.Key shares the recovery's buffers: the lessor keeps a copy.
+				ls.moveKeyLocked(strings.Clone(e.Key), 0, e.Lease)
+			}
 		}
 	}
 	for _, l := range rec.Leases {
@@ -305,13 +305,42 @@ func (s *Store) shard(key string) *shard {
 	return &s.shards[maphash.String(s.seed, key)&s.mask]
 }
 
-// Get returns the entry for key. The entry is shared: do not modify it.
+// setLocked sets key's entry to e, or removes it when e is nil, and
+// returns the lease of the entry it replaced (0 for none). The caller
+// holds sh.mu.
+func (sh *shard) setLocked(key string, e *Entry) (oldLease int64) {
+	h := maphash.String(sh.t.seed, key)
+	if e != nil {
+		return sh.t.set(h, e)
+	}
+	oldLease, _ = sh.t.del(h, key)
+	return oldLease
+}
+
+// Get returns the entry for key. The entry is the caller's and stays the
+// same however the key changes later; its Key and Value share the store's
+// memory: do not modify them.
 func (s *Store) Get(key string) (*Entry, bool) {
-	sh := s.shard(key)
-	sh.mu.RLock()
-	e, ok := sh.m[key]
-	sh.mu.RUnlock()
+	e := new(Entry)
+	if !s.lookup(key, e) {
+		return nil, false
+	}
+	return e, true
+}
+
+// Lookup returns the entry for key, like Get, without allocating.
+func (s *Store) Lookup(key string) (e Entry, ok bool) {
+	ok = s.lookup(key, &e)
 	return e, ok
+}
+
+func (s *Store) lookup(key string, e *Entry) bool {
+	h := maphash.String(s.seed, key)
+	sh := &s.shards[h&s.mask]
+	sh.mu.RLock()
+	ok := sh.t.get(h, key, e)
+	sh.mu.RUnlock()
+	return ok
 }
 
 // Rev returns the revision of the last applied change, 0 for a store that
@@ -325,10 +354,38 @@ func (s *Store) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		n += len(sh.m)
+		n += sh.t.n
 		sh.mu.RUnlock()
 	}
 	return n
+}
+
+// MemoryStats describes the memory a Store's entries take.
+type MemoryStats struct {
+	// Keys is the number of keys.
+	Keys int
+	// SlabBytes is the capacity of the slabs that hold the entries.
+	SlabBytes int64
+	// LiveBytes is what the entries take in them: the rest is entries
+	// replaced or deleted, not yet reclaimed, and room not yet filled.
+	LiveBytes int64
+	// IndexBytes is what the index that finds them takes.
+	IndexBytes int64
+}
+
+// Memory returns the memory the entries take now.
+func (s *Store) Memory() MemoryStats {
+	var m MemoryStats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		m.Keys += sh.t.n
+		m.SlabBytes += sh.t.alloc
+		m.LiveBytes += sh.t.live
+		m.IndexBytes += int64(len(sh.t.slots)) * 8
+		sh.mu.RUnlock()
+	}
+	return m
 }
 
 // Set stores value, which must be compact JSON text, under key and returns
@@ -600,7 +657,12 @@ func (s *Store) currentForCommit(key string) *Entry {
 	if e, ok := s.overlay[key]; ok {
 		return e
 	}
-	return s.shard(key).m[key]
+	h := maphash.String(s.seed, key)
+	e := new(Entry)
+	if !s.shards[h&s.mask].t.get(h, key, e) {
+		return nil
+	}
+	return e
 }
 
 // decide returns the entry that c, given revision rev, makes of cur: nil for
@@ -624,7 +686,6 @@ func decide(cur *Entry, c Change, rev int64) (*Entry, error) {
 	}
 	e := &Entry{Key: c.Key, Value: c.Value, Revision: rev, CreateRevision: rev, Version: 1, Lease: c.Lease}
 	if cur != nil {
-		e.Key = cur.Key // share the key's bytes with the map
 		e.CreateRevision = cur.CreateRevision
 		e.Version = cur.Version + 1
 	}
@@ -675,21 +736,6 @@ func (s *Store) install(changes []Change, entries []*Entry, ops []Change) {
 		rec.record(changes, entries)
 	}
 	s.recMu.Unlock()
-}
-
-// setLocked sets key's entry to e, or removes it when e is nil, and
-// returns the lease of the entry it replaced (0 for none). The caller
-// holds sh.mu.
-func (sh *shard) setLocked(key string, e *Entry) (oldLease int64) {
-	if old := sh.m[key]; old != nil {
-		oldLease = old.Lease
-	}
-	if e != nil {
-		sh.m[e.Key] = e
-	} else {
-		delete(sh.m, key)
-	}
-	return oldLease
 }
 
 // moveLeaseKey records in the lessor's index that key, whose entry was
@@ -756,64 +802,20 @@ func (r *recorder) record(changes []Change, entries []*Entry) {
 // Snapshot returns the entries whose keys start with prefix, sorted by key,
 // and the revision they are consistent with: they hold exactly the changes
 // up to and including that revision. Writers are never blocked for longer
-// than one shard takes to scan.
+// than one shard takes to copy. It makes an Entry for every key: View
+// gives the same without.
 func (s *Store) Snapshot(prefix string) ([]*Entry, int64) {
-	entries, _, rev := s.snapshot(prefix, false)
-	return entries, rev
+	v := s.View(prefix)
+	return v.Entries(), v.Rev()
 }
 
 // SnapshotLeases returns every entry, like Snapshot(""), and every lease
 // at the same revision, sorted by ID, with its ID and TTL (expired ones
-// too: their keys are not deleted yet).
+// too: their keys are not deleted yet). View("") gives the same without an
+// Entry per key.
 func (s *Store) SnapshotLeases() ([]*Entry, []Lease, int64) {
-	return s.snapshot("", true)
-}
-
-func (s *Store) snapshot(prefix string, withLeases bool) ([]*Entry, []Lease, int64) {
-	rec := &recorder{prefix: prefix}
-	s.recMu.Lock()
-	s.recorders[rec] = struct{}{}
-	s.recMu.Unlock()
-
-	var out []*Entry
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		for k, e := range sh.m {
-			if strings.HasPrefix(k, prefix) {
-				out = append(out, e)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-
-	s.recMu.Lock()
-	delete(s.recorders, rec)
-	rev := s.rev.Load()
-	var leases []Lease
-	if withLeases {
-		leases = s.snapshotLeasesLocked()
-	}
-	s.recMu.Unlock()
-
-	// Keys changed during the scan may have been read before or after their
-	// change: take their state at rev from the recorder instead.
-	if len(rec.final) > 0 {
-		kept := out[:0]
-		for _, e := range out {
-			if _, changed := rec.final[e.Key]; !changed {
-				kept = append(kept, e)
-			}
-		}
-		out = kept
-		for _, e := range rec.final {
-			if e != nil {
-				out = append(out, e)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b *Entry) int { return strings.Compare(a.Key, b.Key) })
-	return out, leases, rev
+	v := s.View("")
+	return v.Entries(), v.Leases(), v.Rev()
 }
 
 // memoryLog is the Log that keeps nothing.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -123,7 +124,9 @@ func TestConditions(t *testing.T) {
 				}
 				return
 			}
-			if after, _ := s.Get("k"); after != before {
+			// Entries are fresh copies: equal content, revision included,
+			// is the same entry.
+			if after, _ := s.Get("k"); !reflect.DeepEqual(after, before) {
 				t.Fatalf("failed change modified the key: got %+v, want %+v", after, before)
 			}
 			if s.Rev() != int64(len(tt.setup)) {

@@ -60,6 +60,7 @@ type config struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	ui              bool
+	gcHeadroom      int
 	kafka           kafkaConfig
 	restore         restoreConfig
 
@@ -161,6 +162,7 @@ func (c *config) define(fs *flag.FlagSet, raw *rawFlags) {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (behind the token)")
 	fs.BoolVar(&c.ui, "ui", true, "serve the web console at /")
+	fs.IntVar(&c.gcHeadroom, "gc-headroom", 10, "how far, in percent of the live heap, Go's heap may grow before the garbage collector runs again (GOGC; at least 16 MiB, at most 100%, Go's default): less memory for more collections; 0 = Go's default; ignored when GOGC is set")
 	c.kafka.flags(fs)
 	c.restore.flags(fs)
 }
@@ -205,6 +207,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-feed-buffer-bytes %d: must hold the largest event, at least 2 × -max-value-bytes + 65536 = %d", c.feedBytes, 2*int64(c.maxValueBytes)+65536)
 	case c.maxValueBytes <= 0:
 		return fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
+	case c.gcHeadroom < 0 || c.gcHeadroom > 100:
+		return fmt.Errorf("-gc-headroom %d: must be between 0 and 100", c.gcHeadroom)
 	case c.shards <= 0 || c.shards > 1<<16:
 		return fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
 	}
@@ -289,6 +293,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		lh = slog.NewJSONHandler(stderr, hopts)
 	}
 	log := slog.New(lh)
+	defer startGCTuner(cfg.gcHeadroom, getenv, log)()
 	var tlsConfig *tls.Config
 	if cfg.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
@@ -348,7 +353,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SessionTTL:     cfg.sessionTTL,
 		Pprof:          cfg.pprof,
 		LogStats:       be.logStats,
-		ExtraMetrics:   feedMetrics(hub, store, be.extra),
+		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, be.extra)),
 		OriginPatterns: cfg.allowedOrigins,
 		AllowedHosts:   hosts,
 		MaxSubscribers: cfg.maxSubscribers,

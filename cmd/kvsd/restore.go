@@ -44,9 +44,9 @@ func (c *restoreConfig) check() error {
 // writes nothing, and recovers the backup's entries.
 type restoredLog struct{ rec kv.Recovery }
 
-func (l *restoredLog) Append([]kv.Change) error                        { return nil }
-func (l *restoredLog) Close() error                                    { return nil }
-func (l *restoredLog) Recover(func() ([]*kv.Entry, int64)) kv.Recovery { return l.rec }
+func (l *restoredLog) Append([]kv.Change) error            { return nil }
+func (l *restoredLog) Close() error                        { return nil }
+func (l *restoredLog) Recover(func() *kv.View) kv.Recovery { return l.rec }
 
 var _ kv.Recoverer = (*restoredLog)(nil)
 
@@ -89,7 +89,13 @@ func restore(ctx context.Context, cfg *config, log *slog.Logger) (kv.Log, int64,
 		entries = append(entries, e)
 	}
 	if cfg.backend == "memory" {
-		return &restoredLog{kv.Recovery{Entries: entries, Leases: leases, Rev: at}}, at, nil
+		return &restoredLog{kv.Recovery{Entries: func(yield func(kv.Entry) bool) {
+			for _, e := range entries {
+				if !yield(*e) {
+					return
+				}
+			}
+		}, Len: len(entries), Leases: leases, Rev: at}}, at, nil
 	}
 	if err := kv.CreateDataDir(cfg.data, entries, leases, at); err != nil {
 		if errors.Is(err, kv.ErrNotEmpty) {
