@@ -69,6 +69,7 @@ type Hub struct {
 	last      int64 // revision of the last published change
 	subs      map[*Subscription]struct{}
 	closed    bool
+	slow      uint64 // subscribers dropped with kv.ErrSlowConsumer
 	// shared holds the events made of retained changes that share the
 	// history's bytes (see event), by change and More, while they live:
 	// every subscriber that replays or receives such a change gets the
@@ -603,6 +604,16 @@ func (h *Hub) Buffered() (now, peak int64) {
 	return h.held.Load(), h.peak
 }
 
+// SlowConsumers returns how many subscribers the hub dropped so far for
+// falling behind (kv.ErrSlowConsumer). It counts them when they are
+// dropped, not when they learn it: one that stopped reading learns it only
+// when it reads again.
+func (h *Hub) SlowConsumers() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.slow
+}
+
 // Len returns the number of live subscriptions.
 func (h *Hub) Len() int {
 	h.mu.Lock()
@@ -626,6 +637,9 @@ func (h *Hub) dropLocked(s *Subscription, err error) {
 		return
 	}
 	delete(h.subs, s)
+	if errors.Is(err, kv.ErrSlowConsumer) {
+		h.slow++
+	}
 	s.err.Store(&err)
 	s.once.Do(func() { close(s.c) })
 }

@@ -94,14 +94,13 @@ func TestMirrorRelists(t *testing.T) {
 	for i := range 10 {
 		srv.set(t, "m/"+strconv.Itoa(i), strconv.Itoa(i))
 	}
-	var mu sync.Mutex
-	resets := 0
+	// OnChange runs after WaitRevision's waiters are woken, so the test
+	// waits for the listings it counts rather than reading a count.
+	resets := make(chan int64, 10)
 	m, err := c.Mirror(t.Context(), client.MirrorOptions{Prefix: "m/", MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		OnChange: func(ch client.Change) {
 			if ch.Reset {
-				mu.Lock()
-				resets++
-				mu.Unlock()
+				resets <- ch.Revision
 			}
 		}})
 	if err != nil {
@@ -133,11 +132,14 @@ func TestMirrorRelists(t *testing.T) {
 	if got := m.List(); !reflect.DeepEqual(got, l) {
 		t.Errorf("mirror\n%+v\nlisting\n%+v", got, l)
 	}
-	mu.Lock()
-	if resets != 2 {
-		t.Errorf("listings: got %d, want 2 (the first, and one after the history was gone)", resets)
+	// Two listings: the first, and one after the history was gone.
+	for i := range 2 {
+		select {
+		case <-resets:
+		case <-ctx.Done():
+			t.Fatalf("listings: got %d, want 2 (the first, and one after the history was gone)", i)
+		}
 	}
-	mu.Unlock()
 
 	// And it follows on.
 	rev := srv.set(t, "m/new", `"after"`)
@@ -146,6 +148,11 @@ func TestMirrorRelists(t *testing.T) {
 	}
 	if e, ok := m.Get("m/new"); !ok || string(e.Value) != `"after"` || e.Version != 1 || e.CreateRevision != rev {
 		t.Errorf("m/new: %+v, %v", e, ok)
+	}
+	select {
+	case r := <-resets:
+		t.Errorf("a third listing, at revision %d: want 2", r)
+	default:
 	}
 }
 

@@ -308,10 +308,14 @@ func TestWatchIdle(t *testing.T) {
 	t.Parallel()
 	f := &fakeFeed{t: t, steps: []feedStep{
 		func(ctx context.Context, c *websocket.Conn) { <-ctx.Done() },
-		func(ctx context.Context, c *websocket.Conn) {
-			send(ctx, c, `{"Type":"set","Key":"k","Value":1,"Revision":3}`)
-		},
 	}}
+	// Every later connection sends the event: a busy machine may hold
+	// one past the 50ms too, and the watch then connects again.
+	for range 20 {
+		f.steps = append(f.steps, func(ctx context.Context, c *websocket.Conn) {
+			send(ctx, c, `{"Type":"set","Key":"k","Value":1,"Revision":3}`)
+		})
+	}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	c := newClient(t, srv.URL, client.Options{})

@@ -425,16 +425,25 @@ var errTooLarge = errors.New("request body too large")
 // could not read.
 func (h *Handler) bodyError(w http.ResponseWriter, err error) error {
 	if errors.Is(err, errTooLarge) {
-		// Do not read the rest of a body this large: close the
-		// connection after the answer.
-		w.Header().Set("Connection", "close")
+		// readBody read and dropped up to drainBytes more of the body,
+		// so that a client still sending gets to read the answer;
+		// net/http closes the connection after it when more is left.
+		// Closing it with the body unread would reset it, and the
+		// client would see that instead.
 		return &statusError{http.StatusRequestEntityTooLarge,
 			"request body over the limit of " + strconv.Itoa(h.maxBody) + " bytes"}
 	}
 	return badRequest("reading the request body: " + err.Error())
 }
 
-// readBody appends body to b, up to limit bytes.
+// drainBytes is how much more of a body over the limit readBody reads and
+// drops, as net/http does after a handler for a kept-alive connection (but
+// not for a request with "Connection: close", which it answers and then
+// resets when the body is unread).
+const drainBytes = 256 << 10
+
+// readBody appends body to b, up to limit bytes. Over the limit, it reads
+// and drops up to drainBytes more, and returns errTooLarge.
 func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {
 	for {
 		if len(b) == cap(b) {
@@ -443,6 +452,9 @@ func readBody(body io.Reader, b []byte, limit int) ([]byte, error) {
 		n, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if len(b) > limit {
+			if err == nil {
+				io.CopyN(io.Discard, body, drainBytes)
+			}
 			return b, errTooLarge
 		}
 		if err == io.EOF {

@@ -119,6 +119,19 @@ func (a *auth) newSession(now time.Time) (string, time.Time) {
 // value, proves, if it is valid at now: signed with the key, not expired,
 // not revoked.
 func (a *auth) session(value string, now time.Time) (sessionID, time.Time, bool) {
+	id, exp, ok := a.signedSession(value)
+	if !ok || !now.Before(exp) {
+		return id, time.Time{}, false
+	}
+	a.mu.Lock()
+	_, revoked := a.revoked[id]
+	a.mu.Unlock()
+	return id, exp, !revoked
+}
+
+// signedSession returns the id and expiry that value, a cookie value,
+// holds, if it is signed with the key, expired or revoked or not.
+func (a *auth) signedSession(value string) (sessionID, time.Time, bool) {
 	var id sessionID
 	b, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(b) != sessionLen {
@@ -129,15 +142,8 @@ func (a *auth) session(value string, now time.Time) (sessionID, time.Time, bool)
 	if !hmac.Equal(mac.Sum(nil), b[sessionPayload:]) {
 		return id, time.Time{}, false
 	}
-	exp := time.Unix(int64(binary.BigEndian.Uint64(b)), 0)
 	copy(id[:], b[8:sessionPayload])
-	if !now.Before(exp) {
-		return id, time.Time{}, false
-	}
-	a.mu.Lock()
-	_, revoked := a.revoked[id]
-	a.mu.Unlock()
-	return id, exp, !revoked
+	return id, time.Unix(int64(binary.BigEndian.Uint64(b)), 0), true
 }
 
 // cookieSession returns the id and expiry of the valid session among r's
@@ -161,7 +167,10 @@ func (a *auth) isRevoked(id sessionID) bool {
 
 // feedSession returns the session that authorized r, an upgrade to the
 // feed, when r does not carry the token itself: the feed ends with the
-// session.
+// session. A session that was valid when r was authorized may have been
+// revoked or have expired since: it is returned all the same, and the
+// feed ends at once (taking it for no session would keep the feed open
+// for good).
 func (h *Handler) feedSession(r *http.Request) *session {
 	if h.auth == nil {
 		return nil
@@ -171,7 +180,14 @@ func (h *Handler) feedSession(r *http.Request) *session {
 	}
 	id, exp, ok := h.auth.cookieSession(r, h.now())
 	if !ok {
-		return nil
+		for _, c := range r.CookiesNamed(CookieName) {
+			if id, exp, ok = h.auth.signedSession(c.Value); ok {
+				break
+			}
+		}
+	}
+	if !ok {
+		return nil // not authorized by a session: authorize refused r
 	}
 	return &session{id: id, exp: exp}
 }

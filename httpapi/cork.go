@@ -44,6 +44,10 @@ type corkConn struct {
 	corked   bool
 	buf      []byte
 	deadline time.Time // the write deadline set on Conn
+	// err is the first write to Conn that failed: a write that timed out
+	// may have left a frame half written, after which nothing can be
+	// (a close frame would be read as the rest of that frame).
+	err error
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -60,11 +64,16 @@ func (c *corkConn) Write(p []byte) (int, error) {
 // the timeout: the deadline is moved only when less than half of it is
 // left, not at each write (each move is a timer update).
 func (c *corkConn) writeLocked(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
 		c.deadline = now.Add(c.timeout)
 		c.Conn.SetWriteDeadline(c.deadline)
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.err = err
+	return n, err
 }
 
 // writeText adds a WebSocket text frame holding p (FIN set, unmasked, as
@@ -152,13 +161,14 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// flush uncorks c and writes what collected.
+// flush uncorks c and writes what collected. It fails when any write to
+// the connection failed before.
 func (c *corkConn) flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
 	if len(c.buf) == 0 {
-		return nil
+		return c.err
 	}
 	_, err := c.writeLocked(c.buf)
 	if cap(c.buf) > 2*burstBytes {

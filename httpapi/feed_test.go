@@ -46,12 +46,23 @@ type feedEnv struct {
 
 func newFeedEnv(t *testing.T, bopts bus.Options, opts httpapi.Options) *feedEnv {
 	t.Helper()
+	return newFeedEnvSendBuffer(t, bopts, opts, 0)
+}
+
+// newFeedEnvSendBuffer is newFeedEnv whose server sets the send buffer of
+// the connections it accepts to sndbuf bytes, when positive.
+func newFeedEnvSendBuffer(t *testing.T, bopts bus.Options, opts httpapi.Options, sndbuf int) *feedEnv {
+	t.Helper()
 	bopts.Encode = httpapi.AppendEvent
 	hub := bus.New(bopts)
 	store := kv.New(kv.Options{Publisher: hub})
 	opts.Store, opts.Feed = store, hubFeed{hub}
 	h := httpapi.New(opts)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if sndbuf > 0 {
+		srv.Listener = bufferListener{Listener: srv.Listener, write: sndbuf}
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -61,6 +72,32 @@ func newFeedEnv(t *testing.T, bopts bus.Options, opts httpapi.Options) *feedEnv 
 		store.Close()
 	})
 	return &feedEnv{srv: srv, store: store, hub: hub, h: h, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/subscribe"}
+}
+
+// bufferListener sets the send (write) and receive (read) buffers of the
+// connections it accepts to so many bytes, those that are positive.
+type bufferListener struct {
+	net.Listener
+	write, read int
+}
+
+func (l bufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	if l.write > 0 {
+		err = tc.SetWriteBuffer(l.write)
+	}
+	if l.read > 0 && err == nil {
+		err = tc.SetReadBuffer(l.read)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // set writes key=value over HTTP and returns the acknowledged revision.
@@ -127,7 +164,8 @@ func (w *watcher) next(d time.Duration) (httpapi.Event, error) {
 }
 
 // changes reads events until it has n set/delete events (skipping
-// progress events).
+// progress events). It fails after 30s without one (a hang guard: a busy
+// machine may take longer than that for all n).
 func (w *watcher) changes(n int) []httpapi.Event {
 	w.t.Helper()
 	var out []httpapi.Event
@@ -139,6 +177,7 @@ func (w *watcher) changes(n int) []httpapi.Event {
 		}
 		if ev.Type != "progress" {
 			out = append(out, ev)
+			deadline = time.Now().Add(30 * time.Second)
 		}
 	}
 	return out
@@ -457,6 +496,18 @@ func TestFeedProgressEvents(t *testing.T) {
 	w := e.dial(t, "?key=quiet")
 	e.set(t, "noisy", "1")
 	rev := e.set(t, "noisy", "2")
+	// A progress event may come between the two sets (a busy machine
+	// makes them slowly), at the first one's revision.
+	var ev httpapi.Event
+	for ev.Revision != rev {
+		var err error
+		if ev, err = w.next(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != "progress" || ev.Key != "" || ev.Revision > rev {
+			t.Fatalf("got %+v, want progress up to revision %d", ev, rev)
+		}
+	}
 	start := time.Now()
 	for i := range 3 {
 		ev, err := w.next(5 * time.Second)
@@ -552,7 +603,7 @@ func TestFeedShutdownGoingAway(t *testing.T) {
 }
 
 // A reconnect soak: writers run for a few seconds; one subscriber drops
-// and resumes with from = last + 1 about every 100 ms. What it received,
+// and resumes with from = last + 1 about every 100 ms, 10 times at least. What it received,
 // concatenated, equals the continuous subscriber's events and the list of
 // acknowledged writes, exactly.
 func TestFeedReconnectSoak(t *testing.T) {
@@ -592,8 +643,12 @@ func TestFeedReconnectSoak(t *testing.T) {
 	var got []httpapi.Event
 	next := int64(1)
 	reconnects := 0
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+	// 3 s and 10 reconnects at least: a busy machine dials slowly.
+	began := time.Now()
+	for time.Since(began) < 3*time.Second || reconnects < 10 {
+		if time.Since(began) > 2*time.Minute { // a hang guard
+			t.Fatalf("only %d reconnects in 2 minutes", reconnects)
+		}
 		w := e.dial(t, "?from="+strconv.FormatInt(next, 10))
 		until := time.Now().Add(100 * time.Millisecond)
 		for time.Now().Before(until) {
@@ -621,9 +676,6 @@ func TestFeedReconnectSoak(t *testing.T) {
 		}
 	}
 	got = append(got, w.changes(want)...)
-	if reconnects < 10 {
-		t.Fatalf("only %d reconnects", reconnects)
-	}
 	checkEvents(t, "reconnecting subscriber", got, wl)
 	if err := <-steadyDone; err != nil {
 		t.Fatalf("steady subscriber: %v after %d events", err, len(steadyGot))

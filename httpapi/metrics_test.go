@@ -114,9 +114,13 @@ func TestMetrics(t *testing.T) {
 	m := scrape(t, u)
 	wantValue(t, m, 1, "kvs_subscribers")
 	w.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the subscriber's handler to end", func() bool {
-		v, _ := scrape(t, u).Value("kvs_subscribers")
-		return v == 0
+	// The handler untracks the subscriber before it returns, and the
+	// request is counted after: wait for both.
+	waitFor(t, "the subscriber's handler to end, and its request to be counted", func() bool {
+		m := scrape(t, u)
+		v, _ := m.Value("kvs_subscribers")
+		n, _ := m.Value("kvs_http_requests_total", "route", "GET /subscribe", "code", "101")
+		return v == 0 && n > 0
 	})
 
 	m = scrape(t, u)

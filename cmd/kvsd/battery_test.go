@@ -158,7 +158,7 @@ func withHeader(h http.Header, kv ...string) http.Header {
 // before, and has no subscriber or goroutine left over.
 func TestBadInputBattery(t *testing.T) {
 	srv := kvstest.Start(t, "-token", batteryToken, "-max-value-bytes", "65536", "-max-subscribers", "100",
-		"-read-header-timeout", "1s", "-idle-timeout", "2s")
+		"-read-header-timeout", "5s", "-idle-timeout", "2s")
 	b := &battery{t: t, srv: srv, client: &http.Client{
 		Transport: &http.Transport{DisableKeepAlives: true},
 		Timeout:   60 * time.Second,
@@ -381,7 +381,7 @@ func batteryRaw(t *testing.T, b *battery) {
 }
 
 // batterySlowloris sends a request's headers a byte at a time, slower than
-// -read-header-timeout (1s) allows: kvsd closes the connection without an
+// -read-header-timeout (5s) allows: kvsd closes the connection without an
 // answer long before the headers are complete.
 func batterySlowloris(t *testing.T, b *battery) {
 	const request = "GET /getall HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + batteryToken + "\r\n\r\n"

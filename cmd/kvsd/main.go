@@ -472,6 +472,7 @@ func feedMetrics(hub *bus.Hub, store *kv.Store, extra func() []httpapi.Sample) f
 			{Name: "kvs_leases", Help: "Leases held (one that expired, until its end is applied).", Value: float64(store.LeaseCount())},
 			{Name: "kvs_feed_buffered_bytes", Help: "Memory the events held for subscribers take (queued, or being written; an event held for many counts once), bounded by -feed-buffer-bytes.", Value: float64(now)},
 			{Name: "kvs_feed_buffered_bytes_peak", Help: "The most memory the events held for subscribers took since kvsd started.", Value: float64(peak)},
+			{Name: "kvs_feed_slow_consumers_total", Type: "counter", Help: "Subscribers dropped from the feed for falling behind, counted when dropped: each is closed with 4408 once it reads again, or cut off by the write timeout if it never does.", Value: float64(hub.SlowConsumers())},
 		}
 		if extra != nil {
 			samples = append(samples, extra()...)

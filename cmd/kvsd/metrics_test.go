@@ -78,6 +78,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 			want(n, "kvs_revision")
 			want(5, "kvs_keys")
 			want(1, "kvs_ready")
+			want(0, "kvs_feed_slow_consumers_total") // counted: internal/robustness file/slow-subscriber
 			if tt.fsyncs < 0 {
 				if m.Families["kvs_log_batch_changes"] != nil || m.Families["kvs_log_fsync_duration_seconds"] != nil {
 					t.Errorf("log metrics with the memory backend")

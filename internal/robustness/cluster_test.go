@@ -150,6 +150,37 @@ func (n *node) revision(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(resp.Header.Get("Kvs-Revision"), 10, 64)
 }
 
+// metric returns the value of one of the node's metrics (a series without
+// labels).
+func (n *node) metric(ctx context.Context, name string) (float64, error) {
+	u := n.url()
+	if u == "" {
+		return 0, fmt.Errorf("kvsd %d is down", n.i)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	e, err := kvstest.ParseExposition(string(body))
+	if err != nil {
+		return 0, fmt.Errorf("kvsd %d: /metrics: %v", n.i, err)
+	}
+	v, ok := e.Value(name)
+	if !ok {
+		return 0, fmt.Errorf("kvsd %d: /metrics has no %s", n.i, name)
+	}
+	return v, nil
+}
+
 // up starts every node that is down, and heals every proxy. It must be
 // called from the test's goroutine.
 func (c *cluster) up() {

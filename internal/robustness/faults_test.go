@@ -103,39 +103,50 @@ func constantDelay(d time.Duration) fault {
 	}
 }
 
-// stopChanges is how many changes a pause of the slow subscriber lasts at
-// least: enough to take kvsd's queue for it past -subscriber-buffer (32)
-// once the sockets' buffers are full. Measured with 4 KiB of receive
-// buffer: 148 changes in a pause did not, 295 did; most of them fill the
-// buffers, and kvsd's write to the socket then waits, 5 s at least, for
-// the subscriber to read again, which the pause must not outlast.
-const stopChanges = 250
-
 // stopReading makes the slow subscriber stop reading at random moments,
-// each time after it caught up again (or 10s passed): one that stayed
+// each time after it caught up again (or 30s passed): one that stayed
 // behind for long would fall out of kvsd's history, and get 410, as it
-// should, instead of resuming. A pause lasts 2-4 s, and until the clients
-// have made stopChanges changes since it began (at most 15 s): a
-// subscriber falls behind by changes, not by time, and on a busy machine
-// the clients make fewer of them in a second.
+// should, instead of resuming. A pause lasts until kvsd has dropped the
+// subscriber for falling behind (kvs_feed_slow_consumers_total grew: its
+// queue was full, after the sockets' buffers), then the subscriber reads
+// again: what the sockets hold, then the 4408. Neither a time nor a count
+// of changes would do: how much the kernel's buffers absorb, and how fast
+// the clients write, vary. A pause also ends when a subscriber's
+// connection ends otherwise (kvs_subscribers fell: kvsd's write to it
+// timed out, which its write timeout allows when the clients made too few
+// changes in the meantime), and after 60s (a hang guard).
 func stopReading(ctx context.Context, env *faultEnv) {
+	n := env.c.nodes[0]
 	for pause(ctx, between(env.rng, 200*time.Millisecond, time.Second)) {
+		dropped, err1 := n.metric(ctx, "kvs_feed_slow_consumers_total")
+		subs, err2 := n.metric(ctx, "kvs_subscribers")
+		if err1 != nil || err2 != nil {
+			continue
+		}
 		stop, cancel := context.WithCancel(ctx)
 		select {
 		case env.slow.pause <- stop:
 			env.injected["subscriber stops reading"]++
 		default:
 		}
-		began, from := time.Now(), env.fast.position()
-		least := between(env.rng, 2*time.Second, 4*time.Second)
-		for pause(ctx, 50*time.Millisecond) && time.Since(began) < 15*time.Second &&
-			(time.Since(began) < least || env.fast.position()-from < stopChanges) {
+		deadline := time.Now().Add(60 * time.Second)
+		for pause(ctx, 50*time.Millisecond) {
+			d, err1 := n.metric(ctx, "kvs_feed_slow_consumers_total")
+			s, err2 := n.metric(ctx, "kvs_subscribers")
+			if err1 == nil && d > dropped {
+				env.injected["subscriber dropped as slow"]++
+				break
+			}
+			if err2 == nil && s < subs || time.Now().After(deadline) {
+				env.injected["pause ended otherwise"]++
+				break
+			}
 		}
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 		env.slow.waitFor(wait, env.fast.position())
 		cancel()
 	}

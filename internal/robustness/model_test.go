@@ -12,10 +12,10 @@ import (
 // The model: kvs as one sequential store, a register with revisions per
 // key and one global revision order, against which porcupine checks that
 // a history is linearizable. An operation's input is a request and its
-// output a response. Transactions and leases fit in as more kinds of
-// request (a transaction: a list of requests with one revision; a lease: a
-// lease ID on entries and an expiry as a logged delete), with their cases
-// in step.
+// output a response. A transaction is one operation over several keys at
+// one revision (txn_test.go), its gets part of its output. Leases fit in as
+// more kinds of request (a lease ID on entries, an expiry as a logged
+// delete), with their cases in step.
 
 // maxKeys is the largest key space of one round. The state holds an entry
 // per key in an array, so that states compare with == and copy cheaply.
@@ -29,6 +29,7 @@ const (
 	opSet                      // POST /set, conditional with Cond
 	opDelete                   // POST /delete, conditional with Cond
 	opList                     // GET /list?prefix= (the round's keys)
+	opTxn                      // POST /txn (Txn)
 )
 
 func (k opKind) String() string {
@@ -41,6 +42,8 @@ func (k opKind) String() string {
 		return "delete"
 	case opList:
 		return "list"
+	case opTxn:
+		return "txn"
 	}
 	return fmt.Sprintf("opKind(%d)", uint8(k))
 }
@@ -57,6 +60,19 @@ type request struct {
 	// IfRev (0: the key is absent).
 	Cond  bool
 	IfRev int64
+	// Txn is a transaction (opTxn).
+	Txn *txn
+}
+
+// writes reports whether the request may change the store.
+func (in request) writes() bool {
+	switch in.Kind {
+	case opSet, opDelete:
+		return true
+	case opTxn:
+		return in.Txn.writes()
+	}
+	return false
 }
 
 // response is an operation's output.
@@ -67,13 +83,19 @@ type response struct {
 	Unknown bool
 	// Code is the HTTP status: 200, 404 or 409.
 	Code int
-	// Rev is a write's revision, or a listing's Kvs-Revision.
+	// Rev is a write's revision, a listing's Kvs-Revision, or a
+	// transaction's revision (when it changed nothing, the one it read
+	// at; a record's in Kafka mode).
 	Rev int64
 	// Entry is what a get returned, or the current entry of a 409 (the
 	// zero entry: absent).
 	Entry entry
 	// List is a listing: each key's entry (the zero entry: absent).
 	List [maxKeys]entry
+	// Succeeded says whether a transaction's Then ran (else Else did),
+	// and Results holds a result per operation of the list that ran.
+	Succeeded bool
+	Results   []opResult
 }
 
 // entry is a key's state: Rev 0 means absent.
@@ -132,6 +154,21 @@ func (o *order) after(rev int64) int64 {
 	return math.MaxInt64
 }
 
+// readAt reports whether a read that changes nothing, answered with
+// revision rev, can take effect in state s: rev is at least the last
+// write's and below the next one's (another round's writes, a quiet key's,
+// and in Kafka mode records that change nothing, take revisions too).
+func (o *order) readAt(s state, rev int64) bool {
+	return rev >= s.Last && rev < o.after(s.Last)
+}
+
+// wrote reports whether a write answered with revision rev can take effect
+// in state s: it is the next write in revision order, after every listing.
+func (o *order) wrote(s state, rev int64) bool {
+	p, ok := o.prev[rev]
+	return ok && p == s.Last && rev > s.Floor
+}
+
 // step is the model's step function.
 func (o *order) step(s state, in request, out response) (bool, state) {
 	if out.Unknown {
@@ -151,10 +188,7 @@ func (o *order) step(s state, in request, out response) (bool, state) {
 		return false, s
 	case opList:
 		// A listing holds exactly the writes up to its revision.
-		if out.Code != 200 || out.Rev < s.Last || out.Rev >= o.after(s.Last) {
-			return false, s
-		}
-		if s.Keys != out.List {
+		if out.Code != 200 || !o.readAt(s, out.Rev) || s.Keys != out.List {
 			return false, s
 		}
 		s.Floor = max(s.Floor, out.Rev)
@@ -167,10 +201,7 @@ func (o *order) step(s state, in request, out response) (bool, state) {
 		if in.Kind == opDelete && e.Rev == 0 {
 			return out.Code == 404, s
 		}
-		if out.Code != 200 || out.Rev <= s.Floor {
-			return false, s
-		}
-		if p, ok := o.prev[out.Rev]; !ok || p != s.Last {
+		if out.Code != 200 || !o.wrote(s, out.Rev) {
 			return false, s
 		}
 		s.Last = out.Rev
@@ -178,14 +209,21 @@ func (o *order) step(s state, in request, out response) (bool, state) {
 			s.Keys[in.Key] = entry{}
 			return true, s
 		}
-		n := entry{Value: in.Value, Rev: out.Rev, Create: out.Rev, Version: 1}
-		if e.Rev != 0 {
-			n.Create, n.Version = e.Create, e.Version+1
-		}
-		s.Keys[in.Key] = n
+		s.Keys[in.Key] = e.set(in.Value, out.Rev)
 		return true, s
+	case opTxn:
+		return o.stepTxn(s, in.Txn, out)
 	}
 	return false, s
+}
+
+// set returns the entry that a set of value at rev makes of e.
+func (e entry) set(value string, rev int64) entry {
+	n := entry{Value: value, Rev: rev, Create: rev, Version: 1}
+	if e.Rev != 0 {
+		n.Create, n.Version = e.Create, e.Version+1
+	}
+	return n
 }
 
 // model returns the porcupine model of a round with the given keys and
@@ -235,6 +273,9 @@ func short(v string) string {
 
 // describe says what an operation was and what it answered.
 func describe(keys []string, in request, out response) string {
+	if in.Kind == opTxn {
+		return describeTxn(keys, in.Txn, out)
+	}
 	var b strings.Builder
 	switch in.Kind {
 	case opList:

@@ -1,8 +1,11 @@
 package robustness
 
 import (
+	"cmp"
+	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +38,21 @@ func listed(rev int64, entries ...entry) response {
 	r := response{Code: 200, Rev: rev}
 	copy(r.List[:], entries)
 	return r
+}
+
+// Transactions for hand-made histories.
+func txnOf(conds []cond, then, els []txnOp) request {
+	return request{Kind: opTxn, Txn: &txn{If: conds, Then: then, Else: els}}
+}
+func tset(key int, value string) txnOp { return txnOp{Kind: opSet, Key: key, Value: value} }
+func tdel(key int) txnOp               { return txnOp{Kind: opDelete, Key: key} }
+func tget(key int) txnOp               { return txnOp{Kind: opGet, Key: key} }
+func ran(then bool, rev int64, results ...opResult) response {
+	return response{Code: 200, Rev: rev, Succeeded: then, Results: results}
+}
+func found(e entry) opResult { return opResult{Found: true, Entry: e} }
+func deleted(rev int64) opResult {
+	return opResult{Found: true, Entry: entry{Rev: rev}}
 }
 
 // visualization returns the file an error names, and removes it.
@@ -151,17 +169,86 @@ func TestModel(t *testing.T) {
 		{"feed event nobody wrote", []porcupine.Operation{
 			op(0, 0, 10, set(0, a), ok(1)),
 		}, []event{{Type: "set", Key: "r/k0", Value: a, Rev: 1}, {Type: "set", Key: "r/k1", Value: b, Rev: 2}}, "no client wrote"},
+
+		// Transactions (keys r/k0, r/k1, r/k2).
+		{"transactions of every kind", []porcupine.Operation{
+			op(0, 0, 10, set(0, a), ok(1)),
+			// A move: k0 deleted, k1 set, both read after.
+			op(1, 11, 20, txnOf([]cond{{Key: 0, Target: onRevision, Rev: 1}, {Key: 1, Target: onExists}},
+				[]txnOp{tdel(0), tset(1, b), tget(0), tget(1)}, []txnOp{tget(0)}),
+				ran(true, 2, deleted(2), found(x(b, 2, 2, 1)), opResult{}, found(x(b, 2, 2, 1)))),
+			// The same move again: its Else reads, at the last revision.
+			op(0, 21, 30, txnOf([]cond{{Key: 0, Target: onRevision, Rev: 1}, {Key: 1, Target: onExists}},
+				[]txnOp{tdel(0), tset(1, `"c"`)}, []txnOp{tget(0), tget(1)}),
+				ran(false, 2, opResult{}, found(x(b, 2, 2, 1)))),
+			// A value condition that fails; Else writes two keys.
+			op(1, 31, 40, txnOf([]cond{{Key: 1, Target: onValue, Value: a}},
+				[]txnOp{tset(2, `"d"`)}, []txnOp{tset(0, `"e"`), tset(2, `"f"`), tget(1)}),
+				ran(false, 3, found(x(`"e"`, 3, 3, 1)), found(x(`"f"`, 3, 3, 1)), found(x(b, 2, 2, 1)))),
+			op(0, 41, 50, txnOf(nil, []txnOp{tdel(1), tget(0)}, nil), ran(true, 4, deleted(4), found(x(`"e"`, 3, 3, 1)))),
+			// A delete of a missing key changes nothing: read-only.
+			op(1, 51, 60, txnOf([]cond{{Key: 2, Target: onRevision, Compare: ">", Rev: 3}}, []txnOp{tdel(2)}, []txnOp{tdel(1), tget(2)}),
+				ran(false, 4, opResult{}, found(x(`"f"`, 3, 3, 1)))),
+			op(0, 61, 70, list(), listed(4, x(`"e"`, 3, 3, 1), entry{}, x(`"f"`, 3, 3, 1))),
+		}, nil, ""},
+		{"an unanswered transaction resolved by the feed", []porcupine.Operation{
+			op(0, 0, 10, set(0, a), ok(1)),
+			op(1, 20, forever, txnOf(nil, []txnOp{tdel(0), tset(1, b), tget(2)}, nil), unknown()),
+			op(2, 50, 60, get(1), got(x(b, 5, 5, 1))),
+			op(2, 61, 70, get(0), status(404)),
+		}, []event{
+			{Type: "set", Key: "r/k0", Value: a, Rev: 1, At: 10},
+			{Type: "delete", Key: "r/k0", Rev: 5, At: 40},
+			{Type: "set", Key: "r/k1", Value: b, Rev: 5, At: 41},
+		}, ""},
+		{"transaction observed half applied", []porcupine.Operation{
+			op(0, 0, 10, txnOf(nil, []txnOp{tset(0, a), tset(1, b)}, nil), ran(true, 1, found(x(a, 1, 1, 1)), found(x(b, 1, 1, 1)))),
+			op(1, 20, 30, get(0), got(x(a, 1, 1, 1))),
+			op(1, 31, 40, get(1), status(404)),
+		}, nil, "not linearizable"},
+		{"transaction observed half applied by a listing", []porcupine.Operation{
+			op(0, 0, 100, txnOf(nil, []txnOp{tset(0, a), tset(1, b)}, nil), ran(true, 1, found(x(a, 1, 1, 1)), found(x(b, 1, 1, 1)))),
+			op(1, 20, 30, list(), listed(1, x(a, 1, 1, 1))),
+		}, nil, "not linearizable"},
+		{"transaction's get before its writes", []porcupine.Operation{
+			op(0, 0, 10, txnOf(nil, []txnOp{tset(0, a), tget(0)}, nil), ran(true, 1, found(x(a, 1, 1, 1)), opResult{})),
+		}, nil, "not linearizable"},
+		{"transaction on the wrong branch", []porcupine.Operation{
+			op(0, 0, 10, txnOf([]cond{{Key: 0, Target: onExists, Exists: true}}, []txnOp{tset(1, a)}, []txnOp{tset(2, b)}),
+				ran(true, 1, found(x(a, 1, 1, 1)))),
+		}, nil, "not linearizable"},
+		{"stale read-only transaction", []porcupine.Operation{
+			op(0, 0, 10, set(0, a), ok(1)),
+			op(0, 20, 30, set(0, b), ok(2)),
+			op(1, 40, 50, txnOf(nil, []txnOp{tget(0)}, nil), ran(true, 1, found(x(a, 1, 1, 1)))),
+		}, nil, "not linearizable"},
+		{"transaction whose writes are not at its revision", []porcupine.Operation{
+			op(0, 0, 10, txnOf(nil, []txnOp{tset(0, a), tset(1, b)}, nil), ran(true, 2, found(x(a, 2, 2, 1)), found(x(b, 2, 2, 1)))),
+		}, []event{{Type: "set", Key: "r/k0", Value: a, Rev: 1}, {Type: "set", Key: "r/k1", Value: b, Rev: 2}}, "acknowledged to txn"},
+		{"half a transaction in the feed", []porcupine.Operation{
+			op(0, 0, 10, txnOf(nil, []txnOp{tset(0, a), tset(1, b)}, nil), ran(true, 1, found(x(a, 1, 1, 1)), found(x(b, 1, 1, 1)))),
+		}, []event{{Type: "set", Key: "r/k0", Value: a, Rev: 1}}, "which made [set r/k0"},
+		{"half an unanswered transaction in the feed", []porcupine.Operation{
+			op(0, 0, forever, txnOf(nil, []txnOp{tset(0, a), tset(1, b)}, nil), unknown()),
+		}, []event{{Type: "set", Key: "r/k1", Value: b, Rev: 1}}, "lacks its set of r/k0"},
+		{"a transaction's change at another revision", []porcupine.Operation{
+			op(0, 0, forever, txnOf(nil, []txnOp{tset(0, a), tdel(1)}, nil), unknown()),
+			op(1, 0, 10, set(1, b), ok(1)),
+		}, []event{{Type: "set", Key: "r/k1", Value: b, Rev: 1}, {Type: "set", Key: "r/k0", Value: a, Rev: 2}, {Type: "delete", Key: "r/k1", Rev: 3}}, "which no client made"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := &history{name: "r", keys: []string{"r/k0", "r/k1"}, ops: tt.ops}
+			h := &history{name: "r", keys: []string{"r/k0", "r/k1", "r/k2"}, ops: tt.ops}
 			feed := tt.feed
 			if feed == nil {
+				slices.SortFunc(tt.ops, func(a, b porcupine.Operation) int {
+					return cmp.Compare(a.Output.(response).Rev, b.Output.(response).Rev)
+				})
 				for _, o := range tt.ops {
 					in, out := o.Input.(request), o.Output.(response)
-					if (in.Kind == opSet || in.Kind == opDelete) && out.Code == 200 {
-						ev := event{Type: in.Kind.String(), Key: h.keys[in.Key], Value: in.Value, Rev: out.Rev, At: o.Return}
+					for _, ev := range changes(h.keys, in, out) {
+						ev.Rev, ev.At = out.Rev, o.Return
 						feed = append(feed, ev)
 					}
 				}
@@ -184,24 +271,37 @@ func TestModel(t *testing.T) {
 func TestWatchValidators(t *testing.T) {
 	t.Parallel()
 	ev := func(rev int64) watchItem { return watchItem{Kind: "set", Key: "k", Value: "1", Rev: rev} }
+	// tx is an event of a transaction at revision 8, with More or not.
+	tx := func(key string, more bool) watchItem {
+		return watchItem{Kind: "set", Key: key, Value: "1", Rev: 8, More: more}
+	}
 	progress := func(rev int64) watchItem { return watchItem{Kind: "progress", Rev: rev} }
 	closed := func(code int, reason string) watchItem { return watchItem{Kind: "closed", Code: code, Reason: reason} }
-	good := []watchItem{ev(1), ev(2), ev(4), progress(6), ev(7)}
+	good := []watchItem{ev(1), ev(2), ev(4), progress(6), ev(7), tx("j", true), tx("k", false)}
+	then := func(items ...watchItem) []watchItem { return append([]watchItem{ev(1), ev(2), ev(4), ev(7)}, items...) }
 	tests := []struct {
 		name  string
 		other []watchItem // the second watcher's items; the first gets good
 		want  string
 	}{
 		{"same feed", good, ""},
-		{"closed and resumed", []watchItem{ev(1), ev(2), closed(4408, "slow consumer, resume from 3"), ev(4), ev(7)}, ""},
+		{"closed and resumed", []watchItem{ev(1), ev(2), closed(4408, "slow consumer, resume from 3"), ev(4), ev(7), tx("j", true), tx("k", false)}, ""},
+		{"transaction whole again after a lost connection", then(tx("j", true), closed(-1, "EOF"), tx("j", true), tx("k", false)), ""},
 		{"duplicate", []watchItem{ev(1), ev(2), ev(2), ev(4), ev(7)}, "duplicate or out of order"},
 		{"reordered", []watchItem{ev(1), ev(4), ev(2), ev(7)}, "duplicate or out of order"},
 		{"gap", []watchItem{ev(1), ev(4), ev(7)}, "event 1: got set k=1 at 4, want set k=1 at 2"},
-		{"missing tail", []watchItem{ev(1), ev(2), ev(4)}, "1 events missing"},
+		{"missing tail", []watchItem{ev(1), ev(2), ev(4)}, "3 events missing"},
 		{"early progress", []watchItem{ev(1), progress(2), ev(2), ev(4), ev(7)}, "progress at revision 2 after 1 events"},
 		{"progress past an unsent change", []watchItem{ev(1), ev(2), progress(5), ev(7)}, "progress at revision 5 after 2 events"},
 		{"resume claims too much", []watchItem{ev(1), closed(4408, "slow consumer, resume from 5"), ev(2), ev(4), ev(7)}, "want resume from 2"},
 		{"compacted", []watchItem{ev(1), ev(2), closed(4410, "history compacted, oldest retained revision 9")}, "closed for a gap"},
+		{"transaction without More", then(tx("j", false), tx("k", false)), "a revision's events without More"},
+		{"More on a transaction's last event", then(tx("j", true), tx("k", true), ev(9)), "revision 8 split: set k with More, then set at revision 9"},
+		{"progress inside a transaction", then(tx("j", true), progress(8), tx("k", false)), "revision 8 split: set j with More, then progress"},
+		{"closed inside a transaction", then(tx("j", true), closed(4408, "slow consumer, resume from 8"), tx("j", true), tx("k", false)),
+			"closed with 4408 (slow consumer, resume from 8) inside revision 8, after 1 of its events"},
+		{"resumed inside a transaction", then(tx("j", true), closed(-1, "EOF"), tx("k", false)), "event 4: got set k=1 at 8, want set j=1 at 8"},
+		{"a key twice in a transaction", then(tx("j", true), tx("j", true), tx("k", false)), "set j twice at revision 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,30 +375,56 @@ func TestCheckerFindsLostWrites(t *testing.T) {
 }
 
 // TestCheckerFindsFeedDefects has the first watcher record one event twice
-// and skip another: the watch validators must catch both.
+// and skip another, record a close with 4408 inside a transaction's
+// revision (after its first event), and drop More from the first event of
+// another transaction: the watch validators must catch each. A run on a
+// very busy machine may make too few transactions of several changes for
+// both: up to three runs.
 func TestCheckerFindsFeedDefects(t *testing.T) {
 	t.Parallel()
-	n := 0
-	res := runScenario(t, scenario{
-		name: "feed-defects", backend: "file", nodes: 1, watchers: 2,
-		traffic: trafficConfig{clients: 4, keys: 3},
-		inject: func(items []watchItem, it watchItem) []watchItem {
-			if it.Kind == "set" || it.Kind == "delete" {
-				n++
-				switch n {
-				case 5:
-					return append(items, it, it) // duplicated
-				case 9:
-					return items // lost
+	for run := 1; ; run++ {
+		var n, txns int
+		res := runScenario(t, scenario{
+			name: "feed-defects", backend: "file", nodes: 1, watchers: 2,
+			traffic: trafficConfig{clients: 4, keys: 3},
+			inject: func(items []watchItem, it watchItem) []watchItem {
+				if it.Kind != "set" && it.Kind != "delete" {
+					return append(items, it)
 				}
+				n++
+				switch {
+				case n == 5:
+					return append(items, it, it) // duplicated
+				case n == 9:
+					return items // lost
+				case it.More && txns == 0:
+					txns++
+					return append(items, it, watchItem{Kind: "closed", Code: 4408, Reason: fmt.Sprintf("slow consumer, resume from %d", it.Rev), At: it.At})
+				case it.More && txns == 1:
+					txns++
+					it.More = false
+				}
+				return append(items, it)
+			},
+		}, 1500*time.Millisecond)
+		all := strings.Join(res.problems, "\n")
+		// Each defect, and the problem that names it (any of them: an
+		// event duplicated inside a transaction's revision is the same
+		// key twice in it).
+		want := [][]string{{"duplicate or out of order", "twice at revision"}, {"watcher 0.0 differs from"}}
+		if txns == 2 {
+			want = append(want, []string{"closed with 4408 (slow consumer, resume from"}, []string{"a revision's events without More"})
+		}
+		for _, w := range want {
+			if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(all, s) }) {
+				t.Errorf("a duplicated and a lost event, a close inside a revision, a missing More: got problems %q, want one with %q", all, w)
 			}
-			return append(items, it)
-		},
-	}, 1500*time.Millisecond)
-	all := strings.Join(res.problems, "\n")
-	for _, want := range []string{"duplicate or out of order", "watcher 0.0 differs from"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("a duplicated and a lost event: got problems %q, want one with %q", all, want)
+		}
+		switch {
+		case txns == 2 || t.Failed():
+			return
+		case run == 3:
+			t.Fatalf("three runs made %d transactions of several changes, want 2", txns)
 		}
 	}
 }

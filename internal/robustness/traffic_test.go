@@ -22,7 +22,8 @@ import (
 // The traffic: concurrent clients, each sending one request at a time over
 // plain net/http to a node picked at random for each request (as behind a
 // load balancer), on a round's small key space, and recording each
-// operation with its call and return time. A request that fails before it
+// operation with its call and return time; transactions are in txn_test.go.
+// A request that fails before it
 // is sent (the node is down: connection refused) is not recorded: it
 // cannot have taken effect.
 
@@ -57,9 +58,10 @@ type client struct {
 	http  *http.Client
 	rng   *rand.Rand
 	seq   int
-	// known is the last revision this client saw of each key, for its
-	// conditional writes.
-	known [maxKeys]int64
+	// known and knownValue are the last revision and value this client
+	// saw of each key, for its conditional writes.
+	known      [maxKeys]int64
+	knownValue [maxKeys]string
 
 	// problems are answers no correct kvsd gives (a 500, a malformed
 	// body): the scenario fails with them.
@@ -125,20 +127,22 @@ func (cl *client) run(ctx context.Context) {
 		}
 		key := cl.rng.IntN(cl.cfg.keys)
 		switch p := cl.rng.IntN(100); {
-		case p < 30:
+		case p < 25:
 			cl.do(ctx, base, n.i, request{Kind: opGet, Key: key})
-		case p < 42:
+		case p < 35:
 			cl.do(ctx, base, n.i, request{Kind: opList})
-		case p < 67:
+		case p < 55:
 			cl.do(ctx, base, n.i, request{Kind: opSet, Key: key, Value: cl.value()})
-		case p < 87:
+		case p < 72:
 			ifRev := cl.known[key]
 			if cl.rng.IntN(4) == 0 {
 				ifRev = 0 // create if absent
 			}
 			cl.do(ctx, base, n.i, request{Kind: opSet, Key: key, Value: cl.value(), Cond: true, IfRev: ifRev})
-		default:
+		case p < 82:
 			cl.do(ctx, base, n.i, request{Kind: opDelete, Key: key})
+		default:
+			cl.do(ctx, base, n.i, request{Kind: opTxn, Txn: cl.randomTxn()})
 		}
 		pause(ctx, time.Duration(cl.rng.Int64N(int64(think))))
 	}
@@ -169,7 +173,7 @@ func (cl *client) do(ctx context.Context, base string, node int, in request) {
 		resp.Body.Close()
 	}
 	ret := cl.clock.now()
-	write := in.Kind == opSet || in.Kind == opDelete
+	write := in.writes()
 	var out response
 	switch {
 	case err != nil && notSent(err):
@@ -181,7 +185,7 @@ func (cl *client) do(ctx context.Context, base string, node int, in request) {
 		out.Unknown = true
 		ret = forever
 	default:
-		out, err = parseAnswer(in, resp, body)
+		out, err = parseAnswer(cl.h.keys, in, resp, body)
 		if err != nil {
 			cl.problems.add("%s from kvsd %d: %v", describe(cl.h.keys, in, response{Unknown: true}), node, err)
 			return
@@ -192,12 +196,14 @@ func (cl *client) do(ctx context.Context, base string, node int, in request) {
 	}
 	switch {
 	case out.Unknown:
-	case in.Kind == opGet && out.Code == 200:
-		cl.known[in.Key] = out.Entry.Rev
-	case write && out.Code == 200 && in.Kind == opSet:
-		cl.known[in.Key] = out.Rev
-	case out.Code == 409:
-		cl.known[in.Key] = out.Entry.Rev
+	case in.Kind == opTxn:
+		cl.learnTxn(in.Txn, out)
+	case in.Kind == opGet && out.Code == 200, out.Code == 409:
+		cl.known[in.Key], cl.knownValue[in.Key] = out.Entry.Rev, out.Entry.Value
+	case in.Kind == opSet && out.Code == 200:
+		cl.known[in.Key], cl.knownValue[in.Key] = out.Rev, in.Value
+	case in.Kind == opGet && out.Code == 404, in.Kind == opDelete && out.Code == 200:
+		cl.known[in.Key], cl.knownValue[in.Key] = 0, ""
 	}
 	cl.h.add(porcupine.Operation{ClientId: cl.id, Input: in, Call: call, Output: out, Return: ret, Metadata: node})
 }
@@ -219,6 +225,12 @@ func (cl *client) httpRequest(ctx context.Context, base string, in request) (*ht
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/get?key="+url.QueryEscape(cl.h.keys[in.Key])+consistency, nil)
 	case opList:
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/list?prefix="+url.QueryEscape(cl.h.name+"/")+consistency, nil)
+	case opTxn:
+		b, err := txnBody(cl.h.keys, in.Txn)
+		if err != nil {
+			return nil, err
+		}
+		return http.NewRequestWithContext(ctx, http.MethodPost, base+"/txn", bytes.NewReader(b))
 	}
 	body := map[string]any{"Key": cl.h.keys[in.Key]}
 	path := "/delete"
@@ -254,9 +266,11 @@ func (e *wireEntry) entry() entry {
 
 // parseAnswer reads an answer of kvsd to in. Statuses other than 200, 404
 // (get, delete) and 409 (conditional writes) are errors.
-func parseAnswer(in request, resp *http.Response, body []byte) (response, error) {
+func parseAnswer(keys []string, in request, resp *http.Response, body []byte) (response, error) {
 	out := response{Code: resp.StatusCode}
 	switch {
+	case resp.StatusCode == http.StatusOK && in.Kind == opTxn:
+		return parseTxn(keys, in.Txn, resp, body, out)
 	case resp.StatusCode == http.StatusNotFound && (in.Kind == opGet || in.Kind == opDelete):
 		return out, nil
 	case resp.StatusCode == http.StatusConflict && in.Cond:

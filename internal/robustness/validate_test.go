@@ -2,6 +2,7 @@ package robustness
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,6 +18,10 @@ type watchStats struct {
 // each with the earliest time a watcher received it):
 //   - each watcher's events come in increasing revision order, with no
 //     duplicate, and match what it watches;
+//   - the events of a revision (a transaction's) come together, each but
+//     the last with More, and a connection that kvsd closes (4408, 1001)
+//     ends between revisions; a revision cut short by a lost connection
+//     is dropped (the watcher resumes from its start);
 //   - a progress event at R comes after every matching change up to R that
 //     the feed holds, and no later event is at or below R;
 //   - a connection closed with "resume from R" had sent everything before
@@ -38,22 +43,49 @@ func validateWatches(ws []*watcher) (feed []event, stats watchStats, problems []
 	clean := make([]bool, len(ws)) // no problem of its own
 	for i, w := range ws {
 		before := len(problems)
-		var last int64
+		add := func(format string, args ...any) {
+			problems = append(problems, w.name+": "+fmt.Sprintf(format, args...))
+		}
+		var (
+			last    int64       // the last whole revision received, or progress
+			pending []watchItem // a revision's events so far, the last with More
+		)
+		whole := func() {
+			events[i] = append(events[i], pending...)
+			stats.events += len(pending)
+			last = max(last, pending[0].Rev)
+			pending = nil
+		}
 		for _, it := range w.received() {
+			change := it.Kind == "set" || it.Kind == "delete"
+			if len(pending) > 0 && it.Kind != "closed" && !(change && it.Rev == pending[0].Rev) {
+				p := pending[len(pending)-1]
+				add("revision %d split: %s %s with More, then %s at revision %d", p.Rev, p.Kind, p.Key, it.Kind, it.Rev)
+				whole()
+			}
 			switch it.Kind {
 			case "set", "delete":
-				if it.Rev <= last {
-					problems = append(problems, fmt.Sprintf("%s: %s %s at revision %d after revision %d: a duplicate or out of order", w.name, it.Kind, it.Key, it.Rev, last))
+				if len(pending) > 0 {
+					if slices.ContainsFunc(pending, func(p watchItem) bool { return p.Key == it.Key }) {
+						add("%s %s twice at revision %d", it.Kind, it.Key, it.Rev)
+					}
+				} else if it.Rev <= last {
+					more := ""
+					if it.Rev == last {
+						more = ", or a revision's events without More"
+					}
+					add("%s %s at revision %d after revision %d: a duplicate or out of order%s", it.Kind, it.Key, it.Rev, last, more)
 				}
 				if !w.matches(it.Key) {
-					problems = append(problems, fmt.Sprintf("%s: got %s %s at revision %d, which it does not watch", w.name, it.Kind, it.Key, it.Rev))
+					add("got %s %s at revision %d, which it does not watch", it.Kind, it.Key, it.Rev)
 				}
-				last = max(last, it.Rev)
-				events[i] = append(events[i], it)
-				stats.events++
+				pending = append(pending, it)
+				if !it.More {
+					whole()
+				}
 			case "progress":
 				if it.Rev < last {
-					problems = append(problems, fmt.Sprintf("%s: progress at revision %d after revision %d", w.name, it.Rev, last))
+					add("progress at revision %d after revision %d", it.Rev, last)
 				}
 				last = max(last, it.Rev)
 				progress[i] = append(progress[i], progressAt{len(events[i]), it.Rev})
@@ -61,18 +93,29 @@ func validateWatches(ws []*watcher) (feed []event, stats watchStats, problems []
 			case "closed":
 				stats.closes++
 				stats.byCode[it.Code]++
+				if len(pending) > 0 {
+					// A client drops a revision it did not get whole, and
+					// resumes from its start. Only a lost connection may
+					// end inside one: kvsd closes between revisions.
+					if it.Code > 0 {
+						add("closed with %d (%s) inside revision %d, after %d of its events", it.Code, it.Reason, pending[0].Rev, len(pending))
+					}
+					pending = nil
+				}
 				if it.Code == 4410 || it.Code == 410 {
-					problems = append(problems, fmt.Sprintf("%s: closed for a gap (%d %s) at revision %d", w.name, it.Code, it.Reason, last))
+					add("closed for a gap (%d %s) at revision %d", it.Code, it.Reason, last)
 				}
 				if _, r, ok := strings.Cut(it.Reason, "resume from "); ok {
 					if n, err := strconv.ParseInt(r, 10, 64); err != nil || n != last+1 {
-						problems = append(problems, fmt.Sprintf("%s: closed with %q after receiving up to revision %d: want resume from %d", w.name, it.Reason, last, last+1))
+						add("closed with %q after receiving up to revision %d: want resume from %d", it.Reason, last, last+1)
 					}
 				}
 			default:
-				problems = append(problems, fmt.Sprintf("%s: event of type %q", w.name, it.Kind))
+				add("event of type %q", it.Kind)
 			}
 		}
+		// A revision still pending here was cut short by the end of the
+		// run.
 		clean[i] = len(problems) == before
 		problems = append(problems[:before], capped(problems[before:], 10)...)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
 // watchItem is what a watcher received: an event, a progress event, or
@@ -23,8 +25,10 @@ type watchItem struct {
 	Key   string
 	Value string
 	Rev   int64
-	At    int64 // when it was received
-	Node  int
+	// More: another event of the same revision follows.
+	More bool
+	At   int64 // when it was received
+	Node int
 	// A closed connection's close status (-1: none, 410: refused before
 	// the upgrade) and reason.
 	Code   int
@@ -42,8 +46,9 @@ type watcher struct {
 	clock       clock
 	node        int
 	roam        bool
-	// rcvbuf, when positive, shrinks the socket's receive buffer, so that
-	// a watcher that stops reading is found out soon.
+	// rcvbuf, when positive, is the socket's receive buffer, so that
+	// kvsd's writes to a watcher that stops reading stall soon (Linux
+	// would grow it to many MiB).
 	rcvbuf int
 	// pause, when set, makes the watcher stop reading until each context
 	// sent on it is done (a subscriber that stops reading).
@@ -54,7 +59,10 @@ type watcher struct {
 
 	mu    sync.Mutex
 	items []watchItem
-	last  int64 // the revision up to which it has every matching change
+	// last is the revision up to which it has every matching change: a
+	// revision counts once its last event (without More) came, so that a
+	// connection lost inside one resumes from its start.
+	last  int64
 	conns int
 	gap   bool // refused for a gap (410, 4410): it stopped
 }
@@ -69,7 +77,7 @@ func (w *watcher) matches(key string) bool {
 func (w *watcher) record(it watchItem) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if it.Kind != "closed" {
+	if it.Kind == "progress" || (it.Kind == "set" || it.Kind == "delete") && !it.More {
 		w.last = max(w.last, it.Rev)
 	}
 	if it.Kind == "closed" && (it.Code == 410 || it.Code == 4410) {
@@ -122,11 +130,10 @@ func (w *watcher) progressEvents() int {
 
 // run watches until ctx is done.
 func (w *watcher) run(ctx context.Context) {
-	dialer := &net.Dialer{Timeout: time.Second}
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
 	if w.rcvbuf > 0 {
-		dialer.Control = setRcvbuf(w.rcvbuf)
+		hc = kvstest.SmallReceiveBuffer(w.rcvbuf)
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
 	for ctx.Err() == nil && !w.stopped() {
 		base := w.c.nodes[w.node].url()
 		if base != "" {
@@ -199,12 +206,13 @@ func (w *watcher) connect(ctx context.Context, hc *http.Client, base string) {
 			Key      string
 			Value    json.RawMessage
 			Revision int64
+			More     bool
 		}
 		if err := json.Unmarshal(data, &ev); err != nil {
 			w.record(watchItem{Kind: "closed", Code: -1, Reason: fmt.Sprintf("malformed event %q: %v", data, err), At: w.clock.now(), Node: w.node})
 			return
 		}
-		w.record(watchItem{Kind: ev.Type, Key: ev.Key, Value: string(ev.Value), Rev: ev.Revision, At: w.clock.now(), Node: w.node})
+		w.record(watchItem{Kind: ev.Type, Key: ev.Key, Value: string(ev.Value), Rev: ev.Revision, More: ev.More, At: w.clock.now(), Node: w.node})
 	}
 }
 
