@@ -352,22 +352,28 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 			return fmt.Sprintf(", %d events delivered (%.0f/s)", n, perSec(n, el))
 		},
 	})
-	// Wait until every subscriber has every acknowledged revision.
-	if target := f.acks.last(); target > 0 {
-		drain := cfg.drain
-		if ctx.Err() != nil {
-			drain = min(drain, time.Second) // interrupted: do not linger
-		}
-		deadline := time.Now().Add(drain)
-		for time.Now().Before(deadline) && !caughtUp(subs, target) {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	b.awaitDelivery(ctx, subs, f.acks.last())
 	stop()
 
 	b.fillLoad(rep, res)
 	b.verifyWatch(rep, f, subs, res.errs, start)
 	return rep, nil
+}
+
+// awaitDelivery waits until every subscriber has every acknowledged
+// revision, up to target, for at most -drain (a second once interrupted).
+func (b *bench) awaitDelivery(ctx context.Context, subs []*subscriber, target int64) {
+	if target <= 0 {
+		return
+	}
+	drain := b.cfg.drain
+	if ctx.Err() != nil {
+		drain = min(drain, time.Second) // interrupted: do not linger
+	}
+	deadline := time.Now().Add(drain)
+	for time.Now().Before(deadline) && !caughtUp(subs, target) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // subscribe starts cfg.subscribers subscribers of f from the revision

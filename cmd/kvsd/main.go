@@ -287,20 +287,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	hopts := &slog.HandlerOptions{Level: cfg.logLevel}
-	var lh slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if cfg.logFormat == "json" {
-		lh = slog.NewJSONHandler(stderr, hopts)
-	}
+	lh := logHandler(&cfg, stderr)
 	log := slog.New(lh)
 	defer startGCTuner(cfg.gcHeadroom, getenv, log)()
-	var tlsConfig *tls.Config
-	if cfg.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-		if err != nil {
-			return fmt.Errorf("-tls-cert %s, -tls-key %s: %v", cfg.tlsCert, cfg.tlsKey, err)
-		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tlsConfig, err := loadTLS(&cfg)
+	if err != nil {
+		return err
 	}
 	if cfg.token != "" && len(cfg.token) < 16 {
 		log.Warn("the token is short: use at least 16 random characters, e.g. openssl rand -hex 32")
@@ -331,35 +323,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	loopback := net.ParseIP(hostOf(ln.Addr())).IsLoopback()
-	hosts := cfg.allowedHosts
-	switch {
-	case slices.Contains(hosts, "*"):
-		hosts = nil
-	case hosts == nil && loopback:
-		hosts = httpapi.LoopbackHosts
-	}
 	ln = newSweepListener(ln, deadlineTick)
-	api := httpapi.New(httpapi.Options{
-		Store:          store,
-		Feed:           hubfeed.Feed{Hub: hub},
-		MaxValueBytes:  cfg.maxValueBytes,
-		MaxBodyBytes:   cfg.maxBodyBytes,
-		MaxTxnOps:      cfg.maxTxnOps,
-		MaxLeaseTTL:    cfg.maxLeaseTTL,
-		Ready:          be.ready,
-		ReadBarrier:    be.barrier,
-		Logger:         log,
-		Token:          cfg.token,
-		SessionTTL:     cfg.sessionTTL,
-		Pprof:          cfg.pprof,
-		LogStats:       be.logStats,
-		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, be.extra)),
-		OriginPatterns: cfg.allowedOrigins,
-		AllowedHosts:   hosts,
-		MaxSubscribers: cfg.maxSubscribers,
-		MaxSnapshots:   cfg.maxSnapshots,
-		DisableUI:      !cfg.ui,
-	})
+	api := newAPI(&cfg, store, hub, be, loopback, log)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
@@ -394,6 +359,62 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = nil
 	}
 	return err
+}
+
+// logHandler returns the handler of kvsd's log on stderr, in -log-format.
+func logHandler(cfg *config, stderr io.Writer) slog.Handler {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.NewJSONHandler(stderr, opts)
+	}
+	return slog.NewTextHandler(stderr, opts)
+}
+
+// loadTLS returns the TLS configuration of -tls-cert and -tls-key, or nil
+// without them.
+func loadTLS(cfg *config) (*tls.Config, error) {
+	if cfg.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert %s, -tls-key %s: %v", cfg.tlsCert, cfg.tlsKey, err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// newAPI returns the HTTP API of store and hub. loopback says whether kvsd
+// listens on a loopback address only, which sets the default
+// -allowed-hosts.
+func newAPI(cfg *config, store *kv.Store, hub *bus.Hub, be backend, loopback bool, log *slog.Logger) *httpapi.Handler {
+	hosts := cfg.allowedHosts
+	switch {
+	case slices.Contains(hosts, "*"):
+		hosts = nil
+	case hosts == nil && loopback:
+		hosts = httpapi.LoopbackHosts
+	}
+	return httpapi.New(httpapi.Options{
+		Store:          store,
+		Feed:           hubfeed.Feed{Hub: hub},
+		MaxValueBytes:  cfg.maxValueBytes,
+		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxTxnOps:      cfg.maxTxnOps,
+		MaxLeaseTTL:    cfg.maxLeaseTTL,
+		Ready:          be.ready,
+		ReadBarrier:    be.barrier,
+		Logger:         log,
+		Token:          cfg.token,
+		SessionTTL:     cfg.sessionTTL,
+		Pprof:          cfg.pprof,
+		LogStats:       be.logStats,
+		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, be.extra)),
+		OriginPatterns: cfg.allowedOrigins,
+		AllowedHosts:   hosts,
+		MaxSubscribers: cfg.maxSubscribers,
+		MaxSnapshots:   cfg.maxSnapshots,
+		DisableUI:      !cfg.ui,
+	})
 }
 
 // backend is the log behind the store and what kvsd serves of it.
