@@ -203,7 +203,7 @@ func New(opts Options) *Store {
 		s.shards[i].t.seed = s.seed
 	}
 	if r, ok := s.log.(Recoverer); ok {
-		s.restore(r.Recover(func() *View { return s.View("") }))
+		s.load(r.Recover(func() *View { return s.View("") }))
 	}
 	if r := opts.Replicated; r != nil {
 		if opts.Log != nil {
@@ -238,9 +238,10 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// restore loads a recovered state into a new Store: the snapshot's entries,
-// then the changes after it, applied and published as if just committed.
-func (s *Store) restore(rec Recovery) {
+// load installs the state a log recovered into a new Store: the
+// snapshot's entries, then the changes after it, applied and published as
+// if just committed.
+func (s *Store) load(rec Recovery) {
 	ls := s.lessor
 	ls.mu.Lock()
 	if rec.Entries != nil {
