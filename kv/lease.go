@@ -179,8 +179,9 @@ type lessor struct {
 	base     time.Time // the clock's origin, with its monotonic reading
 	takeover time.Duration
 
-	// mu guards the fields below. Lock order: the store's recMu, then
-	// mu; mu is never held while taking another lock.
+	// mu guards the fields below. It is taken after the store's commitMu
+	// and recMu, and never held while taking another lock (the lock
+	// order is above Store).
 	mu     sync.Mutex
 	leases map[int64]*lease
 	// keys are the keys whose entry names each lease ID, whether or not

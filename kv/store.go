@@ -93,6 +93,45 @@ type Options struct {
 	LeaseTakeover time.Duration
 }
 
+// Lock order. These are every mutex of a Store and its parts, in the order
+// they are taken: a goroutine that holds one takes only locks later in the
+// list, and each may be taken with none held.
+//
+//  1. Store.commitMu: the commit pipeline. Held by the committer for a whole
+//     commit, and by a Replicated log's applier (applyRecords) for a batch
+//     of records. Log.Append and Log.Close run under it, and so take the
+//     file log's locks (7, 8) after it; so does Publisher.Publish (bus.Hub
+//     takes its own lock after commitMu).
+//  2. Store.qmu (idle waits on it): the submit queue. The committer takes
+//     it under commitMu to take the queue; submitters, Close and propose
+//     take it alone. Nothing is taken under it.
+//  3. Store.recMu: orders the applied state and rev against View, and
+//     guards recorders. Taken under commitMu to apply, alone by View.
+//  4. shard.mu, each shard's RWMutex: write-locked under recMu (install,
+//     applyUnit, setQuietly), read-locked alone (Get, Len, View's copy).
+//     Only applyUnit holds several, taken in ascending shard order. Nothing
+//     is taken under a shard lock, and the committer, the only writer,
+//     reads the tables without them (currentForCommit).
+//  5. lessor.mu: the leases. Under recMu (install, View's leases, a
+//     Replicated grant or restore), under commitMu alone (a lease request
+//     being committed), or alone (KeepAlive, the expiry loop). Never held
+//     with a shard lock: the lease index is updated after the shards are
+//     unlocked (moveLeaseKey). Nothing is taken under it.
+//  6. Store.waitMu (Replicated log only): the waiting Submits. Under
+//     commitMu (the applier answers them) or alone (propose). Nothing is
+//     taken under it.
+//  7. FileLog.mu: its segments and snapshot revision. Under commitMu
+//     (Append starting a segment) or alone (the snapshot goroutine,
+//     SnapshotRev). Nothing is taken under it.
+//  8. stateFile.mu, the file log's STATE: under commitMu (Append, Close)
+//     or alone (the state loop). Nothing is taken under it.
+//
+// Besides locks, two waits: Store.Close holds commitMu while FileLog.Close
+// waits for the log's goroutines, which take 3, 4, 5 and 7 (the snapshot)
+// and 8 (the state loop) but never commitMu; and Store.Close closes a
+// Replicated log, which waits for its applier, without holding commitMu,
+// which the applier takes.
+
 // Store is a sharded, revisioned key-value map with a single write pipeline:
 // Submit queues a change; one submitter at a time, the committer, takes
 // everything queued, decides each condition, gives each change the next
@@ -112,11 +151,11 @@ type Store struct {
 	rev atomic.Int64
 
 	// recMu orders the committer's updates of rev and the shards against
-	// Snapshot, and guards recorders. Lock order: recMu, then a shard's mu.
+	// Snapshot, and guards recorders. (Lock order: above Store.)
 	recMu     sync.Mutex
 	recorders map[*recorder]struct{}
 
-	// qmu guards queue, leading and closed. Lock order: commitMu, then qmu.
+	// qmu guards queue, leading and closed. (Lock order: above Store.)
 	qmu     sync.Mutex
 	queue   []*request
 	leading bool       // a submitter is the committer, or has been made it
