@@ -552,12 +552,7 @@ func (s *Store) KeepAlive(ctx context.Context, ids []int64) ([]Lease, error) {
 func (s *Store) submitLease(lr *leaseRequest) (int64, error) {
 	r := s.requests.Get().(*request)
 	r.lease = lr
-	if !s.enqueue(r) {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
+	rev, _, err := s.submitRequest(r)
 	return rev, err
 }
 

@@ -487,12 +487,7 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 
 	r := s.requests.Get().(*request)
 	r.c = c
-	if !s.enqueue(r) {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
+	rev, _, err := s.submitRequest(r)
 	return rev, err
 }
 
@@ -520,13 +515,21 @@ func (s *Store) Txn(ctx context.Context, t *Txn) (*TxnResult, error) {
 	}
 	r := s.requests.Get().(*request)
 	r.txn = t
+	_, res, err := s.submitRequest(r)
+	return res, err
+}
+
+// submitRequest queues r, a request from the pool that the caller filled in,
+// and returns its outcome once it is committed; r is back in the pool
+// then.
+func (s *Store) submitRequest(r *request) (rev int64, res *TxnResult, err error) {
 	if !s.enqueue(r) {
-		return nil, fmt.Errorf("%w: store closed", ErrUnavailable)
+		return 0, nil, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
-	res, err := r.res, r.err
+	rev, res, err = r.rev, r.res, r.err
 	*r = request{done: r.done}
 	s.requests.Put(r)
-	return res, err
+	return rev, res, err
 }
 
 // enqueue queues r and returns once it is committed, with its outcome in
