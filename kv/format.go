@@ -553,111 +553,149 @@ func (se *snapEntries) entries() []*Entry {
 // payloads, about the file's size.
 func readSnapshot(r io.Reader) (*snapEntries, []Lease, int64, error) {
 	fr := newFrameReader(r)
-	var magic [len(snapMagic)]byte
-	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
-		return nil, nil, 0, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
-	}
-	fr.off = int64(len(snapMagic))
-	bad := func(off int64, format string, args ...any) error {
-		return &snapshotError{off, fmt.Errorf(format, args...)}
-	}
-	p, off, err := fr.next()
+	h, err := readSnapHeader(fr)
 	if err != nil {
-		return nil, nil, 0, bad(off, "header: %v", unexpectedEOF(err))
+		return nil, nil, 0, err
 	}
-	d := codec.Decoder{P: p}
-	kind, urev, ucount := d.Byte(), d.Uvarint(), d.Uvarint()
-	var nleases uint64
-	if len(d.P) > 0 {
-		if nleases = d.Uvarint(); nleases == 0 {
-			return nil, nil, 0, bad(off, "bad header")
-		}
+	leases, err := readSnapLeases(fr, h.leases)
+	if err != nil {
+		return nil, nil, 0, err
 	}
-	if d.Err != nil || kind != kindSnapHeader || len(d.P) != 0 || urev > 1<<62 {
-		return nil, nil, 0, bad(off, "bad header")
-	}
-	rev := int64(urev)
-	entriesKind := byte(kindSnapEntries)
-	var leases []Lease
-	if nleases > 0 {
-		entriesKind = kindSnapEntriesLease
-		leases = make([]Lease, 0, min(nleases, 1<<16))
-	}
-	for uint64(len(leases)) < nleases {
-		p, off, err := fr.next()
-		if err != nil {
-			return nil, nil, 0, bad(off, "after %d of %d leases: %v", len(leases), nleases, unexpectedEOF(err))
-		}
-		d := codec.Decoder{P: p}
-		kind, n := d.Byte(), d.Uvarint()
-		if d.Err != nil || kind != kindSnapLeases || n == 0 || n > nleases-uint64(len(leases)) {
-			return nil, nil, 0, bad(off, "bad leases frame")
-		}
-		for range n {
-			id, ttl := d.Uvarint(), d.Uvarint()
-			switch {
-			case d.Err != nil:
-				return nil, nil, 0, bad(off, "lease %d: %v", len(leases), d.Err)
-			case id == 0 || id > MaxLeaseID || len(leases) > 0 && int64(id) <= leases[len(leases)-1].ID:
-				return nil, nil, 0, bad(off, "lease %d: bad or unordered ID %d", len(leases), id)
-			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
-				return nil, nil, 0, bad(off, "lease %d: bad TTL of %d ms", id, ttl)
-			}
-			leases = append(leases, Lease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
-		}
-		if len(d.P) != 0 {
-			return nil, nil, 0, bad(off, "%d bytes after the last lease of a frame", len(d.P))
-		}
-	}
-	se := &snapEntries{kind: entriesKind}
-	var prev []byte
-	for uint64(se.n) < ucount {
-		fr.buf = nil // the frame is kept: read the next into a new buffer
-		p, off, err := fr.next()
-		if err != nil {
-			return nil, nil, 0, bad(off, "after %d of %d entries: %v", se.n, ucount, unexpectedEOF(err))
-		}
-		d := codec.Decoder{P: p}
-		kind, n := d.Byte(), d.Uvarint()
-		if d.Err != nil || kind != entriesKind || n == 0 || n > ucount-uint64(se.n) {
-			return nil, nil, 0, bad(off, "bad entries frame")
-		}
-		for range n {
-			key, value := d.Bytes(), d.Bytes()
-			r, cr, v := d.Uvarint(), d.Uvarint(), d.Uvarint()
-			var lease uint64
-			if entriesKind == kindSnapEntriesLease {
-				lease = d.Uvarint()
-			}
-			switch {
-			case d.Err != nil:
-				return nil, nil, 0, bad(off, "entry %d: %v", se.n, d.Err)
-			case !ValidKey(string(key)):
-				return nil, nil, 0, bad(off, "entry %d: invalid key %q", se.n, key)
-			case se.n > 0 && bytes.Compare(key, prev) <= 0:
-				return nil, nil, 0, bad(off, "entry %d: key %q out of order", se.n, key)
-			case len(value) == 0:
-				return nil, nil, 0, bad(off, "entry %q: empty value", key)
-			case cr == 0 || cr > r || r > urev || v == 0 || v > r-cr+1:
-				return nil, nil, 0, bad(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
-			case lease > MaxLeaseID:
-				return nil, nil, 0, bad(off, "entry %q: bad lease %d", key, lease)
-			}
-			prev = key
-			se.n++
-		}
-		if len(d.P) != 0 {
-			return nil, nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.P))
-		}
-		se.frames = append(se.frames, p)
+	se, err := readSnapEntries(fr, h)
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	if _, err := fr.r.ReadByte(); err != io.EOF {
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		return nil, nil, 0, bad(fr.off, "data after the last entry")
+		return nil, nil, 0, badSnap(fr.off, "data after the last entry")
 	}
-	return se, leases, rev, nil
+	return se, leases, int64(h.rev), nil
+}
+
+// snapHeader is what a snapshot's header says.
+type snapHeader struct {
+	rev     uint64 // the revision the snapshot holds
+	entries uint64 // the number of entries
+	leases  uint64 // the number of leases
+	kind    byte   // the kind of the entries' frames
+}
+
+// badSnap returns the *snapshotError of damage at off.
+func badSnap(off int64, format string, args ...any) error {
+	return &snapshotError{off, fmt.Errorf(format, args...)}
+}
+
+// readSnapHeader reads a snapshot's magic and header frame.
+func readSnapHeader(fr *frameReader) (snapHeader, error) {
+	var magic [len(snapMagic)]byte
+	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
+		return snapHeader{}, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
+	}
+	fr.off = int64(len(snapMagic))
+	p, off, err := fr.next()
+	if err != nil {
+		return snapHeader{}, badSnap(off, "header: %v", unexpectedEOF(err))
+	}
+	d := codec.Decoder{P: p}
+	kind := d.Byte()
+	h := snapHeader{rev: d.Uvarint(), entries: d.Uvarint(), kind: kindSnapEntries}
+	if len(d.P) > 0 {
+		if h.leases = d.Uvarint(); h.leases == 0 {
+			return snapHeader{}, badSnap(off, "bad header")
+		}
+	}
+	if d.Err != nil || kind != kindSnapHeader || len(d.P) != 0 || h.rev > 1<<62 {
+		return snapHeader{}, badSnap(off, "bad header")
+	}
+	if h.leases > 0 {
+		h.kind = kindSnapEntriesLease
+	}
+	return h, nil
+}
+
+// readSnapLeases reads the frames of a snapshot's n leases.
+func readSnapLeases(fr *frameReader, n uint64) ([]Lease, error) {
+	var leases []Lease
+	if n > 0 {
+		leases = make([]Lease, 0, min(n, 1<<16))
+	}
+	for uint64(len(leases)) < n {
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, badSnap(off, "after %d of %d leases: %v", len(leases), n, unexpectedEOF(err))
+		}
+		d := codec.Decoder{P: p}
+		kind, m := d.Byte(), d.Uvarint()
+		if d.Err != nil || kind != kindSnapLeases || m == 0 || m > n-uint64(len(leases)) {
+			return nil, badSnap(off, "bad leases frame")
+		}
+		for range m {
+			id, ttl := d.Uvarint(), d.Uvarint()
+			switch {
+			case d.Err != nil:
+				return nil, badSnap(off, "lease %d: %v", len(leases), d.Err)
+			case id == 0 || id > MaxLeaseID || len(leases) > 0 && int64(id) <= leases[len(leases)-1].ID:
+				return nil, badSnap(off, "lease %d: bad or unordered ID %d", len(leases), id)
+			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
+				return nil, badSnap(off, "lease %d: bad TTL of %d ms", id, ttl)
+			}
+			leases = append(leases, Lease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
+		}
+		if len(d.P) != 0 {
+			return nil, badSnap(off, "%d bytes after the last lease of a frame", len(d.P))
+		}
+	}
+	return leases, nil
+}
+
+// readSnapEntries reads the frames of a snapshot's entries, which h
+// describes, and checks each entry.
+func readSnapEntries(fr *frameReader, h snapHeader) (*snapEntries, error) {
+	se := &snapEntries{kind: h.kind}
+	var prev []byte
+	for uint64(se.n) < h.entries {
+		fr.buf = nil // the frame is kept: read the next into a new buffer
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, badSnap(off, "after %d of %d entries: %v", se.n, h.entries, unexpectedEOF(err))
+		}
+		d := codec.Decoder{P: p}
+		kind, n := d.Byte(), d.Uvarint()
+		if d.Err != nil || kind != h.kind || n == 0 || n > h.entries-uint64(se.n) {
+			return nil, badSnap(off, "bad entries frame")
+		}
+		for range n {
+			key, value := d.Bytes(), d.Bytes()
+			r, cr, v := d.Uvarint(), d.Uvarint(), d.Uvarint()
+			var lease uint64
+			if h.kind == kindSnapEntriesLease {
+				lease = d.Uvarint()
+			}
+			switch {
+			case d.Err != nil:
+				return nil, badSnap(off, "entry %d: %v", se.n, d.Err)
+			case !ValidKey(string(key)):
+				return nil, badSnap(off, "entry %d: invalid key %q", se.n, key)
+			case se.n > 0 && bytes.Compare(key, prev) <= 0:
+				return nil, badSnap(off, "entry %d: key %q out of order", se.n, key)
+			case len(value) == 0:
+				return nil, badSnap(off, "entry %q: empty value", key)
+			case cr == 0 || cr > r || r > h.rev || v == 0 || v > r-cr+1:
+				return nil, badSnap(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
+			case lease > MaxLeaseID:
+				return nil, badSnap(off, "entry %q: bad lease %d", key, lease)
+			}
+			prev = key
+			se.n++
+		}
+		if len(d.P) != 0 {
+			return nil, badSnap(off, "%d bytes after the last entry of a frame", len(d.P))
+		}
+		se.frames = append(se.frames, p)
+	}
+	return se, nil
 }
 
 func unexpectedEOF(err error) error {
