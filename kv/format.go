@@ -403,22 +403,53 @@ func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, sto
 // and leases, consistent with rev, to w in the snapshot format, as
 // writeSnapshot does.
 func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Lease, rev int64, stop <-chan struct{}) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	b := make([]byte, 0, snapFrame+4096)
-	b = append(b, snapMagic...)
+	sw := &snapWriter{bw: bufio.NewWriterSize(w, 1<<20), b: make([]byte, 0, snapFrame+4096)}
+	if err := sw.header(n, leases, rev); err != nil {
+		return err
+	}
+	written := 0
+	for e := range entries {
+		if err := sw.add(&e, stop); err != nil {
+			return err
+		}
+		written++
+	}
+	if written != n {
+		return fmt.Errorf("kv: snapshot of %d entries got %d", n, written)
+	}
+	if err := sw.flush(); err != nil {
+		return err
+	}
+	return sw.bw.Flush()
+}
+
+// snapWriter writes a snapshot a frame at a time.
+type snapWriter struct {
+	bw      *bufio.Writer
+	b       []byte // frames not yet written; the last one may be filling
+	kind    byte   // the kind of the entries' frames
+	inFrame int    // entries in the frame being filled, which starts b
+	countAt int    // where that frame's count goes in b
+}
+
+// header writes the magic, the header of a snapshot of n entries and
+// leases at rev, and the frames of the leases; the last frame stays in
+// sw.b.
+func (sw *snapWriter) header(n int, leases []Lease, rev int64) error {
+	b := append(sw.b, snapMagic...)
 	start := len(b)
 	b = codec.BeginFrame(b)
 	b = append(b, kindSnapHeader)
 	b = binary.AppendUvarint(b, uint64(rev))
 	b = binary.AppendUvarint(b, uint64(n))
-	entriesKind := byte(kindSnapEntries)
+	sw.kind = kindSnapEntries
 	if len(leases) > 0 {
 		b = binary.AppendUvarint(b, uint64(len(leases)))
-		entriesKind = kindSnapEntriesLease
+		sw.kind = kindSnapEntriesLease
 	}
 	codec.EndFrame(b, start)
 	for len(leases) > 0 {
-		if _, err := bw.Write(b); err != nil {
+		if _, err := sw.bw.Write(b); err != nil {
 			return err
 		}
 		b = codec.BeginFrame(b[:0])
@@ -432,64 +463,51 @@ func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Leas
 		codec.EndFrame(b, 0)
 		leases = leases[m:]
 	}
-	var (
-		err     error
-		written int
-		inFrame int // entries in the frame being filled
-		countAt int
-	)
-	// flush ends the frame being filled, if any, and writes what b holds.
-	flush := func() error {
-		if inFrame > 0 {
-			b = codec.PutCount(b, countAt, uint64(inFrame))
-			codec.EndFrame(b, 0)
-			inFrame = 0
+	sw.b = b
+	return nil
+}
+
+// add adds e to the frame being filled, starting a new frame when there
+// is none or the one being filled is full. It returns errStopped, before a
+// new frame, once stop is closed.
+func (sw *snapWriter) add(e *Entry, stop <-chan struct{}) error {
+	if sw.inFrame > 0 && len(sw.b) >= snapFrame {
+		if err := sw.flush(); err != nil {
+			return err
 		}
-		_, err := bw.Write(b)
-		b = b[:0]
-		return err
 	}
-	for e := range entries {
-		if inFrame > 0 && len(b) >= snapFrame {
-			if err = flush(); err != nil {
-				break
+	if sw.inFrame == 0 {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
+		if len(sw.b) > 0 {
+			if err := sw.flush(); err != nil {
+				return err
 			}
 		}
-		if inFrame == 0 {
-			select {
-			case <-stop:
-				err = errStopped
-			default:
-			}
-			if err != nil {
-				break
-			}
-			if len(b) > 0 {
-				if err = flush(); err != nil {
-					break
-				}
-			}
-			b = codec.BeginFrame(b)
-			b = append(b, entriesKind)
-			b, countAt = codec.ReserveCount(b)
-		}
-		b = codec.AppendEntry(b, e.Key, e.Value, e.Revision, e.CreateRevision, e.Version)
-		if entriesKind == kindSnapEntriesLease {
-			b = binary.AppendUvarint(b, uint64(e.Lease))
-		}
-		inFrame++
-		written++
+		sw.b = append(codec.BeginFrame(sw.b), sw.kind)
+		sw.b, sw.countAt = codec.ReserveCount(sw.b)
 	}
-	if err != nil {
-		return err
+	sw.b = codec.AppendEntry(sw.b, e.Key, e.Value, e.Revision, e.CreateRevision, e.Version)
+	if sw.kind == kindSnapEntriesLease {
+		sw.b = binary.AppendUvarint(sw.b, uint64(e.Lease))
 	}
-	if written != n {
-		return fmt.Errorf("kv: snapshot of %d entries got %d", n, written)
+	sw.inFrame++
+	return nil
+}
+
+// flush ends the frame being filled, if any, and writes what sw.b holds.
+func (sw *snapWriter) flush() error {
+	if sw.inFrame > 0 {
+		sw.b = codec.PutCount(sw.b, sw.countAt, uint64(sw.inFrame))
+		codec.EndFrame(sw.b, 0)
+		sw.inFrame = 0
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	_, err := sw.bw.Write(sw.b)
+	sw.b = sw.b[:0]
+	return err
 }
 
 var errStopped = errors.New("kv: stopped")
