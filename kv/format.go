@@ -312,25 +312,8 @@ func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
 		op := d.Byte()
 		if op == opGrant || op == opLeaseEnd {
 			c.Revision, unit = next-1, nil
-			id, v := d.Uvarint(), uint64(0)
-			if op == opGrant {
-				c.Op = OpGrant
-				v = d.Uvarint()
-				c.TTL = time.Duration(v) * time.Millisecond
-			} else {
-				c.Op = OpLeaseEnd
-				c.Reason = Reason(d.Byte())
-			}
-			c.Lease = int64(id)
-			switch {
-			case d.Err != nil:
-				return nil, 0, 0, d.Err
-			case id == 0 || id > MaxLeaseID:
-				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d", i, id)
-			case op == opGrant && (v == 0 || v > uint64(1<<62/time.Millisecond)):
-				return nil, 0, 0, fmt.Errorf("change %d: bad TTL of %d ms", i, v)
-			case op == opLeaseEnd && c.Reason != ReasonExpired && c.Reason != ReasonRevoked:
-				return nil, 0, 0, fmt.Errorf("change %d: unknown reason %d", i, c.Reason)
+			if err := decodeLeaseChange(&d, op, c, i); err != nil {
+				return nil, 0, 0, err
 			}
 			continue
 		}
@@ -351,39 +334,75 @@ func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
 			}
 			unit[c.Key] = true
 		}
-		switch c.Op {
-		case OpSet:
-			c.Value = bytes.Clone(d.Bytes())
-			if d.Err == nil && len(c.Value) == 0 {
-				return nil, 0, 0, fmt.Errorf("change %d: empty value", i)
-			}
-		case OpDelete:
-		default:
-			if d.Err == nil {
-				return nil, 0, 0, fmt.Errorf("change %d: unknown op %d", i, c.Op)
-			}
-		}
-		if op&opLease != 0 {
-			id := d.Uvarint()
-			c.Lease = int64(id)
-			if c.Op == OpDelete {
-				c.Reason = Reason(d.Byte())
-			}
-			if d.Err == nil && (id == 0 || id > MaxLeaseID || c.Op == OpDelete && c.Reason != ReasonExpired && c.Reason != ReasonRevoked) {
-				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d or reason %d", i, id, c.Reason)
-			}
-		}
-		if d.Err != nil {
-			return nil, 0, 0, d.Err
-		}
-		if !ValidKey(c.Key) {
-			return nil, 0, 0, fmt.Errorf("change %d: invalid key %q", i, c.Key)
+		if err := decodeKeyChange(&d, op, c, i); err != nil {
+			return nil, 0, 0, err
 		}
 	}
 	if len(d.P) > 0 {
 		return nil, 0, 0, fmt.Errorf("%d bytes after the last change", len(d.P))
 	}
 	return changes, int64(rev), next - 1, nil
+}
+
+// decodeLeaseChange decodes the rest of c, change i of a record, a change
+// of a lease whose op byte, opGrant or opLeaseEnd, d has read.
+func decodeLeaseChange(d *codec.Decoder, op byte, c *Change, i int) error {
+	id, v := d.Uvarint(), uint64(0)
+	if op == opGrant {
+		c.Op = OpGrant
+		v = d.Uvarint()
+		c.TTL = time.Duration(v) * time.Millisecond
+	} else {
+		c.Op = OpLeaseEnd
+		c.Reason = Reason(d.Byte())
+	}
+	c.Lease = int64(id)
+	switch {
+	case d.Err != nil:
+		return d.Err
+	case id == 0 || id > MaxLeaseID:
+		return fmt.Errorf("change %d: bad lease %d", i, id)
+	case op == opGrant && (v == 0 || v > uint64(1<<62/time.Millisecond)):
+		return fmt.Errorf("change %d: bad TTL of %d ms", i, v)
+	case op == opLeaseEnd && c.Reason != ReasonExpired && c.Reason != ReasonRevoked:
+		return fmt.Errorf("change %d: unknown reason %d", i, c.Reason)
+	}
+	return nil
+}
+
+// decodeKeyChange decodes the rest of c, change i of a record, a change of
+// a key whose op byte and key d has read: its value and lease. It checks
+// the whole change, the key too.
+func decodeKeyChange(d *codec.Decoder, op byte, c *Change, i int) error {
+	switch c.Op {
+	case OpSet:
+		c.Value = bytes.Clone(d.Bytes())
+		if d.Err == nil && len(c.Value) == 0 {
+			return fmt.Errorf("change %d: empty value", i)
+		}
+	case OpDelete:
+	default:
+		if d.Err == nil {
+			return fmt.Errorf("change %d: unknown op %d", i, c.Op)
+		}
+	}
+	if op&opLease != 0 {
+		id := d.Uvarint()
+		c.Lease = int64(id)
+		if c.Op == OpDelete {
+			c.Reason = Reason(d.Byte())
+		}
+		if d.Err == nil && (id == 0 || id > MaxLeaseID || c.Op == OpDelete && c.Reason != ReasonExpired && c.Reason != ReasonRevoked) {
+			return fmt.Errorf("change %d: bad lease %d or reason %d", i, id, c.Reason)
+		}
+	}
+	if d.Err != nil {
+		return d.Err
+	}
+	if !ValidKey(c.Key) {
+		return fmt.Errorf("change %d: invalid key %q", i, c.Key)
+	}
+	return nil
 }
 
 // writeSnapshot writes entries, sorted by key, and leases, consistent with
