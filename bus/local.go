@@ -311,13 +311,13 @@ type sharedKey struct {
 func (h *Hub) dropOldestLocked() {
 	rev := h.hist.at(0).rev
 	for h.hist.n > 0 && h.hist.at(0).rev == rev {
-		h.dropRecordLocked()
+		h.dropChangeLocked()
 	}
 	h.compacted = max(h.compacted, rev)
 }
 
-// dropRecordLocked drops the oldest retained change.
-func (h *Hub) dropRecordLocked() {
+// dropChangeLocked drops the oldest retained change.
+func (h *Hub) dropChangeLocked() {
 	if len(h.shared) > 0 {
 		r := h.hist.at(0)
 		pl := place{r.block, r.off}
@@ -389,7 +389,7 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 
 // replayPick is a retained change that a replay chunk delivers.
 type replayPick struct {
-	r     *record
+	r     *retained
 	more  bool
 	ev    *kv.Event // the shared event, or nil: a copy to make
 	first bool      // ev had no holder before this replay's
@@ -416,7 +416,7 @@ func (h *Hub) pickLocked(s *Subscription) (picks []replayPick, copied int, i int
 			if r := hist.at(j); s.filter.matchBytes(hist.key(r)) {
 				picks = append(picks, replayPick{r: r})
 				payload, pin := hist.payload(r)
-				n += recordEventBytes(r, payload, pin)
+				n += retainedEventBytes(r, payload, pin)
 			}
 		}
 		scanned += j - i
@@ -456,7 +456,7 @@ func (h *Hub) chargeLocked(s *Subscription, unit []replayPick, n int64) (int64, 
 		p.more = k < len(unit)-1
 		payload, pin := hist.payload(p.r)
 		if !shares(payload, pin) {
-			fresh += recordEventBytes(p.r, payload, pin)
+			fresh += retainedEventBytes(p.r, payload, pin)
 			copies += int64(len(payload))
 			continue
 		}
@@ -503,9 +503,9 @@ func (h *Hub) chunk(picks []replayPick, copied int) []*kv.Event {
 	return chunk
 }
 
-// recordEventBytes is the Bytes of an event of the retained change r, whose
+// retainedEventBytes is the Bytes of an event of the retained change r, whose
 // payload lies in a block of capacity pin (see eventBytes).
-func recordEventBytes(r *record, payload []byte, pin int) int64 {
+func retainedEventBytes(r *retained, payload []byte, pin int) int64 {
 	if shares(payload, pin) {
 		return eventOverhead + int64(r.keyLen+pin)
 	}
@@ -515,13 +515,13 @@ func recordEventBytes(r *record, payload []byte, pin int) int64 {
 // sharedEvent returns the event, with More set or not, of the retained
 // change r, whose payload shares the history's bytes: made once for every
 // subscriber while it lives.
-func (h *Hub) sharedEvent(r *record, payload []byte, pin int, more bool) *kv.Event {
+func (h *Hub) sharedEvent(r *retained, payload []byte, pin int, more bool) *kv.Event {
 	key := sharedKey{place{r.block, r.off}, more}
 	if ev := h.shared[key].Value(); ev != nil {
 		return ev
 	}
 	ev := &kv.Event{Change: kv.Change{Op: r.op, Key: string(h.hist.key(r)), Revision: r.rev}, More: more}
-	ev.Bytes = recordEventBytes(r, payload, pin)
+	ev.Bytes = retainedEventBytes(r, payload, pin)
 	h.setPayload(ev, payload)
 	h.shared[key] = weak.Make(ev)
 	return ev
@@ -582,7 +582,7 @@ func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.hist.n > 0 && h.hist.at(0).rev <= rev {
-		h.dropRecordLocked()
+		h.dropChangeLocked()
 	}
 	for s := range h.subs {
 		if rev > h.last && s.from <= rev || s.next <= min(rev, s.end) {
