@@ -8,14 +8,14 @@ import (
 
 // history is the hub's retained feed. Each change's key and payload (its
 // encoding, or its value when the hub does not encode) are packed into
-// large byte blocks, and a ring of pointer-free records indexes them, so
-// that the garbage collector has nothing to scan in it however many changes
-// it holds. (With an event, a key and a buffer per change, marking the
+// large byte blocks, and a ring of pointer-free retained values indexes
+// them, so that the garbage collector has nothing to scan in it however
+// many changes it holds. (With an event, a key and a buffer per change, marking the
 // history was most of the collector's work under a write load.)
 type history struct {
-	ring    []record // oldest at head
+	ring    []retained // oldest at head
 	head, n int
-	bytes   int64 // what the retained changes take, by record.size
+	bytes   int64 // what the retained changes take, by retained.size
 
 	// blocks[i] is block number first+i. Only the last one is filled; the
 	// others are never written again, so events may share their bytes.
@@ -24,36 +24,36 @@ type history struct {
 	blockSize int
 }
 
-// record locates one retained change: its key, then its payload, are
+// retained locates one retained change: its key, then its payload, are
 // block[off:end] of block number block.
-type record struct {
+type retained struct {
 	rev    int64
 	block  int64
 	off    int
 	end    int
 	keyLen int
 	// spare is the unused end of the block, counted with the block's last
-	// record so that the bytes bound holds what the blocks take.
+	// retained change so that the bytes bound holds what the blocks take.
 	spare int
 	op    kv.Op
 }
 
-// recordOverhead is about what a record takes beside its bytes.
-const recordOverhead = 56
+// retainedOverhead is about what a retained change takes beside its bytes.
+const retainedOverhead = 56
 
-func (r *record) size() int64 { return int64(r.end-r.off+r.spare) + recordOverhead }
+func (r *retained) size() int64 { return int64(r.end-r.off+r.spare) + retainedOverhead }
 
 // newHistory returns a history of at most changes changes and about
 // maxBytes bytes.
 func newHistory(changes int, maxBytes int64) history {
 	return history{
-		ring:      make([]record, min(int64(changes), maxBytes/recordOverhead+1)),
+		ring:      make([]retained, min(int64(changes), maxBytes/retainedOverhead+1)),
 		blockSize: int(min(max(maxBytes/16, 4<<10), 1<<20)),
 	}
 }
 
-// at returns the i-th oldest record.
-func (h *history) at(i int) *record { return &h.ring[(h.head+i)%len(h.ring)] }
+// at returns the i-th oldest retained change.
+func (h *history) at(i int) *retained { return &h.ring[(h.head+i)%len(h.ring)] }
 
 // add retains c, which the caller made room for (see Hub.appendLocked), and
 // returns its payload: encode's encoding of it, or its value when encode
@@ -84,7 +84,7 @@ func (h *history) add(c *kv.Change, encode func([]byte, *kv.Change) []byte) ([]b
 		h.push(b)
 		off = 0
 	}
-	r := record{rev: c.Revision, block: h.first + int64(len(h.blocks)) - 1, off: off, end: off + len(b), keyLen: len(c.Key), op: c.Op}
+	r := retained{rev: c.Revision, block: h.first + int64(len(h.blocks)) - 1, off: off, end: off + len(b), keyLen: len(c.Key), op: c.Op}
 	*h.at(h.n) = r
 	h.n++
 	h.bytes += r.size()
@@ -109,8 +109,8 @@ func (h *history) fill(need int) []byte {
 }
 
 // push makes b the block being filled. The block filled until then is
-// dropped if no record uses it; otherwise its unused end is counted with
-// its last record, so that the bytes bound holds what the blocks take.
+// dropped if no retained change uses it; otherwise its unused end is
+// counted with its last retained change, so that the bytes bound holds what the blocks take.
 func (h *history) push(b []byte) {
 	if last := len(h.blocks) - 1; last >= 0 {
 		if h.n == 0 || h.at(h.n-1).block < h.first+int64(last) {
@@ -125,8 +125,8 @@ func (h *history) push(b []byte) {
 	h.blocks = append(h.blocks, b)
 }
 
-// dropOldest forgets the oldest change, and the blocks that no record uses
-// any more but the one being filled.
+// dropOldest forgets the oldest change, and the blocks that no retained change
+// uses any more but the one being filled.
 func (h *history) dropOldest() {
 	h.bytes -= h.at(0).size()
 	h.head = (h.head + 1) % len(h.ring)
@@ -142,12 +142,12 @@ func (h *history) dropOldest() {
 	}
 }
 
-func (h *history) key(r *record) []byte {
+func (h *history) key(r *retained) []byte {
 	return h.blocks[r.block-h.first][r.off : r.off+r.keyLen]
 }
 
 // payload returns r's payload and the capacity of the block that holds it.
-func (h *history) payload(r *record) ([]byte, int) {
+func (h *history) payload(r *retained) ([]byte, int) {
 	blk := h.blocks[r.block-h.first]
 	return blk[r.off+r.keyLen : r.end : r.end], cap(blk)
 }

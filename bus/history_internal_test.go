@@ -10,8 +10,8 @@ import (
 	"github.com/kvsdb/kvs/kv"
 )
 
-// TestHistoryHasNoPointers: the ring's records hold no pointer, so that
-// the garbage collector does not scan the history.
+// TestHistoryHasNoPointers: the ring's retained values hold no pointer, so
+// that the garbage collector does not scan the history.
 func TestHistoryHasNoPointers(t *testing.T) {
 	var walk func(reflect.Type) bool
 	walk = func(typ reflect.Type) bool {
@@ -32,8 +32,8 @@ func TestHistoryHasNoPointers(t *testing.T) {
 		}
 		return true
 	}
-	if walk(reflect.TypeFor[record]()) {
-		t.Fatalf("record holds a pointer")
+	if walk(reflect.TypeFor[retained]()) {
+		t.Fatalf("retained holds a pointer")
 	}
 }
 

@@ -68,7 +68,7 @@ func newReplicaHub(t *testing.T, c *kfake.Cluster, topic string, hopts Options, 
 		t.Fatal(err)
 	}
 	r.k = k
-	r.s = kv.New(kv.Options{Log: k, Publisher: r.hub, WriteTimeout: 10 * time.Second})
+	r.s = kv.New(kv.Options{Replicated: k, Publisher: r.hub, WriteTimeout: 10 * time.Second})
 	t.Cleanup(func() { r.s.Close() })
 	waitFor(t, "ready", func() bool { return k.Err() == nil })
 	return r

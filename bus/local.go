@@ -311,13 +311,13 @@ type sharedKey struct {
 func (h *Hub) dropOldestLocked() {
 	rev := h.hist.at(0).rev
 	for h.hist.n > 0 && h.hist.at(0).rev == rev {
-		h.dropRecordLocked()
+		h.dropChangeLocked()
 	}
 	h.compacted = max(h.compacted, rev)
 }
 
-// dropRecordLocked drops the oldest retained change.
-func (h *Hub) dropRecordLocked() {
+// dropChangeLocked drops the oldest retained change.
+func (h *Hub) dropChangeLocked() {
 	if len(h.shared) > 0 {
 		r := h.hist.at(0)
 		pl := place{r.block, r.off}
@@ -372,90 +372,117 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 		h.dropLocked(s, kv.ErrSlowConsumer)
 		return nil, false
 	}
-	hist := &h.hist
-	type pick struct {
-		r     *record
-		more  bool
-		ev    *kv.Event // the shared event, or nil: a copy to make
-		first bool      // ev had no holder before this replay's
+	picks, copied, i, ok := h.pickLocked(s)
+	if !ok {
+		return nil, false
 	}
-	var (
-		picks  []pick
-		sum    int64 // Bytes of picks
-		copied int   // bytes of the payloads to copy
-	)
-	i, scanned := hist.search(s.next), 0 // s.next starts a revision
-	for i < hist.n && scanned < maxScan {
-		rev := hist.at(i).rev
-		if rev > s.end {
-			i = hist.n
-			break
-		}
-		// The changes of rev that s matches, and their Bytes.
-		start, j := len(picks), i
-		var n int64
-		for ; j < hist.n && hist.at(j).rev == rev; j++ {
-			if r := hist.at(j); s.filter.matchBytes(hist.key(r)) {
-				picks = append(picks, pick{r: r})
-				payload, pin := hist.payload(r)
-				n += recordEventBytes(r, payload, pin)
-			}
-		}
-		scanned += j - i
-		unit := picks[start:]
-		if len(unit) == 0 {
-			i = j
-			continue
-		}
-		if start > 0 && (len(picks) > maxChunk || sum+n > chunkBytes) {
-			picks = picks[:start]
-			break
-		}
-		var fresh, copies int64 // Bytes not counted yet; bytes to copy
-		for k := range unit {
-			p := &unit[k]
-			p.more = k < len(unit)-1
-			payload, pin := hist.payload(p.r)
-			if !shares(payload, pin) {
-				fresh += recordEventBytes(p.r, payload, pin)
-				copies += int64(len(payload))
-				continue
-			}
-			p.ev = h.sharedEvent(p.r, payload, pin, p.more)
-			if p.first = p.ev.Hold(1) == 1; p.first {
-				fresh += p.ev.Bytes
-			}
-		}
-		if !h.roomLocked(s, n) || fresh > 0 && !h.countLocked(fresh) {
-			for _, p := range unit {
-				// One that had holders counts already: if they let go
-				// of it meanwhile, this hold was the last.
-				if p.ev != nil && p.ev.Release() && !p.first {
-					h.held.Add(-p.ev.Bytes)
-				}
-			}
-			if start == 0 {
-				// What s holds already leaves no room for the next
-				// revision: it is too far behind.
-				h.dropLocked(s, kv.ErrSlowConsumer)
-				return nil, false
-			}
-			picks = picks[:start]
-			break
-		}
-		s.held.Add(n)
-		sum += n
-		copied += int(copies)
-		i = j
-	}
-	if i < hist.n {
-		s.next = hist.at(i).rev
+	if i < h.hist.n {
+		s.next = h.hist.at(i).rev
 	} else {
 		s.next = s.end + 1
 	}
 	if len(picks) == 0 {
 		return nil, s.next <= s.end
 	}
+	return h.chunk(picks, copied), s.next <= s.end
+}
+
+// replayPick is a retained change that a replay chunk delivers.
+type replayPick struct {
+	r     *retained
+	more  bool
+	ev    *kv.Event // the shared event, or nil: a copy to make
+	first bool      // ev had no holder before this replay's
+}
+
+// pickLocked picks the retained changes of s's next chunk, from s.next
+// on, whole revisions at a time, and charges them to s. It returns them,
+// the bytes of the payloads to copy, the history index to go on from,
+// and false when it dropped s: the first revision did not fit in what s
+// may hold.
+func (h *Hub) pickLocked(s *Subscription) (picks []replayPick, copied int, i int, ok bool) {
+	hist := &h.hist
+	var sum int64                        // Bytes of picks
+	i, scanned := hist.search(s.next), 0 // s.next starts a revision
+	for i < hist.n && scanned < maxScan {
+		rev := hist.at(i).rev
+		if rev > s.end {
+			return picks, copied, hist.n, true
+		}
+		// The changes of rev that s matches, and their Bytes.
+		start, j := len(picks), i
+		var n int64
+		for ; j < hist.n && hist.at(j).rev == rev; j++ {
+			if r := hist.at(j); s.filter.matchBytes(hist.key(r)) {
+				picks = append(picks, replayPick{r: r})
+				payload, pin := hist.payload(r)
+				n += retainedEventBytes(r, payload, pin)
+			}
+		}
+		scanned += j - i
+		if start == len(picks) {
+			i = j
+			continue
+		}
+		if start > 0 && (len(picks) > maxChunk || sum+n > chunkBytes) {
+			return picks[:start], copied, i, true
+		}
+		copies, charged := h.chargeLocked(s, picks[start:], n)
+		if !charged {
+			if start == 0 {
+				// What s holds already leaves no room for the next
+				// revision: it is too far behind.
+				h.dropLocked(s, kv.ErrSlowConsumer)
+				return nil, 0, i, false
+			}
+			return picks[:start], copied, i, true
+		}
+		sum += n
+		copied += int(copies)
+		i = j
+	}
+	return picks, copied, i, true
+}
+
+// chargeLocked charges unit, the picks of one revision whose events are of
+// n Bytes, to s and to the hub's bound, sharing the events that can share
+// the history's bytes. It returns the bytes of payload to copy for the
+// others, or false, charging nothing, when s or the hub has no room.
+func (h *Hub) chargeLocked(s *Subscription, unit []replayPick, n int64) (int64, bool) {
+	hist := &h.hist
+	var fresh, copies int64 // Bytes not counted yet; bytes to copy
+	for k := range unit {
+		p := &unit[k]
+		p.more = k < len(unit)-1
+		payload, pin := hist.payload(p.r)
+		if !shares(payload, pin) {
+			fresh += retainedEventBytes(p.r, payload, pin)
+			copies += int64(len(payload))
+			continue
+		}
+		p.ev = h.sharedEvent(p.r, payload, pin, p.more)
+		if p.first = p.ev.Hold(1) == 1; p.first {
+			fresh += p.ev.Bytes
+		}
+	}
+	if !h.roomLocked(s, n) || fresh > 0 && !h.countLocked(fresh) {
+		for _, p := range unit {
+			// One that had holders counts already: if they let go of it
+			// meanwhile, this hold was the last.
+			if p.ev != nil && p.ev.Release() && !p.first {
+				h.held.Add(-p.ev.Bytes)
+			}
+		}
+		return 0, false
+	}
+	s.held.Add(n)
+	return copies, true
+}
+
+// chunk makes the events of picks: the shared ones as they are, the others
+// copies of the history's payloads (copied bytes in all), in one buffer.
+func (h *Hub) chunk(picks []replayPick, copied int) []*kv.Event {
+	hist := &h.hist
 	chunk := make([]*kv.Event, len(picks))
 	evs := make([]kv.Event, len(picks)) // for the copies
 	buf := make([]byte, 0, copied)
@@ -473,12 +500,12 @@ func (h *Hub) fetch(s *Subscription) ([]*kv.Event, bool) {
 		ev.Hold(1)
 		chunk[j] = ev
 	}
-	return chunk, s.next <= s.end
+	return chunk
 }
 
-// recordEventBytes is the Bytes of an event of the retained change r, whose
+// retainedEventBytes is the Bytes of an event of the retained change r, whose
 // payload lies in a block of capacity pin (see eventBytes).
-func recordEventBytes(r *record, payload []byte, pin int) int64 {
+func retainedEventBytes(r *retained, payload []byte, pin int) int64 {
 	if shares(payload, pin) {
 		return eventOverhead + int64(r.keyLen+pin)
 	}
@@ -488,13 +515,13 @@ func recordEventBytes(r *record, payload []byte, pin int) int64 {
 // sharedEvent returns the event, with More set or not, of the retained
 // change r, whose payload shares the history's bytes: made once for every
 // subscriber while it lives.
-func (h *Hub) sharedEvent(r *record, payload []byte, pin int, more bool) *kv.Event {
+func (h *Hub) sharedEvent(r *retained, payload []byte, pin int, more bool) *kv.Event {
 	key := sharedKey{place{r.block, r.off}, more}
 	if ev := h.shared[key].Value(); ev != nil {
 		return ev
 	}
 	ev := &kv.Event{Change: kv.Change{Op: r.op, Key: string(h.hist.key(r)), Revision: r.rev}, More: more}
-	ev.Bytes = recordEventBytes(r, payload, pin)
+	ev.Bytes = retainedEventBytes(r, payload, pin)
 	h.setPayload(ev, payload)
 	h.shared[key] = weak.Make(ev)
 	return ev
@@ -555,7 +582,7 @@ func (h *Hub) Forget(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.hist.n > 0 && h.hist.at(0).rev <= rev {
-		h.dropRecordLocked()
+		h.dropChangeLocked()
 	}
 	for s := range h.subs {
 		if rev > h.last && s.from <= rev || s.next <= min(rev, s.end) {

@@ -12,20 +12,6 @@ import (
 	"github.com/kvsdb/kvs/kv"
 )
 
-// The records of a topic seeded from a backup (see Seed).
-const (
-	// HeaderSeed marks the seed record, the first of a seeded topic: its
-	// value is the record's revision, from which the revisions of the
-	// topic count on (a record's revision is its offset + 1 + that
-	// revision - 1 then). HeaderSeedRecords is the number of records of
-	// the backup that follow it.
-	HeaderSeed        = "kvs-seed"
-	HeaderSeedRecords = "kvs-seed-records"
-	// seedKey is the Kafka key of the seed record: not a valid store key,
-	// and never written again, so that compaction keeps the record.
-	seedKey = "\x00kvs-seed"
-)
-
 // ErrTopicNotEmpty is returned by Seed for a topic that already holds
 // records.
 var ErrTopicNotEmpty = errors.New("bus: kafka: topic not empty")
@@ -73,57 +59,17 @@ func Seed(ctx context.Context, opts KafkaOptions, rev int64, leases []kv.Lease, 
 		return 0, fmt.Errorf("%w: %s holds %d records: seed a new topic (-kafka-topic)", ErrTopicNotEmpty, topic, last)
 	}
 
-	h := []kafka.Header{
-		{Key: HeaderOrigin, Value: []byte(k.origin)},
-		{Key: HeaderSeed, Value: strconv.AppendInt(nil, rev, 10)},
-		{Key: HeaderSeedRecords, Value: strconv.AppendInt(nil, int64(len(leases))+count, 10)},
-	}
-	value := fmt.Appendf(nil, `{"Revision":%d,"Records":%d}`, rev, int64(len(leases))+count)
-	batch := []kafka.Record{{Key: kafka.NewBytes([]byte(seedKey)), Value: kafka.NewBytes(value), Headers: h}}
-	size := 0
-	var next int64 // the offset the next batch must start at
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, k.opts.WriteTimeout)
-		res, err := k.admin.Produce(pctx, &kafka.ProduceRequest{
-			Topic: topic, Partition: 0, RequiredAcks: kafka.RequireAll,
-			Records: kafka.NewRecordReader(batch...),
-		})
-		cancel()
-		if err == nil && res.Error != nil {
-			err = res.Error
-		}
-		switch {
-		case err != nil && next == 0:
-			return fmt.Errorf("bus: kafka: seeding %s: %w", topic, err)
-		case err != nil:
-			return fmt.Errorf("bus: kafka: seeding %s failed after %d of %d records, and the topic now holds part of the backup: "+
-				"delete it, or seed another topic: %w", topic, next, int64(len(leases))+count+1, err)
-		case res.BaseOffset != next && next == 0:
-			return fmt.Errorf("%w: another program wrote to %s before the seed record: seed a new topic", ErrTopicNotEmpty, topic)
-		case res.BaseOffset != next:
-			return fmt.Errorf("bus: kafka: another program wrote to %s while it was being seeded (offset %d, want %d): "+
-				"delete it, or seed another topic", topic, res.BaseOffset, next)
-		}
-		next += int64(len(batch))
-		batch, size = batch[:0], 0
-		return nil
-	}
+	sd := &seeder{k: k, records: int64(len(leases)) + count + 1}
+	sd.batch = []kafka.Record{k.encodeSeedRecord(rev, int64(len(leases))+count)}
 	for _, l := range leases {
-		if size+256 > k.opts.MaxBatchBytes {
-			if err := flush(); err != nil {
-				return 0, err
-			}
+		if err := sd.add(ctx, k.encode(kv.Record{LeaseOp: &kv.LeaseOp{Kind: kv.LeaseGrant, ID: l.ID, TTL: l.TTL}}), 256); err != nil {
+			return 0, err
 		}
-		batch = append(batch, k.encode(kv.Record{LeaseOp: &kv.LeaseOp{Kind: kv.LeaseGrant, ID: l.ID, TTL: l.TTL}}))
-		size += 256
 	}
 	var n int64
 	for e, err := range entries {
 		if err != nil {
-			if ferr := flush(); ferr != nil {
+			if ferr := sd.flush(ctx); ferr != nil {
 				return 0, ferr
 			}
 			return 0, fmt.Errorf("bus: kafka: seeding %s: reading the backup after %d of %d entries: %w", topic, n, count, err)
@@ -132,16 +78,11 @@ func Seed(ctx context.Context, opts KafkaOptions, rev int64, leases []kv.Lease, 
 			break
 		}
 		r := kv.Restore{Key: e.Key, Entry: e}.Record()
-		rs := len(e.Key) + len(e.Value) + 128
-		if size+rs > k.opts.MaxBatchBytes {
-			if err := flush(); err != nil {
-				return 0, err
-			}
+		if err := sd.add(ctx, k.encode(r), len(e.Key)+len(e.Value)+128); err != nil {
+			return 0, err
 		}
-		batch = append(batch, k.encode(r))
-		size += rs
 	}
-	if err := flush(); err != nil {
+	if err := sd.flush(ctx); err != nil {
 		return 0, err
 	}
 	if n != count {
@@ -154,19 +95,58 @@ func Seed(ctx context.Context, opts KafkaOptions, rev int64, leases []kv.Lease, 
 	return rev + int64(len(leases)) + count, nil
 }
 
-// seedRecord returns the revision and the number of records that follow
-// of a seed record, and false for any other record.
-func seedRecord(m *kafka.Record) (rev, records int64, ok bool) {
-	var seed, recs bool
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderSeed:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			rev, seed = n, err == nil && n >= 0
-		case HeaderSeedRecords:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			records, recs = n, err == nil && n >= 0
+// seeder produces the records of a seed in batches of at most
+// MaxBatchBytes, and checks that each batch lands right after the last.
+type seeder struct {
+	k       *Kafka
+	records int64 // the records of the seed, the seed record's included
+	batch   []kafka.Record
+	size    int   // about the bytes of batch (the seed record's not counted)
+	next    int64 // the offset the next batch must start at
+}
+
+// add queues rec, of about size bytes, producing the queued records first
+// if rec would take the batch over MaxBatchBytes.
+func (sd *seeder) add(ctx context.Context, rec kafka.Record, size int) error {
+	if sd.size+size > sd.k.opts.MaxBatchBytes {
+		if err := sd.flush(ctx); err != nil {
+			return err
 		}
 	}
-	return rev, records, seed && recs
+	sd.batch = append(sd.batch, rec)
+	sd.size += size
+	return nil
+}
+
+// flush produces the queued records, and fails if they did not land right
+// after the records produced before.
+func (sd *seeder) flush(ctx context.Context) error {
+	if len(sd.batch) == 0 {
+		return nil
+	}
+	k, topic, next := sd.k, sd.k.opts.Topic, sd.next
+	pctx, cancel := context.WithTimeout(ctx, k.opts.WriteTimeout)
+	res, err := k.admin.Produce(pctx, &kafka.ProduceRequest{
+		Topic: topic, Partition: 0, RequiredAcks: kafka.RequireAll,
+		Records: kafka.NewRecordReader(sd.batch...),
+	})
+	cancel()
+	if err == nil && res.Error != nil {
+		err = res.Error
+	}
+	switch {
+	case err != nil && next == 0:
+		return fmt.Errorf("bus: kafka: seeding %s: %w", topic, err)
+	case err != nil:
+		return fmt.Errorf("bus: kafka: seeding %s failed after %d of %d records, and the topic now holds part of the backup: "+
+			"delete it, or seed another topic: %w", topic, next, sd.records, err)
+	case res.BaseOffset != next && next == 0:
+		return fmt.Errorf("%w: another program wrote to %s before the seed record: seed a new topic", ErrTopicNotEmpty, topic)
+	case res.BaseOffset != next:
+		return fmt.Errorf("bus: kafka: another program wrote to %s while it was being seeded (offset %d, want %d): "+
+			"delete it, or seed another topic", topic, res.BaseOffset, next)
+	}
+	sd.next += int64(len(sd.batch))
+	sd.batch, sd.size = sd.batch[:0], 0
+	return nil
 }

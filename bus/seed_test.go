@@ -159,7 +159,7 @@ func TestKafkaSeedUnfinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.k, r.s = k, kv.New(kv.Options{Log: k, Publisher: r.hub, WriteTimeout: time.Second})
+	r.k, r.s = k, kv.New(kv.Options{Replicated: k, Publisher: r.hub, WriteTimeout: time.Second})
 	t.Cleanup(func() { r.s.Close() })
 	waitFor(t, "the four records applied", func() bool { return len(state(r.s)) == 4 })
 	if err := k.Err(); err == nil || !strings.Contains(err.Error(), "being seeded from a backup: at offset 5 of 11") {

@@ -9,19 +9,9 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
-
-// hubFeed serves a bus.Hub as an httpapi.Feed, as cmd/kvsd does.
-type hubFeed struct{ *bus.Hub }
-
-func (f hubFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
-	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
 
 // server is a kvsd in the test process: the store, the feed and the HTTP
 // API of the real one, on the memory log, at Addr (host:port).
@@ -39,7 +29,7 @@ func newServer(t testing.TB, bopts bus.Options, opts httpapi.Options) *server {
 	bopts.Encode = httpapi.AppendEvent
 	hub := bus.New(bopts)
 	store := kv.New(kv.Options{Publisher: hub})
-	opts.Store, opts.Feed = store, hubFeed{hub}
+	opts.Store, opts.Feed = store, hubfeed.Feed{Hub: hub}
 	h := httpapi.New(opts)
 	s := &server{Store: store, Hub: hub, h: h, srv: httptest.NewServer(h)}
 	s.Addr = strings.TrimPrefix(s.srv.URL, "http://")

@@ -22,19 +22,9 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
-
-// hubFeed serves a bus.Hub as an httpapi.Feed, as cmd/kvsd does.
-type hubFeed struct{ *bus.Hub }
-
-func (f hubFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
-	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
 
 type feedEnv struct {
 	srv   *httptest.Server
@@ -56,7 +46,7 @@ func newFeedEnvSendBuffer(t *testing.T, bopts bus.Options, opts httpapi.Options,
 	bopts.Encode = httpapi.AppendEvent
 	hub := bus.New(bopts)
 	store := kv.New(kv.Options{Publisher: hub})
-	opts.Store, opts.Feed = store, hubFeed{hub}
+	opts.Store, opts.Feed = store, hubfeed.Feed{Hub: hub}
 	h := httpapi.New(opts)
 	srv := httptest.NewUnstartedServer(h)
 	if sndbuf > 0 {

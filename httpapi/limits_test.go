@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
 
@@ -296,7 +297,7 @@ func TestLoneSurrogateKey(t *testing.T) {
 func TestSubscriberOutlivesServerTimeouts(t *testing.T) {
 	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
 	store := kv.New(kv.Options{Publisher: hub})
-	h := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}})
+	h := httpapi.New(httpapi.Options{Store: store, Feed: hubfeed.Feed{Hub: hub}})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ReadTimeout = 300 * time.Millisecond
 	srv.Config.WriteTimeout = 300 * time.Millisecond

@@ -17,13 +17,13 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
-	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 	"github.com/kvsdb/kvs/kv"
 )
 
 // scrape gets /metrics and parses it, failing the test if it does not
 // parse as the Prometheus text format.
-func scrape(t *testing.T, url string) *kvstest.Exposition {
+func scrape(t *testing.T, url string) *promtext.Exposition {
 	t.Helper()
 	a := do(t, "GET", url+"/metrics", "")
 	if a.code != 200 {
@@ -32,7 +32,7 @@ func scrape(t *testing.T, url string) *kvstest.Exposition {
 	if ct := a.header.Get("Content-Type"); ct != httpapi.ContentTypeMetrics {
 		t.Fatalf("Content-Type %q, want %q", ct, httpapi.ContentTypeMetrics)
 	}
-	e, err := kvstest.ParseExposition(a.body)
+	e, err := promtext.Parse(a.body)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, a.body)
 	}
@@ -42,7 +42,7 @@ func scrape(t *testing.T, url string) *kvstest.Exposition {
 	return e
 }
 
-func wantValue(t *testing.T, e *kvstest.Exposition, want float64, name string, labels ...string) {
+func wantValue(t *testing.T, e *promtext.Exposition, want float64, name string, labels ...string) {
 	t.Helper()
 	got, ok := e.Value(name, labels...)
 	if !ok {
@@ -54,7 +54,7 @@ func wantValue(t *testing.T, e *kvstest.Exposition, want float64, name string, l
 	}
 }
 
-func wantAbsent(t *testing.T, e *kvstest.Exposition, name string, labels ...string) {
+func wantAbsent(t *testing.T, e *promtext.Exposition, name string, labels ...string) {
 	t.Helper()
 	if got, ok := e.Value(name, labels...); ok {
 		t.Errorf("%s%v: got %v, want no such series", name, labels, got)
@@ -200,21 +200,20 @@ func TestMetricsWithoutLog(t *testing.T) {
 // slowFeed is a Feed whose every subscriber is dropped at once as too slow.
 type slowFeed struct{}
 
-func (slowFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
+func (slowFeed) Subscribe(context.Context, string, string, int64) (httpapi.Subscription, int64, error) {
 	c := make(chan *kv.Event)
 	close(c)
-	return &slowSub{c: c}, nil
+	return &slowSub{c: c}, 5, nil
 }
 func (slowFeed) Rev() int64 { return 0 }
 
 type slowSub struct{ c chan *kv.Event }
 
-func (s *slowSub) From() int64                   { return 5 }
-func (s *slowSub) Replay() iter.Seq[[]*kv.Event] { return func(func([]*kv.Event) bool) {} }
-func (s *slowSub) C() <-chan *kv.Event           { return s.c }
-func (s *slowSub) Done(*kv.Event)                {}
-func (s *slowSub) Err() error                    { return kv.ErrSlowConsumer }
-func (s *slowSub) Close()                        {}
+func (s *slowSub) Events() (iter.Seq[[]*kv.Event], <-chan *kv.Event) {
+	return func(func([]*kv.Event) bool) {}, s.c
+}
+func (s *slowSub) Done(*kv.Event) {}
+func (s *slowSub) Err() error     { return kv.ErrSlowConsumer }
 
 func TestMetricsSlowConsumerCloses(t *testing.T) {
 	srv, _ := newAPI(t, httpapi.Options{Feed: slowFeed{}})
@@ -269,7 +268,7 @@ func TestMetricsRouteLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kvstest.ParseExposition(string(body))
+	m, err := promtext.Parse(string(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,31 +38,29 @@ const (
 type Feed interface {
 	// Subscribe registers a subscriber for key (when not empty) or for
 	// the keys that start with prefix, from revision from on (from <= 0:
-	// the next change). It fails with a *kv.CompactedError when from is
-	// no longer retained.
-	Subscribe(key, prefix string, from int64) (Subscription, error)
+	// the next change), until ctx is done. It returns the subscription
+	// and the first revision it may deliver. It fails with a
+	// *kv.CompactedError when from is no longer retained.
+	Subscribe(ctx context.Context, key, prefix string, from int64) (Subscription, int64, error)
 	// Rev returns the last published revision: every matching change up
-	// to it is already in each live subscription's Replay or C.
+	// to it is already in each live subscription's events.
 	Rev() int64
 }
 
 // Subscription is one subscriber of a Feed.
 type Subscription interface {
-	// From returns the first revision the subscription may deliver.
-	From() int64
-	// Replay yields the retained events to deliver before those on C, in
-	// chunks; the events of a chunk are Done before the next is asked for.
-	Replay() iter.Seq[[]*kv.Event]
-	// C carries the live events; it is closed when the subscription ends.
-	C() <-chan *kv.Event
-	// Done tells the feed that an event received from Replay or C is
-	// written or given up, so that its memory no longer counts against
-	// the subscriber's bounds. It is called once for each event.
+	// Events returns the retained events to deliver first, in chunks
+	// (the events of a chunk are Done before the next is asked for), and
+	// the channel of the live events that follow them, closed when the
+	// subscription ends.
+	Events() (replay iter.Seq[[]*kv.Event], live <-chan *kv.Event)
+	// Done tells the feed that an event received from Events is written
+	// or given up, so that its memory no longer counts against the
+	// subscriber's bounds. It is called once for each event.
 	Done(*kv.Event)
 	// Err says why the subscription ended (kv.ErrSlowConsumer,
 	// kv.ErrFeedClosed, ...), or nil while it is live.
 	Err() error
-	Close()
 }
 
 // subscribe serves GET /subscribe: the change feed over WebSocket.
@@ -101,7 +99,9 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.untrack()
 
-	sub, err := h.feed.Subscribe(key, prefix, from)
+	subCtx, unsubscribe := context.WithCancel(context.Background())
+	defer unsubscribe()
+	sub, first, err := h.feed.Subscribe(subCtx, key, prefix, from)
 	if err != nil {
 		var ce *kv.CompactedError
 		switch {
@@ -116,7 +116,6 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	defer sub.Close()
 
 	// Hijacking clears the server's read and write deadlines: subscribers
 	// live longer than any server timeout.
@@ -126,7 +125,7 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the client
 	}
 	defer c.CloseNow()
-	h.serveFeed(c, cw.conn, sub, h.feedSession(r))
+	h.serveFeed(c, cw.conn, sub, first, h.feedSession(r))
 }
 
 // A burst, written with one system call, holds at most maxBurst events
@@ -145,7 +144,7 @@ const (
 // events when the subscriber is behind. A burst ends, and the feed stops,
 // only between revisions: the events of a transaction are written
 // together, so that "resume from R" always starts at a whole revision.
-func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, sess *session) {
+func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, first int64, sess *session) {
 	ctx, cancel := context.WithCancel(h.base)
 	var wg sync.WaitGroup
 	defer wg.Wait()    // 3. for the reader and the pinger to return
@@ -154,25 +153,11 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 	wg.Go(func() { h.discardReads(ctx, cancel, c) })
 	wg.Go(func() { h.ping(ctx, cancel, c) })
 
-	f := feed{h: h, c: c, cc: cc, sub: sub, pos: sub.From() - 1}
+	replay, live := sub.Events()
+	f := stream{h: h, c: c, cc: cc, sub: sub, live: live, pos: first - 1}
 	defer f.let()
-	for chunk := range sub.Replay() {
-		f.held = append(f.held, chunk...)
-		if ctx.Err() != nil {
-			if h.base.Err() != nil {
-				h.closeFeed(c, kv.ErrFeedClosed, f.pos)
-			}
-			return
-		}
-		cc.cork()
-		for _, ev := range chunk {
-			if !f.add(ev) {
-				return
-			}
-		}
-		if !f.flush() {
-			return
-		}
+	if !f.replay(ctx, replay) {
+		return
 	}
 
 	progress := time.NewTimer(h.jitter())
@@ -186,21 +171,8 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 	var lastSent time.Time // of the last burst of events
 	for {
 		select {
-		case ev, ok := <-sub.C():
-			cc.cork()
-			if ok {
-				f.held = append(f.held, ev)
-				if sub.Err() != nil {
-					ok = false
-				} else if ok = f.add(ev); ok {
-					ok = f.addQueued() && f.finishRevision()
-				}
-			}
-			if !f.flush() {
-				return
-			}
-			if !ok {
-				h.closeFeed(c, sub.Err(), f.pos)
+		case ev, ok := <-live:
+			if !f.sendLive(ev, ok) {
 				return
 			}
 			lastSent = time.Now()
@@ -215,34 +187,9 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 				progress.Reset(wait)
 				continue
 			}
-			// Everything up to rev is queued: send it, then say so.
-			rev := h.feed.Rev()
-			cc.cork()
-			ok := true
-			for ok {
-				before := f.pos
-				ok = f.addQueued() && f.finishRevision()
-				if f.pos == before {
-					break
-				}
-				if ok && !f.flush() {
-					return
-				}
-				cc.cork()
-			}
-			if ok {
-				f.pos = max(f.pos, rev)
-				f.buf = appendProgress(f.buf[:0], f.pos)
-				ok = f.write(f.buf, false)
-			}
-			if !f.flush() {
+			if !f.sendProgress() {
 				return
 			}
-			if !ok {
-				h.closeFeed(c, sub.Err(), f.pos)
-				return
-			}
-			h.metrics.progressSent.Add(1)
 			progress.Reset(h.jitter())
 		case <-expired:
 			h.closeSession(c, f.pos, "expired")
@@ -256,24 +203,107 @@ func (h *Handler) serveFeed(c *websocket.Conn, cc *corkConn, sub Subscription, s
 	}
 }
 
-// feed is one subscriber's writing side. Between cork and flush, its
+// replay writes the replay's chunks, a burst each. It reports false when
+// the feed must stop: ctx is done (it closes the connection if kvsd is
+// shutting down) or the connection failed.
+func (f *stream) replay(ctx context.Context, replay iter.Seq[[]*kv.Event]) bool {
+	for chunk := range replay {
+		f.held = append(f.held, chunk...)
+		if ctx.Err() != nil {
+			if f.h.base.Err() != nil {
+				f.h.closeFeed(f.c, kv.ErrFeedClosed, f.pos)
+			}
+			return false
+		}
+		f.cc.cork()
+		for _, ev := range chunk {
+			if !f.add(ev) {
+				return false
+			}
+		}
+		if !f.flush() {
+			return false
+		}
+	}
+	return true
+}
+
+// sendLive writes ev, received from the live channel (ok false: it was
+// closed), with what is queued after it, as one burst that ends with a
+// revision. It reports false when the feed must stop: the subscription
+// ended (it closes the connection saying why) or the connection failed.
+func (f *stream) sendLive(ev *kv.Event, ok bool) bool {
+	f.cc.cork()
+	if ok {
+		f.held = append(f.held, ev)
+		if f.sub.Err() != nil {
+			ok = false
+		} else if ok = f.add(ev); ok {
+			ok = f.addQueued() && f.finishRevision()
+		}
+	}
+	if !f.flush() {
+		return false
+	}
+	if !ok {
+		f.h.closeFeed(f.c, f.sub.Err(), f.pos)
+	}
+	return ok
+}
+
+// sendProgress writes the events queued up to the feed's revision, then a
+// progress event that says the client has every change up to it. It
+// reports false when the feed must stop, as sendLive.
+func (f *stream) sendProgress() bool {
+	rev := f.h.feed.Rev()
+	f.cc.cork()
+	ok := true
+	for ok {
+		before := f.pos
+		ok = f.addQueued() && f.finishRevision()
+		if f.pos == before {
+			break
+		}
+		if ok && !f.flush() {
+			return false
+		}
+		f.cc.cork()
+	}
+	if ok {
+		f.pos = max(f.pos, rev)
+		f.buf = appendProgress(f.buf[:0], f.pos)
+		ok = f.write(f.buf, false)
+	}
+	if !f.flush() {
+		return false
+	}
+	if !ok {
+		f.h.closeFeed(f.c, f.sub.Err(), f.pos)
+		return false
+	}
+	f.h.metrics.progressSent.Add(1)
+	return true
+}
+
+// stream is one subscriber's writing side. Between cork and flush, its
 // writes only fill a buffer, but for large events.
-type feed struct {
+type stream struct {
 	h     *Handler
 	c     *websocket.Conn
 	cc    *corkConn
 	sub   Subscription
-	pos   int64       // the revision up to which the client has every matching change
-	more  bool        // the last event added has More: its revision goes on
-	buf   []byte      // for progress events
-	held  []*kv.Event // received and not yet Done: written since the last flush
-	burst int         // bytes of events copied into the corked buffer since the last flush
+	live  <-chan *kv.Event // sub's live events
+	pos   int64            // the revision up to which the client has every matching change
+	more  bool             // the last event added has More: its revision goes on
+	buf   []byte           // for progress events
+	held  []*kv.Event      // received and not yet Done: written since the last flush
+	burst int              // bytes of events copied into the corked buffer since the last flush
 }
 
 // add writes ev into the corked buffer, or on its own when it is large,
 // with "More":true when it has More. It reports false when the connection
 // failed.
-func (f *feed) add(ev *kv.Event) bool {
+func (f *stream) add(ev *kv.Event) bool {
 	f.more = ev.More
 	if !f.write(ev.Data, ev.More) {
 		return false
@@ -290,9 +320,9 @@ func (f *feed) add(ev *kv.Event) bool {
 // queued already, or being queued; the feed ends only between revisions.
 // It reports false when the subscription has ended or the connection
 // failed.
-func (f *feed) finishRevision() bool {
+func (f *stream) finishRevision() bool {
 	for f.more {
-		ev, ok := <-f.sub.C()
+		ev, ok := <-f.live
 		if !ok {
 			return false
 		}
@@ -312,7 +342,7 @@ func (f *feed) finishRevision() bool {
 // subscribers; the library still writes the control frames (ping, pong,
 // close), each in one piece through the same corkConn, so that frames
 // never interleave. It reports false when the connection failed.
-func (f *feed) write(data []byte, more bool) bool {
+func (f *stream) write(data []byte, more bool) bool {
 	if len(data) >= directBytes {
 		return f.cc.writeTextDirect(data, more) == nil
 	}
@@ -328,10 +358,10 @@ func (f *feed) write(data []byte, more bool) bool {
 // addQueued adds the events already queued, up to a burst, which ends
 // only with a revision (see finishRevision). It reports false when the
 // subscription has ended or the connection failed.
-func (f *feed) addQueued() bool {
+func (f *stream) addQueued() bool {
 	for len(f.held) < maxBurst && f.burst < burstBytes {
 		select {
-		case ev, ok := <-f.sub.C():
+		case ev, ok := <-f.live:
 			if !ok {
 				return false
 			}
@@ -348,7 +378,7 @@ func (f *feed) addQueued() bool {
 
 // flush sends what the burst wrote, bounded by the write timeout, and
 // lets go of its events.
-func (f *feed) flush() bool {
+func (f *stream) flush() bool {
 	err := f.cc.flush()
 	f.let()
 	f.burst = 0
@@ -357,7 +387,7 @@ func (f *feed) flush() bool {
 
 // let tells the subscription that the events of the burst are written or
 // given up.
-func (f *feed) let() {
+func (f *stream) let() {
 	for i, ev := range f.held {
 		f.sub.Done(ev)
 		f.held[i] = nil

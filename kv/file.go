@@ -202,22 +202,7 @@ func Open(dir string, opts FileOptions) (*FileLog, error) {
 }
 
 func open(dir string, opts FileOptions) (_ *FileLog, err error) {
-	l := &FileLog{
-		dir:       dir,
-		noSync:    opts.NoSync,
-		snapBytes: opts.SnapshotBytes,
-		log:       opts.Logger,
-		syncFile:  datasync,
-		snapc:     make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		stats:     newLogStats(),
-	}
-	if l.snapBytes <= 0 {
-		l.snapBytes = 64 << 20
-	}
-	if l.log == nil {
-		l.log = slog.New(slog.DiscardHandler)
-	}
+	l := newFileLog(dir, opts)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -234,80 +219,21 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 		return nil, err
 	}
 	st, seq, err := readState(dir)
-	haveState := err == nil
-	if err != nil && !errors.Is(err, errNoState) {
+	var state *logState
+	switch {
+	case err == nil:
+		state = &st
+	case !errors.Is(err, errNoState):
 		return nil, err
-	}
-	if !haveState && (len(df.segs) > 0 || len(df.snaps) > 0) {
+	case len(df.segs) > 0 || len(df.snaps) > 0:
 		l.log.Warn("no STATE file (a data directory of an older kvsd, or it was deleted): cannot check that the log still holds every acknowledged revision; it is written from now on",
 			"dir", dir)
 	}
-
-	// The newest snapshot, if any, and the segments that are not wholly
-	// older than it: a segment is covered when the next one starts at or
-	// before the revision after the snapshot.
-	if len(df.snaps) > 0 {
-		if err := l.loadSnapshot(df.snaps[len(df.snaps)-1]); err != nil {
-			return nil, err
-		}
-	}
-	live := df.segs
-	for len(live) > 1 && live[1].first <= l.rec.Rev+1 {
-		live = live[1:]
-	}
-	if len(live) > 0 && live[0].first > l.rec.Rev+1 {
-		return nil, &CorruptError{File: filepath.Join(dir, live[0].name), Reason: fmt.Sprintf(
-			"the log starts at revision %d, but the snapshot ends at %d: revisions %d to %d are missing",
-			live[0].first, l.rec.Rev, l.rec.Rev+1, live[0].first-1)}
-	}
-
-	var (
-		lastRead int64 // the last revision read from the log
-		end      segEnd
-	)
-	for i, seg := range live {
-		if end, err = l.readSegment(seg, i == len(live)-1, &lastRead); err != nil {
-			return nil, err
-		}
-	}
-	l.last = max(lastRead, l.rec.Rev)
-	if haveState {
-		if err := l.checkState(st, df.segs, l.last); err != nil {
-			return nil, err
-		}
-	}
-	if end.torn > 0 {
-		path := filepath.Join(dir, live[len(live)-1].name)
-		if err := truncateFile(path, end.end); err != nil {
-			return nil, err
-		}
-		l.log.Warn("truncated a torn record at the end of the log: it was never acknowledged",
-			"file", path, "offset", end.end, "bytes", end.torn)
-	}
-
-	// Append to the last segment if it continues at the next revision,
-	// else to a new one. (The snapshot can be ahead of the log only if a
-	// machine crash lost writes that were not fsynced.)
-	l.segs = slices.Clone(live)
-	if len(live) > 0 && end.tail == l.last+1 {
-		path := filepath.Join(dir, live[len(live)-1].name)
-		if l.f, err = os.OpenFile(path, os.O_WRONLY, 0); err != nil {
-			return nil, err
-		}
-		fi, err := l.f.Stat()
-		if err != nil {
-			l.f.Close()
-			return nil, err
-		}
-		l.size, l.alloc = end.end, fi.Size()
-	} else if err := l.newSegment(l.last + 1); err != nil {
+	live, end, err := l.recoverFiles(df, state)
+	if err != nil {
 		return nil, err
 	}
-	l.snapRev = l.rec.Rev
-	l.seg.Store(l.segs[len(l.segs)-1].first)
-	l.acked.Store(l.last)
-	if l.state, err = createState(dir, logState{seg: l.seg.Load(), acked: l.last}, seq, l.noSync, datasync); err != nil {
-		l.f.Close()
+	if err := l.startAppending(live, end, seq); err != nil {
 		return nil, err
 	}
 
@@ -322,6 +248,109 @@ func open(dir string, opts FileOptions) (_ *FileLog, err error) {
 	}
 	l.remove(dead)
 	return l, nil
+}
+
+// newFileLog returns the FileLog of dir with opts and their defaults, not
+// yet opened.
+func newFileLog(dir string, opts FileOptions) *FileLog {
+	l := &FileLog{
+		dir:       dir,
+		noSync:    opts.NoSync,
+		snapBytes: opts.SnapshotBytes,
+		log:       opts.Logger,
+		syncFile:  datasync,
+		snapc:     make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		stats:     newLogStats(),
+	}
+	if l.snapBytes <= 0 {
+		l.snapBytes = 64 << 20
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// recoverFiles reads the files of df into l.rec: the newest snapshot, if
+// any, and the segments that are not wholly older than it (a segment is
+// covered when the next one starts at or before the revision after the
+// snapshot), which it returns, with how the last one ends. It checks the
+// log against state, STATE's content, unless that is nil, and truncates a
+// torn record at the end of the log.
+func (l *FileLog) recoverFiles(df dirFiles, state *logState) ([]segment, segEnd, error) {
+	if len(df.snaps) > 0 {
+		if err := l.loadSnapshot(df.snaps[len(df.snaps)-1]); err != nil {
+			return nil, segEnd{}, err
+		}
+	}
+	live := df.segs
+	for len(live) > 1 && live[1].first <= l.rec.Rev+1 {
+		live = live[1:]
+	}
+	if len(live) > 0 && live[0].first > l.rec.Rev+1 {
+		return nil, segEnd{}, &CorruptError{File: filepath.Join(l.dir, live[0].name), Reason: fmt.Sprintf(
+			"the log starts at revision %d, but the snapshot ends at %d: revisions %d to %d are missing",
+			live[0].first, l.rec.Rev, l.rec.Rev+1, live[0].first-1)}
+	}
+
+	var (
+		lastRead int64 // the last revision read from the log
+		end      segEnd
+		err      error
+	)
+	for i, seg := range live {
+		if end, err = l.readSegment(seg, i == len(live)-1, &lastRead); err != nil {
+			return nil, segEnd{}, err
+		}
+	}
+	l.last = max(lastRead, l.rec.Rev)
+	if state != nil {
+		if err := l.checkState(*state, df.segs, l.last); err != nil {
+			return nil, segEnd{}, err
+		}
+	}
+	if end.torn > 0 {
+		path := filepath.Join(l.dir, live[len(live)-1].name)
+		if err := truncateFile(path, end.end); err != nil {
+			return nil, segEnd{}, err
+		}
+		l.log.Warn("truncated a torn record at the end of the log: it was never acknowledged",
+			"file", path, "offset", end.end, "bytes", end.torn)
+	}
+	return live, end, nil
+}
+
+// startAppending opens the segment to append to, after recoverFiles found
+// the live segments and how the last ends, and writes STATE (seq is the
+// sequence number STATE was read at). It appends to the last segment if it
+// continues at the next revision, else to a new one. (The snapshot can be
+// ahead of the log only if a machine crash lost writes that were not
+// fsynced.)
+func (l *FileLog) startAppending(live []segment, end segEnd, seq uint64) (err error) {
+	l.segs = slices.Clone(live)
+	if len(live) > 0 && end.tail == l.last+1 {
+		path := filepath.Join(l.dir, live[len(live)-1].name)
+		if l.f, err = os.OpenFile(path, os.O_WRONLY, 0); err != nil {
+			return err
+		}
+		fi, err := l.f.Stat()
+		if err != nil {
+			l.f.Close()
+			return err
+		}
+		l.size, l.alloc = end.end, fi.Size()
+	} else if err := l.newSegment(l.last + 1); err != nil {
+		return err
+	}
+	l.snapRev = l.rec.Rev
+	l.seg.Store(l.segs[len(l.segs)-1].first)
+	l.acked.Store(l.last)
+	if l.state, err = createState(l.dir, logState{seg: l.seg.Load(), acked: l.last}, seq, l.noSync, datasync); err != nil {
+		l.f.Close()
+		return err
+	}
+	return nil
 }
 
 // checkState refuses a log that the STATE file st shows damaged: its newest

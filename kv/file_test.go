@@ -16,26 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsdb/kvs/internal/kvstest"
 	"github.com/kvsdb/kvs/kv"
 )
-
-// logLines is a slog handler's output, safe for concurrent use.
-type logLines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // changeLog is a Publisher that keeps what it is given.
 type changeLog struct {
@@ -65,12 +48,12 @@ type fileStore struct {
 	*kv.Store
 	log  *kv.FileLog
 	pub  *changeLog
-	logs *logLines
+	logs *kvstest.LockedBuffer
 }
 
 func openFileStore(t *testing.T, dir string, opts kv.FileOptions) *fileStore {
 	t.Helper()
-	fs := &fileStore{pub: &changeLog{}, logs: &logLines{}}
+	fs := &fileStore{pub: &changeLog{}, logs: &kvstest.LockedBuffer{}}
 	opts.Logger = slog.New(slog.NewJSONHandler(fs.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
 	if fs.log, err = kv.Open(dir, opts); err != nil {

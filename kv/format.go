@@ -6,13 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"iter"
-	"slices"
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/kvsdb/kvs/internal/codec"
 )
 
 // The file log's two formats, the log and the snapshot, are both sequences
@@ -83,9 +83,9 @@ import (
 //	  ttl   uvarint: in milliseconds
 
 const (
-	frameHeader = 8
+	frameHeader = codec.FrameHeader
 	// maxFrame is the largest payload a frame may have.
-	maxFrame = 1 << 30
+	maxFrame = codec.MaxFrame
 	// frameSplit is the payload size after which a log batch continues in
 	// a new frame.
 	frameSplit = 8 << 20
@@ -106,28 +106,10 @@ const (
 	snapMagic = "KVSSNAP\x01"
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // errFrame reports a frame that cannot be read: cut short, too long for a
 // frame, or failing its checksum. Whether that is a torn write or damage
 // depends on where it is (see logEnd).
 var errFrame = errors.New("kv: bad frame")
-
-// frameCRC returns the checksum of a frame with the given header and payload.
-func frameCRC(header, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(header[:4], castagnoli), castagnoli, payload)
-}
-
-// beginFrame appends a frame header to b, to be completed by endFrame once
-// the payload has been appended after it.
-func beginFrame(b []byte) []byte { return append(b, make([]byte, frameHeader)...) }
-
-// endFrame completes the frame that starts at start in b.
-func endFrame(b []byte, start int) {
-	h, p := b[start:start+frameHeader], b[start+frameHeader:]
-	binary.LittleEndian.PutUint32(h, uint32(len(p)))
-	binary.LittleEndian.PutUint32(h[4:], frameCRC(h, p))
-}
 
 // frameReader reads frames from a stream, keeping the offset of each.
 type frameReader struct {
@@ -160,22 +142,14 @@ func (fr *frameReader) next() ([]byte, int64, error) {
 	if size > maxFrame {
 		return nil, off, fmt.Errorf("%w: length %d is over the limit", errFrame, size)
 	}
-	// Grow the buffer as the payload arrives, so that a damaged length
-	// allocates no more than the data there is.
-	p := fr.buf[:0]
-	for len(p) < int(size) {
-		n := min(int(size)-len(p), 1<<20)
-		p = slices.Grow(p, n)
-		got, err := io.ReadFull(fr.r, p[len(p):len(p)+n])
-		p = p[:len(p)+got]
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, off, fmt.Errorf("%w: %d of %d payload bytes", errFrame, len(p), size)
-		} else if err != nil {
-			return nil, off, err
-		}
+	p, err := codec.ReadPayload(fr.r, fr.buf, size)
+	if err == io.ErrUnexpectedEOF {
+		return nil, off, fmt.Errorf("%w: %d of %d payload bytes", errFrame, len(p), size)
+	} else if err != nil {
+		return nil, off, err
 	}
 	fr.buf = p
-	if binary.LittleEndian.Uint32(h[4:]) != frameCRC(h[:], p) {
+	if binary.LittleEndian.Uint32(h[4:]) != codec.FrameCRC(h[:], p) {
 		return nil, off, fmt.Errorf("%w: checksum mismatch", errFrame)
 	}
 	fr.off += frameHeader + int64(size)
@@ -196,7 +170,7 @@ func validFrameAt(b []byte) bool {
 		return false
 	}
 	p := b[frameHeader : frameHeader+int(size)]
-	if binary.LittleEndian.Uint32(b[4:]) != frameCRC(b, p) {
+	if binary.LittleEndian.Uint32(b[4:]) != codec.FrameCRC(b, p) {
 		return false
 	}
 	_, err := decodeBatch(p)
@@ -239,7 +213,7 @@ func logEnd(rest []byte) int {
 func appendBatch(b []byte, changes []Change) ([]byte, error) {
 	for len(changes) > 0 {
 		start := len(b)
-		b = beginFrame(b)
+		b = codec.BeginFrame(b)
 		b = append(b, kindBatch)
 		first := changes[0].Revision
 		if isLeaseOp(&changes[0]) {
@@ -248,8 +222,8 @@ func appendBatch(b []byte, changes []Change) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(first))
 		// The count comes before the changes but is known only after
 		// them: reserve the longest uvarint and close the gap after.
-		countAt := len(b)
-		b = append(b, make([]byte, binary.MaxVarintLen64)...)
+		var countAt int
+		b, countAt = codec.ReserveCount(b)
 		n := 0
 		for n < len(changes) && (n == 0 || len(b)-start < frameSplit || sameRev(changes[n-1:n+1]) || isLeaseOp(&changes[n-1])) {
 			c := &changes[n]
@@ -292,11 +266,8 @@ func appendBatch(b []byte, changes []Change) ([]byte, error) {
 			}
 			n++
 		}
-		var cnt [binary.MaxVarintLen64]byte
-		cn := binary.PutUvarint(cnt[:], uint64(n))
-		copy(b[countAt:], cnt[:cn])
-		b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
-		endFrame(b, start)
+		b = codec.PutCount(b, countAt, uint64(n))
+		codec.EndFrame(b, start)
 		changes = changes[n:]
 	}
 	return b, nil
@@ -319,18 +290,18 @@ func decodeBatch(p []byte) ([]Change, error) {
 // starts at (its first change of a key has it) and the last revision it
 // holds (first - 1 when it holds changes of leases only).
 func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
-	d := decoder{p: p}
-	if k := d.byte(); k != kindBatch {
+	d := codec.Decoder{P: p}
+	if k := d.Byte(); k != kindBatch {
 		return nil, 0, 0, fmt.Errorf("record kind %d, want %d", k, kindBatch)
 	}
-	rev := d.uvarint()
-	count := d.uvarint()
-	if d.err != nil {
-		return nil, 0, 0, d.err
+	rev := d.Uvarint()
+	count := d.Uvarint()
+	if d.Err != nil {
+		return nil, 0, 0, d.Err
 	}
 	// Each change takes at least 2 bytes: a bound on count that keeps a
 	// damaged record from allocating much.
-	if rev == 0 || rev > 1<<62 || count == 0 || count > uint64(len(d.p))/2 || rev+count > 1<<62 {
+	if rev == 0 || rev > 1<<62 || count == 0 || count > uint64(len(d.P))/2 || rev+count > 1<<62 {
 		return nil, 0, 0, fmt.Errorf("bad revision %d or count %d", rev, count)
 	}
 	changes = make([]Change, count)
@@ -338,33 +309,16 @@ func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
 	var unit map[string]bool // the keys of a transaction read so far
 	for i := range changes {
 		c := &changes[i]
-		op := d.byte()
+		op := d.Byte()
 		if op == opGrant || op == opLeaseEnd {
 			c.Revision, unit = next-1, nil
-			id, v := d.uvarint(), uint64(0)
-			if op == opGrant {
-				c.Op = OpGrant
-				v = d.uvarint()
-				c.TTL = time.Duration(v) * time.Millisecond
-			} else {
-				c.Op = OpLeaseEnd
-				c.Reason = Reason(d.byte())
-			}
-			c.Lease = int64(id)
-			switch {
-			case d.err != nil:
-				return nil, 0, 0, d.err
-			case id == 0 || id > MaxLeaseID:
-				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d", i, id)
-			case op == opGrant && (v == 0 || v > uint64(1<<62/time.Millisecond)):
-				return nil, 0, 0, fmt.Errorf("change %d: bad TTL of %d ms", i, v)
-			case op == opLeaseEnd && c.Reason != ReasonExpired && c.Reason != ReasonRevoked:
-				return nil, 0, 0, fmt.Errorf("change %d: unknown reason %d", i, c.Reason)
+			if err := decodeLeaseChange(&d, op, c, i); err != nil {
+				return nil, 0, 0, err
 			}
 			continue
 		}
 		c.Op = Op(op &^ (opSameRev | opLease))
-		c.Key = string(d.bytes())
+		c.Key = string(d.Bytes())
 		if op&opSameRev == 0 {
 			c.Revision, unit = next, nil
 			next++
@@ -375,90 +329,80 @@ func decodeFrame(p []byte) (changes []Change, first, last int64, err error) {
 			if unit == nil {
 				unit = map[string]bool{changes[i-1].Key: true}
 			}
-			if d.err == nil && unit[c.Key] {
+			if d.Err == nil && unit[c.Key] {
 				return nil, 0, 0, fmt.Errorf("change %d: key %q changes twice at revision %d", i, c.Key, c.Revision)
 			}
 			unit[c.Key] = true
 		}
-		switch c.Op {
-		case OpSet:
-			c.Value = bytes.Clone(d.bytes())
-			if d.err == nil && len(c.Value) == 0 {
-				return nil, 0, 0, fmt.Errorf("change %d: empty value", i)
-			}
-		case OpDelete:
-		default:
-			if d.err == nil {
-				return nil, 0, 0, fmt.Errorf("change %d: unknown op %d", i, c.Op)
-			}
-		}
-		if op&opLease != 0 {
-			id := d.uvarint()
-			c.Lease = int64(id)
-			if c.Op == OpDelete {
-				c.Reason = Reason(d.byte())
-			}
-			if d.err == nil && (id == 0 || id > MaxLeaseID || c.Op == OpDelete && c.Reason != ReasonExpired && c.Reason != ReasonRevoked) {
-				return nil, 0, 0, fmt.Errorf("change %d: bad lease %d or reason %d", i, id, c.Reason)
-			}
-		}
-		if d.err != nil {
-			return nil, 0, 0, d.err
-		}
-		if !ValidKey(c.Key) {
-			return nil, 0, 0, fmt.Errorf("change %d: invalid key %q", i, c.Key)
+		if err := decodeKeyChange(&d, op, c, i); err != nil {
+			return nil, 0, 0, err
 		}
 	}
-	if len(d.p) > 0 {
-		return nil, 0, 0, fmt.Errorf("%d bytes after the last change", len(d.p))
+	if len(d.P) > 0 {
+		return nil, 0, 0, fmt.Errorf("%d bytes after the last change", len(d.P))
 	}
 	return changes, int64(rev), next - 1, nil
 }
 
-// decoder reads the parts of a payload; the first failure sticks in err.
-type decoder struct {
-	p   []byte
-	err error
+// decodeLeaseChange decodes the rest of c, change i of a record, a change
+// of a lease whose op byte, opGrant or opLeaseEnd, d has read.
+func decodeLeaseChange(d *codec.Decoder, op byte, c *Change, i int) error {
+	id, v := d.Uvarint(), uint64(0)
+	if op == opGrant {
+		c.Op = OpGrant
+		v = d.Uvarint()
+		c.TTL = time.Duration(v) * time.Millisecond
+	} else {
+		c.Op = OpLeaseEnd
+		c.Reason = Reason(d.Byte())
+	}
+	c.Lease = int64(id)
+	switch {
+	case d.Err != nil:
+		return d.Err
+	case id == 0 || id > MaxLeaseID:
+		return fmt.Errorf("change %d: bad lease %d", i, id)
+	case op == opGrant && (v == 0 || v > uint64(1<<62/time.Millisecond)):
+		return fmt.Errorf("change %d: bad TTL of %d ms", i, v)
+	case op == opLeaseEnd && c.Reason != ReasonExpired && c.Reason != ReasonRevoked:
+		return fmt.Errorf("change %d: unknown reason %d", i, c.Reason)
+	}
+	return nil
 }
 
-var errShort = errors.New("payload cut short")
-
-func (d *decoder) byte() byte {
-	if d.err != nil || len(d.p) == 0 {
-		d.err = errShort
-		return 0
+// decodeKeyChange decodes the rest of c, change i of a record, a change of
+// a key whose op byte and key d has read: its value and lease. It checks
+// the whole change, the key too.
+func decodeKeyChange(d *codec.Decoder, op byte, c *Change, i int) error {
+	switch c.Op {
+	case OpSet:
+		c.Value = bytes.Clone(d.Bytes())
+		if d.Err == nil && len(c.Value) == 0 {
+			return fmt.Errorf("change %d: empty value", i)
+		}
+	case OpDelete:
+	default:
+		if d.Err == nil {
+			return fmt.Errorf("change %d: unknown op %d", i, c.Op)
+		}
 	}
-	b := d.p[0]
-	d.p = d.p[1:]
-	return b
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
+	if op&opLease != 0 {
+		id := d.Uvarint()
+		c.Lease = int64(id)
+		if c.Op == OpDelete {
+			c.Reason = Reason(d.Byte())
+		}
+		if d.Err == nil && (id == 0 || id > MaxLeaseID || c.Op == OpDelete && c.Reason != ReasonExpired && c.Reason != ReasonRevoked) {
+			return fmt.Errorf("change %d: bad lease %d or reason %d", i, id, c.Reason)
+		}
 	}
-	v, n := binary.Uvarint(d.p)
-	if n <= 0 {
-		d.err = errors.New("bad uvarint")
-		return 0
+	if d.Err != nil {
+		return d.Err
 	}
-	d.p = d.p[n:]
-	return v
-}
-
-// bytes returns the next length-prefixed bytes, a slice of the payload.
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
+	if !ValidKey(c.Key) {
+		return fmt.Errorf("change %d: invalid key %q", i, c.Key)
 	}
-	if n > uint64(len(d.p)) {
-		d.err = errShort
-		return nil
-	}
-	b := d.p[:n:n]
-	d.p = d.p[n:]
-	return b
+	return nil
 }
 
 // writeSnapshot writes entries, sorted by key, and leases, consistent with
@@ -478,25 +422,56 @@ func writeSnapshot(w io.Writer, entries []*Entry, leases []Lease, rev int64, sto
 // and leases, consistent with rev, to w in the snapshot format, as
 // writeSnapshot does.
 func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Lease, rev int64, stop <-chan struct{}) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	b := make([]byte, 0, snapFrame+4096)
-	b = append(b, snapMagic...)
+	sw := &snapWriter{bw: bufio.NewWriterSize(w, 1<<20), b: make([]byte, 0, snapFrame+4096)}
+	if err := sw.header(n, leases, rev); err != nil {
+		return err
+	}
+	written := 0
+	for e := range entries {
+		if err := sw.add(&e, stop); err != nil {
+			return err
+		}
+		written++
+	}
+	if written != n {
+		return fmt.Errorf("kv: snapshot of %d entries got %d", n, written)
+	}
+	if err := sw.flush(); err != nil {
+		return err
+	}
+	return sw.bw.Flush()
+}
+
+// snapWriter writes a snapshot a frame at a time.
+type snapWriter struct {
+	bw      *bufio.Writer
+	b       []byte // frames not yet written; the last one may be filling
+	kind    byte   // the kind of the entries' frames
+	inFrame int    // entries in the frame being filled, which starts b
+	countAt int    // where that frame's count goes in b
+}
+
+// header writes the magic, the header of a snapshot of n entries and
+// leases at rev, and the frames of the leases; the last frame stays in
+// sw.b.
+func (sw *snapWriter) header(n int, leases []Lease, rev int64) error {
+	b := append(sw.b, snapMagic...)
 	start := len(b)
-	b = beginFrame(b)
+	b = codec.BeginFrame(b)
 	b = append(b, kindSnapHeader)
 	b = binary.AppendUvarint(b, uint64(rev))
 	b = binary.AppendUvarint(b, uint64(n))
-	entriesKind := byte(kindSnapEntries)
+	sw.kind = kindSnapEntries
 	if len(leases) > 0 {
 		b = binary.AppendUvarint(b, uint64(len(leases)))
-		entriesKind = kindSnapEntriesLease
+		sw.kind = kindSnapEntriesLease
 	}
-	endFrame(b, start)
+	codec.EndFrame(b, start)
 	for len(leases) > 0 {
-		if _, err := bw.Write(b); err != nil {
+		if _, err := sw.bw.Write(b); err != nil {
 			return err
 		}
-		b = beginFrame(b[:0])
+		b = codec.BeginFrame(b[:0])
 		b = append(b, kindSnapLeases)
 		m := min(len(leases), snapFrame/20)
 		b = binary.AppendUvarint(b, uint64(m))
@@ -504,77 +479,54 @@ func writeSnapshotSeq(w io.Writer, n int, entries iter.Seq[Entry], leases []Leas
 			b = binary.AppendUvarint(b, uint64(l.ID))
 			b = binary.AppendUvarint(b, uint64(l.TTL/time.Millisecond))
 		}
-		endFrame(b, 0)
+		codec.EndFrame(b, 0)
 		leases = leases[m:]
 	}
-	var (
-		err     error
-		written int
-		inFrame int // entries in the frame being filled
-		countAt int
-	)
-	// flush ends the frame being filled, if any, and writes what b holds.
-	flush := func() error {
-		if inFrame > 0 {
-			var cnt [binary.MaxVarintLen64]byte
-			cn := binary.PutUvarint(cnt[:], uint64(inFrame))
-			copy(b[countAt:], cnt[:cn])
-			b = append(b[:countAt+cn], b[countAt+binary.MaxVarintLen64:]...)
-			endFrame(b, 0)
-			inFrame = 0
+	sw.b = b
+	return nil
+}
+
+// add adds e to the frame being filled, starting a new frame when there
+// is none or the one being filled is full. It returns errStopped, before a
+// new frame, once stop is closed.
+func (sw *snapWriter) add(e *Entry, stop <-chan struct{}) error {
+	if sw.inFrame > 0 && len(sw.b) >= snapFrame {
+		if err := sw.flush(); err != nil {
+			return err
 		}
-		_, err := bw.Write(b)
-		b = b[:0]
-		return err
 	}
-	for e := range entries {
-		if inFrame > 0 && len(b) >= snapFrame {
-			if err = flush(); err != nil {
-				break
+	if sw.inFrame == 0 {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
+		if len(sw.b) > 0 {
+			if err := sw.flush(); err != nil {
+				return err
 			}
 		}
-		if inFrame == 0 {
-			select {
-			case <-stop:
-				err = errStopped
-			default:
-			}
-			if err != nil {
-				break
-			}
-			if len(b) > 0 {
-				if err = flush(); err != nil {
-					break
-				}
-			}
-			b = beginFrame(b)
-			b = append(b, entriesKind)
-			countAt = len(b)
-			b = append(b, make([]byte, binary.MaxVarintLen64)...)
-		}
-		b = binary.AppendUvarint(b, uint64(len(e.Key)))
-		b = append(b, e.Key...)
-		b = binary.AppendUvarint(b, uint64(len(e.Value)))
-		b = append(b, e.Value...)
-		b = binary.AppendUvarint(b, uint64(e.Revision))
-		b = binary.AppendUvarint(b, uint64(e.CreateRevision))
-		b = binary.AppendUvarint(b, uint64(e.Version))
-		if entriesKind == kindSnapEntriesLease {
-			b = binary.AppendUvarint(b, uint64(e.Lease))
-		}
-		inFrame++
-		written++
+		sw.b = append(codec.BeginFrame(sw.b), sw.kind)
+		sw.b, sw.countAt = codec.ReserveCount(sw.b)
 	}
-	if err != nil {
-		return err
+	sw.b = codec.AppendEntry(sw.b, e.Key, e.Value, e.Revision, e.CreateRevision, e.Version)
+	if sw.kind == kindSnapEntriesLease {
+		sw.b = binary.AppendUvarint(sw.b, uint64(e.Lease))
 	}
-	if written != n {
-		return fmt.Errorf("kv: snapshot of %d entries got %d", n, written)
+	sw.inFrame++
+	return nil
+}
+
+// flush ends the frame being filled, if any, and writes what sw.b holds.
+func (sw *snapWriter) flush() error {
+	if sw.inFrame > 0 {
+		sw.b = codec.PutCount(sw.b, sw.countAt, uint64(sw.inFrame))
+		codec.EndFrame(sw.b, 0)
+		sw.inFrame = 0
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	_, err := sw.bw.Write(sw.b)
+	sw.b = sw.b[:0]
+	return err
 }
 
 var errStopped = errors.New("kv: stopped")
@@ -600,14 +552,14 @@ type snapEntries struct {
 func (se *snapEntries) all() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
 		for _, p := range se.frames {
-			d := decoder{p: p}
-			d.byte()
-			for range d.uvarint() {
-				key, value := d.bytes(), d.bytes()
-				r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
+			d := codec.Decoder{P: p}
+			d.Byte()
+			for range d.Uvarint() {
+				key, value := d.Bytes(), d.Bytes()
+				r, cr, v := d.Uvarint(), d.Uvarint(), d.Uvarint()
 				e := Entry{Value: value, Revision: int64(r), CreateRevision: int64(cr), Version: int64(v)}
 				if se.kind == kindSnapEntriesLease {
-					e.Lease = int64(d.uvarint())
+					e.Lease = int64(d.Uvarint())
 				}
 				if len(key) > 0 {
 					e.Key = unsafe.String(&key[0], len(key))
@@ -638,111 +590,149 @@ func (se *snapEntries) entries() []*Entry {
 // payloads, about the file's size.
 func readSnapshot(r io.Reader) (*snapEntries, []Lease, int64, error) {
 	fr := newFrameReader(r)
-	var magic [len(snapMagic)]byte
-	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
-		return nil, nil, 0, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
-	}
-	fr.off = int64(len(snapMagic))
-	bad := func(off int64, format string, args ...any) error {
-		return &snapshotError{off, fmt.Errorf(format, args...)}
-	}
-	p, off, err := fr.next()
+	h, err := readSnapHeader(fr)
 	if err != nil {
-		return nil, nil, 0, bad(off, "header: %v", unexpectedEOF(err))
+		return nil, nil, 0, err
 	}
-	d := decoder{p: p}
-	kind, urev, ucount := d.byte(), d.uvarint(), d.uvarint()
-	var nleases uint64
-	if len(d.p) > 0 {
-		if nleases = d.uvarint(); nleases == 0 {
-			return nil, nil, 0, bad(off, "bad header")
-		}
+	leases, err := readSnapLeases(fr, h.leases)
+	if err != nil {
+		return nil, nil, 0, err
 	}
-	if d.err != nil || kind != kindSnapHeader || len(d.p) != 0 || urev > 1<<62 {
-		return nil, nil, 0, bad(off, "bad header")
-	}
-	rev := int64(urev)
-	entriesKind := byte(kindSnapEntries)
-	var leases []Lease
-	if nleases > 0 {
-		entriesKind = kindSnapEntriesLease
-		leases = make([]Lease, 0, min(nleases, 1<<16))
-	}
-	for uint64(len(leases)) < nleases {
-		p, off, err := fr.next()
-		if err != nil {
-			return nil, nil, 0, bad(off, "after %d of %d leases: %v", len(leases), nleases, unexpectedEOF(err))
-		}
-		d := decoder{p: p}
-		kind, n := d.byte(), d.uvarint()
-		if d.err != nil || kind != kindSnapLeases || n == 0 || n > nleases-uint64(len(leases)) {
-			return nil, nil, 0, bad(off, "bad leases frame")
-		}
-		for range n {
-			id, ttl := d.uvarint(), d.uvarint()
-			switch {
-			case d.err != nil:
-				return nil, nil, 0, bad(off, "lease %d: %v", len(leases), d.err)
-			case id == 0 || id > MaxLeaseID || len(leases) > 0 && int64(id) <= leases[len(leases)-1].ID:
-				return nil, nil, 0, bad(off, "lease %d: bad or unordered ID %d", len(leases), id)
-			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
-				return nil, nil, 0, bad(off, "lease %d: bad TTL of %d ms", id, ttl)
-			}
-			leases = append(leases, Lease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
-		}
-		if len(d.p) != 0 {
-			return nil, nil, 0, bad(off, "%d bytes after the last lease of a frame", len(d.p))
-		}
-	}
-	se := &snapEntries{kind: entriesKind}
-	var prev []byte
-	for uint64(se.n) < ucount {
-		fr.buf = nil // the frame is kept: read the next into a new buffer
-		p, off, err := fr.next()
-		if err != nil {
-			return nil, nil, 0, bad(off, "after %d of %d entries: %v", se.n, ucount, unexpectedEOF(err))
-		}
-		d := decoder{p: p}
-		kind, n := d.byte(), d.uvarint()
-		if d.err != nil || kind != entriesKind || n == 0 || n > ucount-uint64(se.n) {
-			return nil, nil, 0, bad(off, "bad entries frame")
-		}
-		for range n {
-			key, value := d.bytes(), d.bytes()
-			r, cr, v := d.uvarint(), d.uvarint(), d.uvarint()
-			var lease uint64
-			if entriesKind == kindSnapEntriesLease {
-				lease = d.uvarint()
-			}
-			switch {
-			case d.err != nil:
-				return nil, nil, 0, bad(off, "entry %d: %v", se.n, d.err)
-			case !ValidKey(string(key)):
-				return nil, nil, 0, bad(off, "entry %d: invalid key %q", se.n, key)
-			case se.n > 0 && bytes.Compare(key, prev) <= 0:
-				return nil, nil, 0, bad(off, "entry %d: key %q out of order", se.n, key)
-			case len(value) == 0:
-				return nil, nil, 0, bad(off, "entry %q: empty value", key)
-			case cr == 0 || cr > r || r > urev || v == 0 || v > r-cr+1:
-				return nil, nil, 0, bad(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
-			case lease > MaxLeaseID:
-				return nil, nil, 0, bad(off, "entry %q: bad lease %d", key, lease)
-			}
-			prev = key
-			se.n++
-		}
-		if len(d.p) != 0 {
-			return nil, nil, 0, bad(off, "%d bytes after the last entry of a frame", len(d.p))
-		}
-		se.frames = append(se.frames, p)
+	se, err := readSnapEntries(fr, h)
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	if _, err := fr.r.ReadByte(); err != io.EOF {
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		return nil, nil, 0, bad(fr.off, "data after the last entry")
+		return nil, nil, 0, badSnap(fr.off, "data after the last entry")
 	}
-	return se, leases, rev, nil
+	return se, leases, int64(h.rev), nil
+}
+
+// snapHeader is what a snapshot's header says.
+type snapHeader struct {
+	rev     uint64 // the revision the snapshot holds
+	entries uint64 // the number of entries
+	leases  uint64 // the number of leases
+	kind    byte   // the kind of the entries' frames
+}
+
+// badSnap returns the *snapshotError of damage at off.
+func badSnap(off int64, format string, args ...any) error {
+	return &snapshotError{off, fmt.Errorf(format, args...)}
+}
+
+// readSnapHeader reads a snapshot's magic and header frame.
+func readSnapHeader(fr *frameReader) (snapHeader, error) {
+	var magic [len(snapMagic)]byte
+	if _, err := io.ReadFull(fr.r, magic[:]); err != nil || string(magic[:]) != snapMagic {
+		return snapHeader{}, &snapshotError{0, errors.New("not a kvs snapshot (bad magic)")}
+	}
+	fr.off = int64(len(snapMagic))
+	p, off, err := fr.next()
+	if err != nil {
+		return snapHeader{}, badSnap(off, "header: %v", unexpectedEOF(err))
+	}
+	d := codec.Decoder{P: p}
+	kind := d.Byte()
+	h := snapHeader{rev: d.Uvarint(), entries: d.Uvarint(), kind: kindSnapEntries}
+	if len(d.P) > 0 {
+		if h.leases = d.Uvarint(); h.leases == 0 {
+			return snapHeader{}, badSnap(off, "bad header")
+		}
+	}
+	if d.Err != nil || kind != kindSnapHeader || len(d.P) != 0 || h.rev > 1<<62 {
+		return snapHeader{}, badSnap(off, "bad header")
+	}
+	if h.leases > 0 {
+		h.kind = kindSnapEntriesLease
+	}
+	return h, nil
+}
+
+// readSnapLeases reads the frames of a snapshot's n leases.
+func readSnapLeases(fr *frameReader, n uint64) ([]Lease, error) {
+	var leases []Lease
+	if n > 0 {
+		leases = make([]Lease, 0, min(n, 1<<16))
+	}
+	for uint64(len(leases)) < n {
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, badSnap(off, "after %d of %d leases: %v", len(leases), n, unexpectedEOF(err))
+		}
+		d := codec.Decoder{P: p}
+		kind, m := d.Byte(), d.Uvarint()
+		if d.Err != nil || kind != kindSnapLeases || m == 0 || m > n-uint64(len(leases)) {
+			return nil, badSnap(off, "bad leases frame")
+		}
+		for range m {
+			id, ttl := d.Uvarint(), d.Uvarint()
+			switch {
+			case d.Err != nil:
+				return nil, badSnap(off, "lease %d: %v", len(leases), d.Err)
+			case id == 0 || id > MaxLeaseID || len(leases) > 0 && int64(id) <= leases[len(leases)-1].ID:
+				return nil, badSnap(off, "lease %d: bad or unordered ID %d", len(leases), id)
+			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
+				return nil, badSnap(off, "lease %d: bad TTL of %d ms", id, ttl)
+			}
+			leases = append(leases, Lease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
+		}
+		if len(d.P) != 0 {
+			return nil, badSnap(off, "%d bytes after the last lease of a frame", len(d.P))
+		}
+	}
+	return leases, nil
+}
+
+// readSnapEntries reads the frames of a snapshot's entries, which h
+// describes, and checks each entry.
+func readSnapEntries(fr *frameReader, h snapHeader) (*snapEntries, error) {
+	se := &snapEntries{kind: h.kind}
+	var prev []byte
+	for uint64(se.n) < h.entries {
+		fr.buf = nil // the frame is kept: read the next into a new buffer
+		p, off, err := fr.next()
+		if err != nil {
+			return nil, badSnap(off, "after %d of %d entries: %v", se.n, h.entries, unexpectedEOF(err))
+		}
+		d := codec.Decoder{P: p}
+		kind, n := d.Byte(), d.Uvarint()
+		if d.Err != nil || kind != h.kind || n == 0 || n > h.entries-uint64(se.n) {
+			return nil, badSnap(off, "bad entries frame")
+		}
+		for range n {
+			key, value := d.Bytes(), d.Bytes()
+			r, cr, v := d.Uvarint(), d.Uvarint(), d.Uvarint()
+			var lease uint64
+			if h.kind == kindSnapEntriesLease {
+				lease = d.Uvarint()
+			}
+			switch {
+			case d.Err != nil:
+				return nil, badSnap(off, "entry %d: %v", se.n, d.Err)
+			case !ValidKey(string(key)):
+				return nil, badSnap(off, "entry %d: invalid key %q", se.n, key)
+			case se.n > 0 && bytes.Compare(key, prev) <= 0:
+				return nil, badSnap(off, "entry %d: key %q out of order", se.n, key)
+			case len(value) == 0:
+				return nil, badSnap(off, "entry %q: empty value", key)
+			case cr == 0 || cr > r || r > h.rev || v == 0 || v > r-cr+1:
+				return nil, badSnap(off, "entry %q: bad revisions %d/%d/%d", key, r, cr, v)
+			case lease > MaxLeaseID:
+				return nil, badSnap(off, "entry %q: bad lease %d", key, lease)
+			}
+			prev = key
+			se.n++
+		}
+		if len(d.P) != 0 {
+			return nil, badSnap(off, "%d bytes after the last entry of a frame", len(d.P))
+		}
+		se.frames = append(se.frames, p)
+	}
+	return se, nil
 }
 
 func unexpectedEOF(err error) error {

@@ -11,11 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
+
+	"github.com/kvsdb/kvs/internal/codec"
 )
 
 // MaxKeyBytes is the longest key, in bytes, that the store accepts.
-const MaxKeyBytes = 1024
+const MaxKeyBytes = codec.MaxKeyBytes
 
 var (
 	// ErrNotFound is returned for a key that does not exist.
@@ -119,24 +120,4 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
 // ValidKey reports whether key is a valid key: 1 to MaxKeyBytes bytes of
 // UTF-8 with no control characters (U+0000 to U+001F and U+007F).
-func ValidKey(key string) bool {
-	if len(key) == 0 || len(key) > MaxKeyBytes {
-		return false
-	}
-	for i := 0; i < len(key); {
-		c := key[i]
-		if c < utf8.RuneSelf {
-			if c < 0x20 || c == 0x7f {
-				return false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(key[i:])
-		if r == utf8.RuneError && n == 1 {
-			return false
-		}
-		i += n
-	}
-	return true
-}
+func ValidKey(key string) bool { return codec.ValidKey(key) }

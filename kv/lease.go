@@ -179,8 +179,9 @@ type lessor struct {
 	base     time.Time // the clock's origin, with its monotonic reading
 	takeover time.Duration
 
-	// mu guards the fields below. Lock order: the store's recMu, then
-	// mu; mu is never held while taking another lock.
+	// mu guards the fields below. It is taken after the store's commitMu
+	// and recMu, and never held while taking another lock (the lock
+	// order is above Store).
 	mu     sync.Mutex
 	leases map[int64]*lease
 	// keys are the keys whose entry names each lease ID, whether or not
@@ -551,12 +552,7 @@ func (s *Store) KeepAlive(ctx context.Context, ids []int64) ([]Lease, error) {
 func (s *Store) submitLease(lr *leaseRequest) (int64, error) {
 	r := s.requests.Get().(*request)
 	r.lease = lr
-	if !s.enqueue(r) {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
+	rev, _, err := s.submitRequest(r)
 	return rev, err
 }
 

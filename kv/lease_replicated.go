@@ -89,125 +89,149 @@ func (s *Store) keepAliveReplicated(ctx context.Context, ids []int64) ([]Lease, 
 // restores it calls for. Only the applier calls it, with nothing pending
 // to apply.
 func (s *Store) applyLease(r *Record) (outcome, []Restore) {
+	switch r.LeaseOp.Kind {
+	case LeaseGrant:
+		return s.applyGrant(r)
+	case LeaseKeepAlive:
+		return s.applyKeepAlive(r)
+	case LeaseRevoke, LeaseExpire:
+		return s.applyLeaseEnd(r)
+	case LeaseRestore:
+		return s.applyLeaseRestore(r)
+	}
+	return outcome{rev: r.Revision}, nil
+}
+
+// applyGrant applies the grant r, a lease record.
+func (s *Store) applyGrant(r *Record) (outcome, []Restore) {
 	op := r.LeaseOp
 	ls := s.lessor
-	switch op.Kind {
-	case LeaseGrant:
+	s.recMu.Lock()
+	ls.mu.Lock()
+	l := ls.leases[op.ID]
+	switch {
+	case l == nil:
+		ls.grantLocked(op.ID, op.TTL, r.Revision, r.Ours)
+	case r.Isolated:
+		// The lease as the grant claims it, which what follows repairs.
+		l.ttl, l.renewRev, l.holder = op.TTL, r.Revision, r.Ours
+		l.deadline = max(l.deadline, ls.now()+op.TTL)
+	}
+	ls.mu.Unlock()
+	s.recMu.Unlock()
+	if l != nil && !r.Isolated {
+		var rs []Restore
+		if l.ttl != op.TTL {
+			rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: l.ttl, Ours: r.Ours})
+		}
+		return outcome{err: ErrLeaseExists}, rs
+	}
+	return outcome{rev: r.Revision, leases: []Lease{{ID: op.ID, TTL: op.TTL, Remaining: op.TTL}}}, nil
+}
+
+// applyKeepAlive applies the keep-alive r, a lease record.
+func (s *Store) applyKeepAlive(r *Record) (outcome, []Restore) {
+	op := r.LeaseOp
+	ls := s.lessor
+	out := make([]Lease, len(op.IDs))
+	ls.mu.Lock()
+	now := ls.now()
+	for i, id := range op.IDs {
+		out[i].ID = id
+		if l := ls.leases[id]; l != nil {
+			l.deadline = max(l.deadline, now+l.ttl)
+			l.renewRev, l.holder = r.Revision, r.Ours
+			out[i] = l.info(now)
+		}
+	}
+	ls.mu.Unlock()
+	return outcome{rev: r.Revision, leases: out}, nil
+}
+
+// applyLeaseEnd applies r, a lease record that revokes or expires a lease:
+// if it ends the lease, it deletes the lease's keys.
+func (s *Store) applyLeaseEnd(r *Record) (outcome, []Restore) {
+	op := r.LeaseOp
+	ls := s.lessor
+	ls.mu.Lock()
+	l := ls.leases[op.ID]
+	ends := l != nil && (op.Kind == LeaseRevoke || l.renewRev == op.Renewed)
+	var ttl time.Duration
+	if l != nil {
+		ttl = l.ttl
+	}
+	ls.mu.Unlock()
+	if r.Isolated {
+		// Its claim: the lease is gone. Its keys stay until their
+		// restores, which follow an end that held, delete them.
 		s.recMu.Lock()
-		ls.mu.Lock()
-		l := ls.leases[op.ID]
-		switch {
-		case l == nil:
-			ls.grantLocked(op.ID, op.TTL, r.Revision, r.Ours)
-		case r.Isolated:
-			// The lease as the grant claims it, which what follows repairs.
-			l.ttl, l.renewRev, l.holder = op.TTL, r.Revision, r.Ours
-			l.deadline = max(l.deadline, ls.now()+op.TTL)
-		}
-		ls.mu.Unlock()
+		s.applyLeaseOpsLocked([]Change{{Op: OpLeaseEnd, Lease: op.ID, Revision: r.Revision}}, false)
 		s.recMu.Unlock()
-		if l != nil && !r.Isolated {
-			var rs []Restore
-			if l.ttl != op.TTL {
-				rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: l.ttl, Ours: r.Ours})
-			}
-			return outcome{err: ErrLeaseExists}, rs
+		return outcome{rev: r.Revision}, nil
+	}
+	if !ends {
+		var rs []Restore
+		if l != nil {
+			// The claim, the lease's absence, did not hold.
+			rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: ttl, Ours: r.Ours})
 		}
-		return outcome{rev: r.Revision, leases: []Lease{{ID: op.ID, TTL: op.TTL, Remaining: op.TTL}}}, nil
-
-	case LeaseKeepAlive:
-		out := make([]Lease, len(op.IDs))
-		ls.mu.Lock()
-		now := ls.now()
-		for i, id := range op.IDs {
-			out[i].ID = id
-			if l := ls.leases[id]; l != nil {
-				l.deadline = max(l.deadline, now+l.ttl)
-				l.renewRev, l.holder = r.Revision, r.Ours
-				out[i] = l.info(now)
-			}
+		if op.Kind == LeaseRevoke {
+			return outcome{err: ErrLeaseNotFound}, rs
 		}
-		ls.mu.Unlock()
-		return outcome{rev: r.Revision, leases: out}, nil
+		return outcome{rev: r.Revision}, rs
+	}
+	reason := ReasonRevoked
+	if op.Kind == LeaseExpire {
+		reason = ReasonExpired
+	}
+	ls.mu.Lock()
+	keys := ls.keysLocked(op.ID)
+	ls.mu.Unlock()
+	changes := make([]Change, 0, 1+len(keys))
+	entries := make([]*Entry, 0, 1+len(keys))
+	changes = append(changes, Change{Op: OpLeaseEnd, Lease: op.ID, Reason: reason, Revision: r.Revision})
+	entries = append(entries, nil)
+	var rs []Restore
+	for _, k := range keys {
+		cur := s.currentForCommit(k)
+		if cur == nil {
+			continue
+		}
+		changes = append(changes, Change{Op: OpDelete, Key: k, Lease: op.ID, Reason: reason, Revision: r.Revision})
+		entries = append(entries, nil)
+		// A store that took this record's claim without deleting the
+		// key holds it at this revision: the restore deletes it there.
+		rs = append(rs, Restore{After: r.Revision, Of: cur.Revision, Key: k, Ours: r.Ours})
+	}
+	s.apply(changes, entries)
+	return outcome{rev: r.Revision}, rs
+}
 
-	case LeaseRevoke, LeaseExpire:
-		ls.mu.Lock()
-		l := ls.leases[op.ID]
-		ends := l != nil && (op.Kind == LeaseRevoke || l.renewRev == op.Renewed)
+// applyLeaseRestore applies r, the restore record of a lease.
+func (s *Store) applyLeaseRestore(r *Record) (outcome, []Restore) {
+	op := r.LeaseOp
+	ls := s.lessor
+	var rs []Restore
+	s.recMu.Lock()
+	ls.mu.Lock()
+	l := ls.leases[op.ID]
+	switch {
+	case r.Isolated && op.TTL > 0 && l == nil:
+		ls.grantLocked(op.ID, op.TTL, r.Revision, false)
+	case r.Isolated && op.TTL > 0:
+		l.ttl, l.renewRev = op.TTL, r.Revision
+	case r.Isolated:
+		ls.endLocked(op.ID)
+	case l == nil && op.TTL > 0 || l != nil && l.ttl != op.TTL:
+		// The lease changed between the record this restores and the
+		// restore: restore the restore.
 		var ttl time.Duration
 		if l != nil {
 			ttl = l.ttl
 		}
-		ls.mu.Unlock()
-		if r.Isolated {
-			// Its claim: the lease is gone. Its keys stay until their
-			// restores, which follow an end that held, delete them.
-			s.recMu.Lock()
-			s.applyLeaseOpsLocked([]Change{{Op: OpLeaseEnd, Lease: op.ID, Revision: r.Revision}}, false)
-			s.recMu.Unlock()
-			return outcome{rev: r.Revision}, nil
-		}
-		if !ends {
-			var rs []Restore
-			if l != nil {
-				// The claim, the lease's absence, did not hold.
-				rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: ttl, Ours: r.Ours})
-			}
-			if op.Kind == LeaseRevoke {
-				return outcome{err: ErrLeaseNotFound}, rs
-			}
-			return outcome{rev: r.Revision}, rs
-		}
-		reason := ReasonRevoked
-		if op.Kind == LeaseExpire {
-			reason = ReasonExpired
-		}
-		ls.mu.Lock()
-		keys := ls.keysLocked(op.ID)
-		ls.mu.Unlock()
-		changes := make([]Change, 0, 1+len(keys))
-		entries := make([]*Entry, 0, 1+len(keys))
-		changes = append(changes, Change{Op: OpLeaseEnd, Lease: op.ID, Reason: reason, Revision: r.Revision})
-		entries = append(entries, nil)
-		var rs []Restore
-		for _, k := range keys {
-			cur := s.currentForCommit(k)
-			if cur == nil {
-				continue
-			}
-			changes = append(changes, Change{Op: OpDelete, Key: k, Lease: op.ID, Reason: reason, Revision: r.Revision})
-			entries = append(entries, nil)
-			// A store that took this record's claim without deleting the
-			// key holds it at this revision: the restore deletes it there.
-			rs = append(rs, Restore{After: r.Revision, Of: cur.Revision, Key: k, Ours: r.Ours})
-		}
-		s.apply(changes, entries)
-		return outcome{rev: r.Revision}, rs
-
-	case LeaseRestore:
-		s.recMu.Lock()
-		ls.mu.Lock()
-		l := ls.leases[op.ID]
-		var rs []Restore
-		switch {
-		case r.Isolated && op.TTL > 0 && l == nil:
-			ls.grantLocked(op.ID, op.TTL, r.Revision, false)
-		case r.Isolated && op.TTL > 0:
-			l.ttl, l.renewRev = op.TTL, r.Revision
-		case r.Isolated:
-			ls.endLocked(op.ID)
-		case l == nil && op.TTL > 0 || l != nil && l.ttl != op.TTL:
-			// The lease changed between the record this restores and the
-			// restore: restore the restore.
-			var ttl time.Duration
-			if l != nil {
-				ttl = l.ttl
-			}
-			rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: ttl, Ours: r.Ours})
-		}
-		ls.mu.Unlock()
-		s.recMu.Unlock()
-		return outcome{rev: r.Revision}, rs
+		rs = append(rs, Restore{After: r.Revision, Lease: op.ID, LeaseTTL: ttl, Ours: r.Ours})
 	}
-	return outcome{rev: r.Revision}, nil
+	ls.mu.Unlock()
+	s.recMu.Unlock()
+	return outcome{rev: r.Revision}, rs
 }

@@ -6,7 +6,6 @@ package kv
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
 // craftSegment writes a segment starting at first with one record per
@@ -122,27 +123,6 @@ func values(s *Store) []string {
 		out = append(out, e.Key+"="+strings.Trim(string(e.Value), `"`))
 	}
 	return out
-}
-
-// digest returns the size and SHA-256 of each file in dir but LOCK.
-func digest(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := make(map[string]string)
-	for _, de := range des {
-		if de.Name() == "LOCK" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[de.Name()] = fmt.Sprintf("%d bytes %x", len(b), sha256.Sum256(b))
-	}
-	return m
 }
 
 func names(t *testing.T, dir string) []string {
@@ -330,7 +310,7 @@ func TestCorruption(t *testing.T) {
 			dir := t.TempDir()
 			damage, file, off := tt.setup(t, dir)
 			damage(t)
-			before := digest(t, dir)
+			before := kvstest.DirDigest(t, dir)
 			_, err := openDir(t, dir)
 			var ce *CorruptError
 			if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) {
@@ -343,7 +323,7 @@ func TestCorruption(t *testing.T) {
 				!strings.Contains(msg, fmt.Sprintf("offset %d", off)) {
 				t.Errorf("error %q: want it to name %s, offset %d and %q", msg, file, off, tt.wantMsg)
 			}
-			if after := digest(t, dir); !maps.Equal(before, after) {
+			if after := kvstest.DirDigest(t, dir); !maps.Equal(before, after) {
 				t.Errorf("Open changed the directory:\nbefore %v\n after %v", before, after)
 			}
 			// The directory was released: it can be opened again (and

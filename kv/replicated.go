@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// Replicated is implemented by a Log that several stores share and that
-// orders their changes itself, such as bus.Kafka. With a Replicated log a
-// Store does not log its own changes: Submit proposes the change to the
+// Replicated is a log that several stores share and that orders their
+// changes itself, such as bus.Kafka; a Store takes it as
+// Options.Replicated. With a Replicated log a Store does not log its own
+// changes, and never appends: Submit proposes the change to the
 // log, every store applies every record in log order, and Submit answers
 // once this store applied its own record (read-your-writes). Conditions
 // are decided when each store applies the record, against the same state
@@ -19,7 +20,6 @@ import (
 // restore record, and a record removed by compaction each leave a number
 // out.
 type Replicated interface {
-	Log
 	// Propose hands r to the shared log (r.Revision is zero). It returns
 	// once the log holds r durably, or an error if it may not: the record
 	// may then still be applied later. Propose is called from many
@@ -30,6 +30,9 @@ type Replicated interface {
 	// its Revision set. apply returns the restores the log should write
 	// (see Restore).
 	Start(apply func(recs []Record) []Restore)
+	// Close stops the log: once it returns, apply is not called again.
+	// The Store calls it once, from Store.Close.
+	Close() error
 }
 
 // Record is a change as a Replicated log carries it, with what the
@@ -44,6 +47,10 @@ type Replicated interface {
 // the log writes a restore record for the key right after it, holding the
 // key's real entry. The last record of a key is then always one whose
 // claim held, or a restore: self-contained either way.
+//
+// How the Kafka log writes each kind of record (change, restore,
+// transaction, lease, seed), its headers and the rules a record must keep,
+// is documented in one place: bus/kafka_record.go.
 type Record struct {
 	Change
 	// Txn, when not nil, makes the record a transaction instead of a
@@ -109,7 +116,8 @@ type Record struct {
 }
 
 // Restore is a restore record for the log to write: a record whose claim
-// did not hold, and the entry its key has right after it.
+// did not hold, and the entry its key has right after it. (Its wire format
+// in the Kafka log: bus/kafka_record.go.)
 type Restore struct {
 	// After is the revision of the record whose claim did not hold.
 	After int64
@@ -280,155 +288,30 @@ func sameEntry(a, b *Entry) bool {
 func (s *Store) applyRecords(recs []Record) []Restore {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	var (
-		restores []Restore
-		wakes    []struct {
-			id uint64
-			o  outcome
-		}
-		changes, entries = s.changes[:0], s.entries[:0]
-	)
+	b := applyBatch{s: s, changes: s.changes[:0], entries: s.entries[:0]}
 	clear(s.overlay)
-	flush := func() {
-		if len(changes) > 0 {
-			s.apply(changes, entries)
-		}
-		clear(changes)
-		clear(entries)
-		changes, entries = changes[:0], entries[:0]
-		clear(s.overlay)
-	}
 	for i := range recs {
 		r := &recs[i]
 		if r.Revision <= s.next {
 			panic(fmt.Sprintf("kv: replicated record at revision %d after %d", r.Revision, s.next))
 		}
 		s.next = r.Revision
-		if r.LeaseOp != nil {
-			flush()
+		switch {
+		case r.LeaseOp != nil:
+			b.flush()
 			o, rs := s.applyLease(r)
-			restores = append(restores, rs...)
-			if r.Request != 0 {
-				wakes = append(wakes, struct {
-					id uint64
-					o  outcome
-				}{r.Request, o})
-			}
-			continue
-		}
-		if r.Txn != nil {
-			n := len(changes)
-			res, cs, es, err := decideTxn(r.Txn, s.currentForCommit, s.leaseExists, r.Revision, changes, entries)
-			changes, entries = cs, es
-			if err != nil {
-				if r.Request != 0 {
-					wakes = append(wakes, struct {
-						id uint64
-						o  outcome
-					}{r.Request, outcome{err: err}})
-				}
-				continue
-			}
-			for i := n; i < len(changes); i++ {
-				s.overlay[changes[i].Key] = entries[i]
-			}
-			if r.Isolated && len(changes) > n {
-				// Decided against a state that may lack compacted records:
-				// applied, but not published (the log tells the feed).
-				if n > 0 {
-					s.apply(changes[:n], entries[:n])
-				}
-				s.install(changes[n:], entries[n:], nil)
-				clear(changes)
-				clear(entries)
-				changes, entries = changes[:0], entries[:0]
-				clear(s.overlay)
-			}
-			res.Revision = r.Revision
-			// Every key either list writes gets a restore record with its
-			// entry now: a store that replays the log after compaction
-			// removed this record's predecessors may decide it otherwise,
-			// and the restores, its keys' next records, repair that. (Such
-			// a store asks for none: its entries may be wrong.)
-			for _, key := range r.Txn.WriteKeys() {
-				if r.Isolated {
-					break
-				}
-				restores = append(restores, Restore{After: r.Revision, Of: r.Revision, Key: key, Entry: s.currentForCommit(key), Ours: r.Ours})
-			}
-			if r.Request != 0 {
-				wakes = append(wakes, struct {
-					id uint64
-					o  outcome
-				}{r.Request, outcome{rev: r.Revision, txn: res}})
-			}
-			continue
-		}
-		cur := s.currentForCommit(r.Key)
-		claim, hasClaim := claimed(r)
-
-		if r.IsRestore {
-			// A restore changes a key whose state came from the restored
-			// record's claim or from a transaction (Of is its revision),
-			// or that this store has not seen a record of since records
-			// were removed from the log.
-			after := cur
-			fix := cur != nil && cur.Revision == r.Restores || r.Isolated
-			if fix && !sameEntry(cur, claim) {
-				flush()
-				s.setQuietly(r.Key, claim)
-				after = claim
-			}
-			if !sameEntry(after, claim) {
-				// The key changed between the record this restores and
-				// the restore: restore the restore.
-				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
-			}
-			continue
-		}
-
-		e, err := decide(cur, r.Change, r.Revision)
-		if err == nil && r.Op == OpSet && r.Change.Lease != 0 && !s.leaseExists(r.Change.Lease) {
-			e, err = nil, ErrLeaseNotFound
-		}
-		after := cur
-		if err == nil {
-			after = e
-		}
-		if hasClaim && !sameEntry(after, claim) {
-			if r.Isolated {
-				// The key's history may have been compacted away (a
-				// transaction may have set it from a state this store
-				// could not know): the claim is what the proposer saw
-				// happen.
-				e, err = claim, nil
-				if e == nil && cur == nil {
-					err = ErrNotFound
-				}
-			} else {
-				restores = append(restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
-			}
-		}
-		if err == nil {
-			c := r.Change
-			c.Cond, c.IfRevision = false, 0
-			s.overlay[r.Key] = e
-			changes = append(changes, c)
-			entries = append(entries, e)
-		}
-		if r.Request != 0 {
-			o := outcome{rev: r.Revision, err: err}
-			if err != nil {
-				o.rev = 0
-			}
-			wakes = append(wakes, struct {
-				id uint64
-				o  outcome
-			}{r.Request, o})
+			b.restores = append(b.restores, rs...)
+			b.answer(r, o)
+		case r.Txn != nil:
+			b.txn(r)
+		case r.IsRestore:
+			b.restore(r)
+		default:
+			b.change(r)
 		}
 	}
-	flush()
-	s.changes, s.entries = changes, entries
+	b.flush()
+	s.changes, s.entries = b.changes, b.entries
 	// The store's revision is its position in the log, whether or not the
 	// last records changed anything (a failed condition, a restore), so
 	// that a listing's Kvs-Revision + 1 is where its feed goes on, past
@@ -438,10 +321,154 @@ func (s *Store) applyRecords(recs []Record) []Restore {
 		s.rev.Store(s.next)
 		s.recMu.Unlock()
 	}
-	for _, w := range wakes {
+	for _, w := range b.wakes {
 		s.wake(w.id, w.o)
 	}
-	return restores
+	return b.restores
+}
+
+// applyBatch is what applyRecords gathers while it applies a batch of
+// records: the changes decided but not yet applied, with the entries they
+// make (s.overlay holds those by key, for the decisions that follow), the
+// restores to ask for, and the answers to this store's waiting Submits.
+type applyBatch struct {
+	s        *Store
+	changes  []Change
+	entries  []*Entry
+	restores []Restore
+	wakes    []reply
+}
+
+// reply is the outcome of this store's record of request id, for its
+// waiting Submit.
+type reply struct {
+	id uint64
+	o  outcome
+}
+
+// flush applies and publishes the changes decided so far.
+func (b *applyBatch) flush() {
+	if len(b.changes) > 0 {
+		b.s.apply(b.changes, b.entries)
+	}
+	b.reset()
+}
+
+// reset forgets the changes decided so far, which the caller applied.
+func (b *applyBatch) reset() {
+	clear(b.changes)
+	clear(b.entries)
+	b.changes, b.entries = b.changes[:0], b.entries[:0]
+	clear(b.s.overlay)
+}
+
+// answer answers r's Submit with o once the batch is applied, if r is this
+// store's.
+func (b *applyBatch) answer(r *Record, o outcome) {
+	if r.Request != 0 {
+		b.wakes = append(b.wakes, reply{r.Request, o})
+	}
+}
+
+// txn decides the transaction r and adds its changes to the batch.
+func (b *applyBatch) txn(r *Record) {
+	s := b.s
+	n := len(b.changes)
+	res, cs, es, err := decideTxn(r.Txn, s.currentForCommit, s.leaseExists, r.Revision, b.changes, b.entries)
+	b.changes, b.entries = cs, es
+	if err != nil {
+		b.answer(r, outcome{err: err})
+		return
+	}
+	for i := n; i < len(b.changes); i++ {
+		s.overlay[b.changes[i].Key] = b.entries[i]
+	}
+	if r.Isolated && len(b.changes) > n {
+		// Decided against a state that may lack compacted records:
+		// applied, but not published (the log tells the feed).
+		if n > 0 {
+			s.apply(b.changes[:n], b.entries[:n])
+		}
+		s.install(b.changes[n:], b.entries[n:], nil)
+		b.reset()
+	}
+	res.Revision = r.Revision
+	// Every key either list writes gets a restore record with its
+	// entry now: a store that replays the log after compaction
+	// removed this record's predecessors may decide it otherwise,
+	// and the restores, its keys' next records, repair that. (Such
+	// a store asks for none: its entries may be wrong.)
+	for _, key := range r.Txn.WriteKeys() {
+		if r.Isolated {
+			break
+		}
+		b.restores = append(b.restores, Restore{After: r.Revision, Of: r.Revision, Key: key, Entry: s.currentForCommit(key), Ours: r.Ours})
+	}
+	b.answer(r, outcome{rev: r.Revision, txn: res})
+}
+
+// restore applies the restore record r.
+func (b *applyBatch) restore(r *Record) {
+	s := b.s
+	cur := s.currentForCommit(r.Key)
+	claim, _ := claimed(r)
+	// A restore changes a key whose state came from the restored
+	// record's claim or from a transaction (Of is its revision),
+	// or that this store has not seen a record of since records
+	// were removed from the log.
+	after := cur
+	fix := cur != nil && cur.Revision == r.Restores || r.Isolated
+	if fix && !sameEntry(cur, claim) {
+		b.flush()
+		s.setQuietly(r.Key, claim)
+		after = claim
+	}
+	if !sameEntry(after, claim) {
+		// The key changed between the record this restores and
+		// the restore: restore the restore.
+		b.restores = append(b.restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
+	}
+}
+
+// change decides the change r and adds it to the batch.
+func (b *applyBatch) change(r *Record) {
+	s := b.s
+	cur := s.currentForCommit(r.Key)
+	claim, hasClaim := claimed(r)
+	e, err := decide(cur, r.Change, r.Revision)
+	if err == nil && r.Op == OpSet && r.Change.Lease != 0 && !s.leaseExists(r.Change.Lease) {
+		e, err = nil, ErrLeaseNotFound
+	}
+	after := cur
+	if err == nil {
+		after = e
+	}
+	if hasClaim && !sameEntry(after, claim) {
+		if r.Isolated {
+			// The key's history may have been compacted away (a
+			// transaction may have set it from a state this store
+			// could not know): the claim is what the proposer saw
+			// happen.
+			e, err = claim, nil
+			if e == nil && cur == nil {
+				err = ErrNotFound
+			}
+		} else {
+			b.restores = append(b.restores, Restore{After: r.Revision, Of: claimRev(claim), Key: r.Key, Entry: after, Ours: r.Ours})
+		}
+	}
+	if err == nil {
+		c := r.Change
+		c.Cond, c.IfRevision = false, 0
+		s.overlay[r.Key] = e
+		b.changes = append(b.changes, c)
+		b.entries = append(b.entries, e)
+	}
+	o := outcome{rev: r.Revision, err: err}
+	if err != nil {
+		o.rev = 0
+	}
+	b.answer(r, o)
 }
 
 // setQuietly sets key's entry to e (nil: removes it) without a revision of

@@ -12,7 +12,6 @@ type feedLog struct {
 	apply func([]Record) []Restore
 }
 
-func (l *feedLog) Append([]Change) error                 { return errors.New("not used") }
 func (l *feedLog) Close() error                          { return nil }
 func (l *feedLog) Propose(context.Context, Record) error { return errors.New("not used") }
 func (l *feedLog) Start(apply func([]Record) []Restore)  { l.apply = apply }
@@ -72,7 +71,7 @@ func TestApplyCompacted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &feedLog{}
-			s := New(Options{Log: l})
+			s := New(Options{Replicated: l})
 			var restores []Restore
 			for _, r := range tt.recs {
 				restores = append(restores, l.apply([]Record{r})...)
@@ -98,7 +97,7 @@ func TestApplyCompacted(t *testing.T) {
 // where the feed goes on.
 func TestReplicatedRevIsLogPosition(t *testing.T) {
 	l := &feedLog{}
-	s := New(Options{Log: l})
+	s := New(Options{Replicated: l})
 	set := Record{Change: Change{Op: OpSet, Key: "k", Value: []byte(`1`), Revision: 3}, Version: 1}
 	failed := Record{Change: Change{Op: OpSet, Key: "k", Value: []byte(`2`), Revision: 7, Cond: true, IfRevision: 1}, CreateRevision: 3, Version: 2}
 	steps := []struct {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/kvsdb/kvs/internal/codec"
 )
 
 // The STATE file of a data directory says where the log must reach: the
@@ -85,12 +87,12 @@ func encodeState(st logState, seq uint64) []byte {
 	binary.LittleEndian.PutUint64(b, seq)
 	binary.LittleEndian.PutUint64(b[8:], uint64(st.seg))
 	binary.LittleEndian.PutUint64(b[16:], uint64(st.acked))
-	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
+	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], codec.Castagnoli))
 	return b
 }
 
 func decodeState(b []byte) (logState, uint64, bool) {
-	if crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:]) {
+	if crc32.Checksum(b[:24], codec.Castagnoli) != binary.LittleEndian.Uint32(b[24:]) {
 		return logState{}, 0, false
 	}
 	seq := binary.LittleEndian.Uint64(b)

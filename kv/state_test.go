@@ -2,11 +2,14 @@ package kv
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kvsdb/kvs/internal/kvstest"
 )
 
 // noSnapshots is a FileLog whose background snapshots write nothing, so
@@ -122,7 +125,7 @@ func TestLogEndsBeforeAcknowledged(t *testing.T) {
 			dir := acknowledgedDir(t, n)
 			newest, offs := newestSegment(t, dir)
 			tt.damage(t, dir, newest, offs)
-			before := digest(t, dir)
+			before := kvstest.DirDigest(t, dir)
 			_, err := openDir(t, dir)
 			var ce *CorruptError
 			if !errors.As(err, &ce) || !strings.Contains(ce.Reason, tt.wantMsg) {
@@ -131,7 +134,7 @@ func TestLogEndsBeforeAcknowledged(t *testing.T) {
 			if tt.name != "STATE damaged" && ce.File != newest && !strings.HasSuffix(ce.File, segExt) {
 				t.Fatalf("the error names %s, want a segment", ce.File)
 			}
-			if after := digest(t, dir); !mapsEqual(before, after) {
+			if after := kvstest.DirDigest(t, dir); !maps.Equal(before, after) {
 				t.Fatalf("Open changed the directory:\nbefore %v\nafter  %v", before, after)
 			}
 		})
@@ -168,18 +171,6 @@ func TestLogEndsBeforeAcknowledged(t *testing.T) {
 			t.Fatalf("recovered to %d, logs %s; want %d and a warning", o.s.Rev(), o.logs, n)
 		}
 	})
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestStateSlots: STATE keeps the newest valid of its two slots, so that a

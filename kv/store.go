@@ -75,6 +75,11 @@ type Options struct {
 	// written and revisions come from a counter. A Log that is also a
 	// Recoverer gives the Store its state to start from.
 	Log Log
+	// Replicated, when not nil, is a log that several stores share (see
+	// Replicated), which the Store uses instead of a Log: Log must be nil
+	// then. A Replicated log that has an Err() error method reports
+	// through it why it cannot serve current data.
+	Replicated Replicated
 	// Publisher receives every applied change. Nil means none.
 	Publisher Publisher
 	// WriteTimeout bounds Submit with a Replicated log: how long it waits
@@ -87,6 +92,45 @@ type Options struct {
 	// died. Zero means 2s.
 	LeaseTakeover time.Duration
 }
+
+// Lock order. These are every mutex of a Store and its parts, in the order
+// they are taken: a goroutine that holds one takes only locks later in the
+// list, and each may be taken with none held.
+//
+//  1. Store.commitMu: the commit pipeline. Held by the committer for a whole
+//     commit, and by a Replicated log's applier (applyRecords) for a batch
+//     of records. Log.Append and Log.Close run under it, and so take the
+//     file log's locks (7, 8) after it; so does Publisher.Publish (bus.Hub
+//     takes its own lock after commitMu).
+//  2. Store.qmu (idle waits on it): the submit queue. The committer takes
+//     it under commitMu to take the queue; submitters, Close and propose
+//     take it alone. Nothing is taken under it.
+//  3. Store.recMu: orders the applied state and rev against View, and
+//     guards recorders. Taken under commitMu to apply, alone by View.
+//  4. shard.mu, each shard's RWMutex: write-locked under recMu (install,
+//     applyUnit, setQuietly), read-locked alone (Get, Len, View's copy).
+//     Only applyUnit holds several, taken in ascending shard order. Nothing
+//     is taken under a shard lock, and the committer, the only writer,
+//     reads the tables without them (currentForCommit).
+//  5. lessor.mu: the leases. Under recMu (install, View's leases, a
+//     Replicated grant or restore), under commitMu alone (a lease request
+//     being committed), or alone (KeepAlive, the expiry loop). Never held
+//     with a shard lock: the lease index is updated after the shards are
+//     unlocked (moveLeaseKey). Nothing is taken under it.
+//  6. Store.waitMu (Replicated log only): the waiting Submits. Under
+//     commitMu (the applier answers them) or alone (propose). Nothing is
+//     taken under it.
+//  7. FileLog.mu: its segments and snapshot revision. Under commitMu
+//     (Append starting a segment) or alone (the snapshot goroutine,
+//     SnapshotRev). Nothing is taken under it.
+//  8. stateFile.mu, the file log's STATE: under commitMu (Append, Close)
+//     or alone (the state loop). Nothing is taken under it.
+//
+// Besides locks, two waits: Store.Close holds commitMu while FileLog.Close
+// waits for the log's goroutines, which take 3, 4, 5 and 7 (the snapshot)
+// and 8 (the state loop) but never commitMu; and Store.Close closes a
+// Replicated log, which waits for its applier, without holding commitMu,
+// which the applier takes.
 
 // Store is a sharded, revisioned key-value map with a single write pipeline:
 // Submit queues a change; one submitter at a time, the committer, takes
@@ -107,11 +151,11 @@ type Store struct {
 	rev atomic.Int64
 
 	// recMu orders the committer's updates of rev and the shards against
-	// Snapshot, and guards recorders. Lock order: recMu, then a shard's mu.
+	// Snapshot, and guards recorders. (Lock order: above Store.)
 	recMu     sync.Mutex
 	recorders map[*recorder]struct{}
 
-	// qmu guards queue, leading and closed. Lock order: commitMu, then qmu.
+	// qmu guards queue, leading and closed. (Lock order: above Store.)
 	qmu     sync.Mutex
 	queue   []*request
 	leading bool       // a submitter is the committer, or has been made it
@@ -198,9 +242,12 @@ func New(opts Options) *Store {
 		s.shards[i].t.seed = s.seed
 	}
 	if r, ok := s.log.(Recoverer); ok {
-		s.restore(r.Recover(func() *View { return s.View("") }))
+		s.load(r.Recover(func() *View { return s.View("") }))
 	}
-	if r, ok := s.log.(Replicated); ok {
+	if r := opts.Replicated; r != nil {
+		if opts.Log != nil {
+			panic("kv: Options with both a Log and a Replicated log")
+		}
 		s.repl, s.waiters = r, make(map[uint64]chan outcome)
 		s.writeTimeout = opts.WriteTimeout
 		if s.writeTimeout <= 0 {
@@ -209,7 +256,11 @@ func New(opts Options) *Store {
 		r.Start(s.applyRecords)
 	}
 	var health func() error
-	if h, ok := s.log.(interface{ Err() error }); ok {
+	var logged any = s.log
+	if s.repl != nil {
+		logged = s.repl
+	}
+	if h, ok := logged.(interface{ Err() error }); ok {
 		health = h.Err
 	}
 	s.startLeases(health)
@@ -226,9 +277,10 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// restore loads a recovered state into a new Store: the snapshot's entries,
-// then the changes after it, applied and published as if just committed.
-func (s *Store) restore(rec Recovery) {
+// load installs the state a log recovered into a new Store: the
+// snapshot's entries, then the changes after it, applied and published as
+// if just committed.
+func (s *Store) load(rec Recovery) {
 	ls := s.lessor
 	ls.mu.Lock()
 	if rec.Entries != nil {
@@ -435,12 +487,7 @@ func (s *Store) Submit(ctx context.Context, c Change) (int64, error) {
 
 	r := s.requests.Get().(*request)
 	r.c = c
-	if !s.enqueue(r) {
-		return 0, fmt.Errorf("%w: store closed", ErrUnavailable)
-	}
-	rev, err := r.rev, r.err
-	*r = request{done: r.done}
-	s.requests.Put(r)
+	rev, _, err := s.submitRequest(r)
 	return rev, err
 }
 
@@ -468,13 +515,21 @@ func (s *Store) Txn(ctx context.Context, t *Txn) (*TxnResult, error) {
 	}
 	r := s.requests.Get().(*request)
 	r.txn = t
+	_, res, err := s.submitRequest(r)
+	return res, err
+}
+
+// submitRequest queues r, a request from the pool that the caller filled in,
+// and returns its outcome once it is committed; r is back in the pool
+// then.
+func (s *Store) submitRequest(r *request) (rev int64, res *TxnResult, err error) {
 	if !s.enqueue(r) {
-		return nil, fmt.Errorf("%w: store closed", ErrUnavailable)
+		return 0, nil, fmt.Errorf("%w: store closed", ErrUnavailable)
 	}
-	res, err := r.res, r.err
+	rev, res, err = r.rev, r.res, r.err
 	*r = request{done: r.done}
 	s.requests.Put(r)
-	return res, err
+	return rev, res, err
 }
 
 // enqueue queues r and returns once it is committed, with its outcome in
@@ -540,7 +595,7 @@ func (s *Store) Close() error {
 	}
 	if s.repl != nil {
 		// The log's applier takes commitMu: close the log first.
-		err := s.log.Close()
+		err := s.repl.Close()
 		s.failWaiters(fmt.Errorf("%w: store closed", ErrUnavailable))
 		return err
 	}

@@ -72,7 +72,7 @@ func TestApplyCompactedTxn(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &feedLog{}
 			p := &pubBatches{}
-			s := New(Options{Log: l, Publisher: p})
+			s := New(Options{Replicated: l, Publisher: p})
 			var restores []Restore
 			for _, r := range tt.recs {
 				restores = append(restores, l.apply([]Record{r})...)

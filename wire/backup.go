@@ -12,7 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/kvsdb/kvs/internal/codec"
 )
 
 // BackupVersion is the version of the backup format that BackupWriter
@@ -80,14 +81,12 @@ const (
 	backupKindLeases  = 5
 	// backupMaxLeaseID is the largest lease ID.
 	backupMaxLeaseID  = 1<<53 - 1
-	backupFrameHeader = 8
+	backupFrameHeader = codec.FrameHeader
 	// backupFrame is the payload size after which the writer starts a new
 	// frame; backupMaxFrame the largest payload a reader takes.
 	backupFrame    = 64 << 10
-	backupMaxFrame = 1 << 30
+	backupMaxFrame = codec.MaxFrame
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrBadBackup is matched (errors.Is) by every *BackupError.
 var ErrBadBackup = errors.New("wire: not a valid kvs backup")
@@ -200,7 +199,7 @@ func NewBackupWriterLeases(w io.Writer, h BackupHeader, leases []BackupLease) (*
 	b := append(bw.buf, backupMagic...)
 	b = append(b, BackupVersion)
 	start := len(b)
-	b = append(b, make([]byte, backupFrameHeader)...)
+	b = codec.BeginFrame(b)
 	b = append(b, backupKindHeader)
 	b = binary.AppendUvarint(b, uint64(h.Revision))
 	var created uint64
@@ -217,21 +216,21 @@ func NewBackupWriterLeases(w io.Writer, h BackupHeader, leases []BackupLease) (*
 	}
 	b = append(b, backupKindEntries)
 	b = binary.AppendUvarint(b, uint64(h.Entries))
-	endBackupFrame(b, start)
+	codec.EndFrame(b, start)
 	bw.buf = b
 	if err := bw.flush(); err != nil {
 		return nil, err
 	}
 	for len(leases) > 0 {
 		n := min(len(leases), backupFrame/20)
-		b := append(bw.buf[:0], make([]byte, backupFrameHeader)...)
+		b := codec.BeginFrame(bw.buf[:0])
 		b = append(b, backupKindLeases)
 		b = binary.AppendUvarint(b, uint64(n))
 		for _, l := range leases[:n] {
 			b = binary.AppendUvarint(b, uint64(l.ID))
 			b = binary.AppendUvarint(b, uint64(l.TTL/time.Millisecond))
 		}
-		endBackupFrame(b, 0)
+		codec.EndFrame(b, 0)
 		bw.buf = b
 		if err := bw.flush(); err != nil {
 			return nil, err
@@ -264,21 +263,11 @@ func (bw *BackupWriter) Add(e *Entry) error {
 		}
 	}
 	if bw.n == 0 {
-		bw.buf = append(bw.buf, make([]byte, backupFrameHeader)...)
-		bw.buf = append(bw.buf, backupKindEntries)
-		bw.countAt = len(bw.buf)
-		bw.buf = append(bw.buf, make([]byte, binary.MaxVarintLen64)...)
+		bw.buf = append(codec.BeginFrame(bw.buf), backupKindEntries)
+		bw.buf, bw.countAt = codec.ReserveCount(bw.buf)
 	}
-	b := bw.buf
-	b = binary.AppendUvarint(b, uint64(len(e.Key)))
-	b = append(b, e.Key...)
-	b = binary.AppendUvarint(b, uint64(len(e.Value)))
-	b = append(b, e.Value...)
-	b = binary.AppendUvarint(b, uint64(e.Revision))
-	b = binary.AppendUvarint(b, uint64(e.CreateRevision))
-	b = binary.AppendUvarint(b, uint64(e.Version))
-	b = binary.AppendUvarint(b, uint64(e.Lease))
-	bw.buf = b
+	b := codec.AppendEntry(bw.buf, e.Key, e.Value, e.Revision, e.CreateRevision, e.Version)
+	bw.buf = binary.AppendUvarint(b, uint64(e.Lease))
 	bw.n++
 	bw.left--
 	bw.prev = e.Key
@@ -287,18 +276,15 @@ func (bw *BackupWriter) Add(e *Entry) error {
 
 // endFrame completes the frame of entries in buf and writes it.
 func (bw *BackupWriter) endFrame() error {
-	var cnt [binary.MaxVarintLen64]byte
-	cn := binary.PutUvarint(cnt[:], uint64(bw.n))
-	copy(bw.buf[bw.countAt:], cnt[:cn])
-	bw.buf = append(bw.buf[:bw.countAt+cn], bw.buf[bw.countAt+binary.MaxVarintLen64:]...)
-	endBackupFrame(bw.buf, 0)
+	bw.buf = codec.PutCount(bw.buf, bw.countAt, uint64(bw.n))
+	codec.EndFrame(bw.buf, 0)
 	bw.n = 0
 	return bw.flush()
 }
 
 // flush writes buf and counts it in the checksum.
 func (bw *BackupWriter) flush() error {
-	bw.info.Checksum = crc32.Update(bw.info.Checksum, castagnoli, bw.buf)
+	bw.info.Checksum = crc32.Update(bw.info.Checksum, codec.Castagnoli, bw.buf)
 	n, err := bw.w.Write(bw.buf)
 	bw.info.Size += int64(n)
 	bw.buf = bw.buf[:0]
@@ -325,10 +311,10 @@ func (bw *BackupWriter) Close() error {
 		}
 	}
 	sum := bw.info.Checksum
-	b := append(bw.buf[:0], make([]byte, backupFrameHeader)...)
+	b := codec.BeginFrame(bw.buf[:0])
 	b = append(b, backupKindEnd)
 	b = binary.LittleEndian.AppendUint32(b, sum)
-	endBackupFrame(b, 0)
+	codec.EndFrame(b, 0)
 	bw.buf = b
 	err := bw.flush()
 	bw.info.Checksum = sum
@@ -339,18 +325,6 @@ func (bw *BackupWriter) Close() error {
 // Info returns what was written: the header, and once Close has returned
 // nil, the size and checksum.
 func (bw *BackupWriter) Info() BackupInfo { return bw.info }
-
-// endBackupFrame fills in the header of the frame that starts at start in
-// b and runs to its end.
-func endBackupFrame(b []byte, start int) {
-	h, p := b[start:start+backupFrameHeader], b[start+backupFrameHeader:]
-	binary.LittleEndian.PutUint32(h, uint32(len(p)))
-	binary.LittleEndian.PutUint32(h[4:], frameCRC(h, p))
-}
-
-func frameCRC(header, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(header[:4], castagnoli), castagnoli, payload)
-}
 
 // BackupReader reads a backup and checks all of it: the magic, the format
 // version, the checksum of every frame and of the whole, the number of
@@ -402,16 +376,29 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 		return nil, br.bad(int64(len(backupMagic)), "format version %d: this kvs reads version %d; "+
 			"read it with the kvs release that wrote it", version, BackupVersion)
 	}
-	br.sum = crc32.Update(0, castagnoli, magic[:])
+	br.sum = crc32.Update(0, codec.Castagnoli, magic[:])
 	br.off = int64(len(magic))
-	p, off, err := br.frame()
+	nleases, err := br.readHeader()
 	if err != nil {
 		return nil, err
 	}
-	d := backupDecoder{p: p}
-	kind, rev, created, nsec := d.byte(), d.uvarint(), d.uvarint(), d.uvarint()
-	if d.err != nil || kind != backupKindHeader || rev > 1<<62 || created > 1<<62 {
-		return nil, br.bad(off, "bad header")
+	if err := br.readLeases(nleases); err != nil {
+		return nil, err
+	}
+	return br, nil
+}
+
+// readHeader reads the header frame: the revision, when it was taken and
+// the sections. It returns the number of leases.
+func (br *BackupReader) readHeader() (uint64, error) {
+	p, off, err := br.frame()
+	if err != nil {
+		return 0, err
+	}
+	d := codec.Decoder{P: p}
+	kind, rev, created, nsec := d.Byte(), d.Uvarint(), d.Uvarint(), d.Uvarint()
+	if d.Err != nil || kind != backupKindHeader || rev > 1<<62 || created > 1<<62 {
+		return 0, br.bad(off, "bad header")
 	}
 	br.info.Revision = int64(rev)
 	if created > 0 {
@@ -420,19 +407,19 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	entries, leases := false, false
 	var nleases uint64
 	for range nsec {
-		k, count := d.byte(), d.uvarint()
+		k, count := d.Byte(), d.Uvarint()
 		switch {
-		case d.err != nil:
-			return nil, br.bad(off, "bad header")
+		case d.Err != nil:
+			return 0, br.bad(off, "bad header")
 		case k != backupKindEntries && k != backupKindLeases:
-			return nil, br.bad(off, "a section of kind %d, which this kvs does not know: "+
+			return 0, br.bad(off, "a section of kind %d, which this kvs does not know: "+
 				"the backup was written by a newer kvs; restore it with that version", k)
 		case entries:
-			return nil, br.bad(off, "bad header: a section after the entries")
+			return 0, br.bad(off, "bad header: a section after the entries")
 		case k == backupKindLeases && (leases || count == 0 || count > backupMaxLeaseID):
-			return nil, br.bad(off, "bad header: a second section of leases, or %d leases", count)
+			return 0, br.bad(off, "bad header: a second section of leases, or %d leases", count)
 		case count > 1<<62:
-			return nil, br.bad(off, "bad header: %d entries", count)
+			return 0, br.bad(off, "bad header: %d entries", count)
 		}
 		if k == backupKindLeases {
 			leases, nleases = true, count
@@ -441,9 +428,14 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 		entries = true
 		br.info.Entries = int64(count)
 	}
-	if !entries || len(d.p) != 0 {
-		return nil, br.bad(off, "bad header")
+	if !entries || len(d.P) != 0 {
+		return 0, br.bad(off, "bad header")
 	}
+	return nleases, nil
+}
+
+// readLeases reads the frames of the section of nleases leases.
+func (br *BackupReader) readLeases(nleases uint64) error {
 	br.info.Leases = int64(nleases)
 	if nleases > 0 {
 		br.leases = make([]BackupLease, 0, min(nleases, 1<<16))
@@ -451,31 +443,31 @@ func NewBackupReader(r io.Reader) (*BackupReader, error) {
 	for uint64(len(br.leases)) < nleases {
 		p, off, err := br.frame()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		d := backupDecoder{p: p}
-		kind, n := d.byte(), d.uvarint()
-		if d.err != nil || kind != backupKindLeases || n == 0 || n > nleases-uint64(len(br.leases)) {
-			return nil, br.bad(off, "damaged: a bad frame of leases, after %d of %d", len(br.leases), nleases)
+		d := codec.Decoder{P: p}
+		kind, n := d.Byte(), d.Uvarint()
+		if d.Err != nil || kind != backupKindLeases || n == 0 || n > nleases-uint64(len(br.leases)) {
+			return br.bad(off, "damaged: a bad frame of leases, after %d of %d", len(br.leases), nleases)
 		}
 		for range n {
-			id, ttl := d.uvarint(), d.uvarint()
+			id, ttl := d.Uvarint(), d.Uvarint()
 			ls := br.leases
 			switch {
-			case d.err != nil:
-				return nil, br.bad(off, "damaged: lease %d: %v", len(ls), d.err)
+			case d.Err != nil:
+				return br.bad(off, "damaged: lease %d: %v", len(ls), d.Err)
 			case id == 0 || id > backupMaxLeaseID || len(ls) > 0 && int64(id) <= ls[len(ls)-1].ID:
-				return nil, br.bad(off, "lease %d: ID %d, out of range or order", len(ls), id)
+				return br.bad(off, "lease %d: ID %d, out of range or order", len(ls), id)
 			case ttl == 0 || ttl > uint64(1<<62/time.Millisecond):
-				return nil, br.bad(off, "lease %d: TTL of %d ms", id, ttl)
+				return br.bad(off, "lease %d: TTL of %d ms", id, ttl)
 			}
 			br.leases = append(ls, BackupLease{ID: int64(id), TTL: time.Duration(ttl) * time.Millisecond})
 		}
-		if len(d.p) != 0 {
-			return nil, br.bad(off, "damaged: %d bytes after the last lease of a frame", len(d.p))
+		if len(d.P) != 0 {
+			return br.bad(off, "damaged: %d bytes after the last lease of a frame", len(d.P))
 		}
 	}
-	return br, nil
+	return nil
 }
 
 // Leases returns the backup's leases, sorted by ID.
@@ -512,28 +504,20 @@ func (br *BackupReader) frame() ([]byte, int64, error) {
 	if size > backupMaxFrame {
 		return nil, off, br.bad(off, "damaged: a frame of %d bytes, over the limit", size)
 	}
-	// Grow the buffer as the payload arrives, so that a damaged length
-	// allocates no more than the data there is.
-	p := br.buf[:0]
-	for len(p) < int(size) {
-		n := min(int(size)-len(p), 1<<20)
-		p = slices.Grow(p, n)
-		got, err := io.ReadFull(br.r, p[len(p):len(p)+n])
-		p = p[:len(p)+got]
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, off, br.bad(off, "the file ends early (truncated?) in a frame: %d of its %d bytes%s", len(p), size, br.where())
-		} else if err != nil {
-			br.err = err
-			return nil, off, err
-		}
+	p, err := codec.ReadPayload(br.r, br.buf, size)
+	if err == io.ErrUnexpectedEOF {
+		return nil, off, br.bad(off, "the file ends early (truncated?) in a frame: %d of its %d bytes%s", len(p), size, br.where())
+	} else if err != nil {
+		br.err = err
+		return nil, off, err
 	}
 	if cap(p) <= 4<<20 {
 		br.buf = p
 	}
-	if binary.LittleEndian.Uint32(h[4:]) != frameCRC(h[:], p) {
+	if binary.LittleEndian.Uint32(h[4:]) != codec.FrameCRC(h[:], p) {
 		return nil, off, br.bad(off, "damaged: a frame fails its checksum")
 	}
-	br.sum = crc32.Update(crc32.Update(br.sum, castagnoli, h[:]), castagnoli, p)
+	br.sum = crc32.Update(crc32.Update(br.sum, codec.Castagnoli, h[:]), codec.Castagnoli, p)
 	br.off += backupFrameHeader + int64(size)
 	return p, off, nil
 }
@@ -565,26 +549,27 @@ func (br *BackupReader) Next() (Entry, error) {
 		if err != nil {
 			return Entry{}, err
 		}
-		d := backupDecoder{p: p}
-		kind, n := d.byte(), d.uvarint()
+		d := codec.Decoder{P: p}
+		kind, n := d.Byte(), d.Uvarint()
 		if kind == backupKindEnd {
 			return Entry{}, br.bad(off, "damaged: the backup ends after %d of the %d entries its header names", br.read, br.info.Entries)
 		}
-		if d.err != nil || kind != backupKindEntries || n == 0 || n > uint64(br.info.Entries-br.read) {
+		if d.Err != nil || kind != backupKindEntries || n == 0 || n > uint64(br.info.Entries-br.read) {
 			return Entry{}, br.bad(off, "damaged: a bad frame of entries%s", br.where())
 		}
-		br.frameOff, br.p, br.inFrame = off, d.p, n
+		br.frameOff, br.p, br.inFrame = off, d.P, n
 	}
-	d := backupDecoder{p: br.p}
-	key, value := d.bytes(), d.bytes()
-	r, cr, v, lease := d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint()
+	d := codec.Decoder{P: br.p}
+	key, value := d.Bytes(), d.Bytes()
+	k := string(key) // the entry's Key, once checked
+	r, cr, v, lease := d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Uvarint()
 	off := br.frameOff
 	switch {
-	case d.err != nil:
-		return Entry{}, br.bad(off, "damaged: entry %d: %v", br.read, d.err)
-	case !validKey(key):
+	case d.Err != nil:
+		return Entry{}, br.bad(off, "damaged: entry %d: %v", br.read, d.Err)
+	case !codec.ValidKey(k):
 		return Entry{}, br.bad(off, "entry %d: invalid key %q", br.read, key)
-	case br.read > 0 && string(key) <= br.prev:
+	case br.read > 0 && k <= br.prev:
 		return Entry{}, br.bad(off, "entry %d: key %q after %q: out of order", br.read, key, br.prev)
 	case cr == 0 || cr > r || r > uint64(br.info.Revision) || v == 0 || v > r-cr+1:
 		return Entry{}, br.bad(off, "entry %q: bad revisions %d, %d, version %d in a backup at revision %d", key, r, cr, v, br.info.Revision)
@@ -594,14 +579,14 @@ func (br *BackupReader) Next() (Entry, error) {
 	if err := br.checkValue(value); err != "" {
 		return Entry{}, br.bad(off, "entry %q: %s", key, err)
 	}
-	br.p = d.p
+	br.p = d.P
 	br.inFrame--
 	if br.inFrame == 0 && len(br.p) != 0 {
 		return Entry{}, br.bad(off, "damaged: %d bytes after the last entry of a frame", len(br.p))
 	}
 	br.read++
 	e := Entry{
-		Key:            string(key),
+		Key:            k,
 		Value:          bytes.Clone(value),
 		Revision:       int64(r),
 		CreateRevision: int64(cr),
@@ -636,12 +621,12 @@ func (br *BackupReader) end() error {
 	if err != nil {
 		return err
 	}
-	d := backupDecoder{p: p}
-	kind := d.byte()
-	if d.err != nil || kind != backupKindEnd || len(d.p) != 4 {
+	d := codec.Decoder{P: p}
+	kind := d.Byte()
+	if d.Err != nil || kind != backupKindEnd || len(d.P) != 4 {
 		return br.bad(off, "damaged: a bad end frame after the last entry")
 	}
-	if got := binary.LittleEndian.Uint32(d.p); got != sum {
+	if got := binary.LittleEndian.Uint32(d.P); got != sum {
 		return br.bad(off, "damaged: the checksum of the whole file is %08x, its end says %08x", sum, got)
 	}
 	if _, err := br.r.ReadByte(); err != io.EOF {
@@ -669,63 +654,4 @@ func VerifyBackup(r io.Reader) (BackupInfo, error) {
 			return br.Info(), err
 		}
 	}
-}
-
-// backupDecoder reads the parts of a payload; the first failure sticks.
-type backupDecoder struct {
-	p   []byte
-	err error
-}
-
-var errCutShort = errors.New("payload cut short")
-
-func (d *backupDecoder) byte() byte {
-	if d.err != nil || len(d.p) == 0 {
-		d.err = errCutShort
-		return 0
-	}
-	b := d.p[0]
-	d.p = d.p[1:]
-	return b
-}
-
-func (d *backupDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.p)
-	if n <= 0 {
-		d.err = errors.New("bad number")
-		return 0
-	}
-	d.p = d.p[n:]
-	return v
-}
-
-func (d *backupDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.p)) {
-		d.err = errCutShort
-		return nil
-	}
-	b := d.p[:n:n]
-	d.p = d.p[n:]
-	return b
-}
-
-// validKey reports whether key is a valid kvs key: 1 to 1024 bytes of
-// UTF-8 with no control characters (as kvsd checks them).
-func validKey(key []byte) bool {
-	if len(key) == 0 || len(key) > 1024 || !utf8.Valid(key) {
-		return false
-	}
-	for _, c := range key {
-		if c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -106,50 +106,20 @@ Flags (KVS_ADDRESS, KVS_TOKEN and KVS_CACERT set the defaults of -server-address
 and -cacert):
 `
 
+// rawFlags are the flags that parseConfig turns into config fields.
+type rawFlags struct {
+	addr, cacert, consistency, sweep string
+}
+
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	c := config{}
-	var (
-		addr  = "127.0.0.1:23333"
-		sweep string
-	)
+	raw := rawFlags{addr: "127.0.0.1:23333"}
 	if v := getenv("KVS_ADDRESS"); v != "" {
-		addr = v
+		raw.addr = v
 	}
 	fs := flag.NewFlagSet("kvsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&addr, "server-address", addr, "kvsd address: host:port or http(s)://host:port")
-	fs.StringVar(&c.token, "token", getenv("KVS_TOKEN"), "bearer token sent with every request")
-	cacert := getenv("KVS_CACERT")
-	fs.StringVar(&cacert, "cacert", cacert, "trust the CA certificates in this PEM file for https://, besides the system's")
-	fs.IntVar(&c.connections, "connections", 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
-	fs.IntVar(&c.connections, "c", 64, "short for -connections")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with -total alone: no limit)")
-	fs.DurationVar(&c.duration, "d", 10*time.Second, "short for -duration")
-	fs.Int64Var(&c.total, "total", 0, "stop after this many requests (watch: sets); 0 = no limit")
-	fs.Int64Var(&c.total, "n", 0, "short for -total")
-	fs.IntVar(&c.keys, "keys", 10000, "key space: keys k0 .. k(keys-1)")
-	fs.IntVar(&c.keySize, "key-size", 0, "pad key numbers with zeros to make keys this many bytes, prefix included (0 = no padding)")
-	fs.StringVar(&c.prefix, "key-prefix", "", "prefix of every key (watch: default kvsbench-<random>/, so that only this run's sets match)")
-	fs.IntVar(&c.valueSize, "value-size", 16, "length of each value, a JSON string of random letters (stored as value-size+2 bytes)")
-	fs.Float64Var(&c.readRatio, "read-ratio", 0.9, "mixed: fraction of requests that are gets")
-	consistency := "linearizable"
-	fs.StringVar(&consistency, "consistency", consistency, "get and mixed: linearizable (the server's default) or local (each get sends ?consistency=local: in Kafka mode it skips the read barrier)")
-	fs.Float64Var(&c.rate, "rate", 0, "requests (watch: sets) per second over all connections; 0 = as fast as answers come (watch default 200)")
-	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get, mixed and txn, none otherwise)")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
-	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr; 0 = none")
-	fs.BoolVar(&c.json, "json", false, "print the results as one JSON object")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write kvsbench's own CPU profile to this file (to check that the loader is not the bottleneck)")
-	fs.IntVar(&c.subscribers, "subscribers", 100, "watch: number of WebSocket subscribers")
-	fs.BoolVar(&c.from, "from", false, "watch: subscribe with from=<revision before the first set>+1 and start setting at once, while subscribers still connect (early events come from the history replay)")
-	fs.BoolVar(&c.resume, "resume", false, "watch: a subscriber closed as too slow (4408) reconnects from its last revision + 1 and its verification continues")
-	fs.DurationVar(&c.drain, "drain", 5*time.Second, "watch: after the last set, how long to wait for subscribers to receive every event")
-	fs.StringVar(&sweep, "sweep", "", "watch: comma-separated set rates (e.g. 100,200,400,800) run one after another, each for -duration, stopping at the first that fails -sweep-p99 or sees an error; reports the highest rate that passed")
-	fs.DurationVar(&c.sweepP99, "sweep-p99", 50*time.Millisecond, "watch -sweep: the p99 delivery latency a rate must stay within")
-	fs.IntVar(&c.leases, "leases", 10000, "lease: number of leases")
-	fs.DurationVar(&c.ttl, "ttl", 10*time.Second, "lease: their TTL")
-	fs.IntVar(&c.batch, "batch", 1000, "lease: leases renewed by one keep-alive request")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "lease: kvsd's process id, to report its CPU time during the keep-alives (Linux)")
+	c.define(fs, &raw, getenv)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
@@ -179,26 +149,85 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if c.total > 0 && !given["duration"] && !given["d"] {
-		c.duration = 0
+	if err := c.resolve(raw); err != nil {
+		return c, usageError{err.Error()}
 	}
+	if err := c.modeDefaults(given); err != nil {
+		return c, usageError{err.Error()}
+	}
+	if err := c.parseSweep(raw.sweep); err != nil {
+		return c, usageError{err.Error()}
+	}
+	if err := c.check(); err != nil {
+		return c, usageError{err.Error()}
+	}
+	return c, nil
+}
 
-	switch consistency {
+// define defines the flags on fs: into c, or into raw for those that
+// resolve turns into c's fields.
+func (c *config) define(fs *flag.FlagSet, raw *rawFlags, getenv func(string) string) {
+	fs.StringVar(&raw.addr, "server-address", raw.addr, "kvsd address: host:port or http(s)://host:port")
+	fs.StringVar(&c.token, "token", getenv("KVS_TOKEN"), "bearer token sent with every request")
+	fs.StringVar(&raw.cacert, "cacert", getenv("KVS_CACERT"), "trust the CA certificates in this PEM file for https://, besides the system's")
+	fs.IntVar(&c.connections, "connections", 64, "HTTP connections, one goroutine each (watch: connections of the setter; default 4 there)")
+	fs.IntVar(&c.connections, "c", 64, "short for -connections")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with -total alone: no limit)")
+	fs.DurationVar(&c.duration, "d", 10*time.Second, "short for -duration")
+	fs.Int64Var(&c.total, "total", 0, "stop after this many requests (watch: sets); 0 = no limit")
+	fs.Int64Var(&c.total, "n", 0, "short for -total")
+	fs.IntVar(&c.keys, "keys", 10000, "key space: keys k0 .. k(keys-1)")
+	fs.IntVar(&c.keySize, "key-size", 0, "pad key numbers with zeros to make keys this many bytes, prefix included (0 = no padding)")
+	fs.StringVar(&c.prefix, "key-prefix", "", "prefix of every key (watch: default kvsbench-<random>/, so that only this run's sets match)")
+	fs.IntVar(&c.valueSize, "value-size", 16, "length of each value, a JSON string of random letters (stored as value-size+2 bytes)")
+	fs.Float64Var(&c.readRatio, "read-ratio", 0.9, "mixed: fraction of requests that are gets")
+	fs.StringVar(&raw.consistency, "consistency", "linearizable", "get and mixed: linearizable (the server's default) or local (each get sends ?consistency=local: in Kafka mode it skips the read barrier)")
+	fs.Float64Var(&c.rate, "rate", 0, "requests (watch: sets) per second over all connections; 0 = as fast as answers come (watch default 200)")
+	fs.IntVar(&c.preload, "preload", -1, "write k0 .. k(N-1) once before measuring (-1 = the whole key space for get, mixed and txn, none otherwise)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request")
+	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr; 0 = none")
+	fs.BoolVar(&c.json, "json", false, "print the results as one JSON object")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write kvsbench's own CPU profile to this file (to check that the loader is not the bottleneck)")
+	fs.IntVar(&c.subscribers, "subscribers", 100, "watch: number of WebSocket subscribers")
+	fs.BoolVar(&c.from, "from", false, "watch: subscribe with from=<revision before the first set>+1 and start setting at once, while subscribers still connect (early events come from the history replay)")
+	fs.BoolVar(&c.resume, "resume", false, "watch: a subscriber closed as too slow (4408) reconnects from its last revision + 1 and its verification continues")
+	fs.DurationVar(&c.drain, "drain", 5*time.Second, "watch: after the last set, how long to wait for subscribers to receive every event")
+	fs.StringVar(&raw.sweep, "sweep", "", "watch: comma-separated set rates (e.g. 100,200,400,800) run one after another, each for -duration, stopping at the first that fails -sweep-p99 or sees an error; reports the highest rate that passed")
+	fs.DurationVar(&c.sweepP99, "sweep-p99", 50*time.Millisecond, "watch -sweep: the p99 delivery latency a rate must stay within")
+	fs.IntVar(&c.leases, "leases", 10000, "lease: number of leases")
+	fs.DurationVar(&c.ttl, "ttl", 10*time.Second, "lease: their TTL")
+	fs.IntVar(&c.batch, "batch", 1000, "lease: leases renewed by one keep-alive request")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "lease: kvsd's process id, to report its CPU time during the keep-alives (Linux)")
+}
+
+// resolve sets c's fields that come from raw: the consistency, the
+// server's address and the CA certificates.
+func (c *config) resolve(raw rawFlags) error {
+	switch raw.consistency {
 	case "linearizable":
 	case "local":
 		c.local = true
 	default:
-		return c, usageError{fmt.Sprintf("-consistency %q: want linearizable or local", consistency)}
+		return fmt.Errorf("-consistency %q: want linearizable or local", raw.consistency)
 	}
-	u, err := client.ParseAddress(addr)
+	u, err := client.ParseAddress(raw.addr)
 	if err != nil {
-		return c, usageError{fmt.Sprintf("-server-address %q: %v", addr, err)}
+		return fmt.Errorf("-server-address %q: %v", raw.addr, err)
 	}
 	c.base = u.String()
-	if cacert != "" {
-		if c.roots, err = loadRoots(cacert); err != nil {
-			return c, usageError{"-cacert: " + err.Error()}
+	if raw.cacert != "" {
+		if c.roots, err = loadRoots(raw.cacert); err != nil {
+			return errors.New("-cacert: " + err.Error())
 		}
+	}
+	return nil
+}
+
+// modeDefaults sets the defaults that depend on the mode, for the flags
+// not given.
+func (c *config) modeDefaults(given map[string]bool) error {
+	if c.total > 0 && !given["duration"] && !given["d"] {
+		c.duration = 0
 	}
 	switch c.mode {
 	case "set", "get", "mixed", "txn", "fill":
@@ -219,37 +248,43 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			c.rate = 200
 		}
 		if !given["key-prefix"] {
-			var b [4]byte
-			rand.Read(b[:])
-			c.prefix = "kvsbench-" + hex.EncodeToString(b[:]) + "/"
+			c.prefix = randomPrefix("kvsbench-")
 		}
 		c.preload = max(c.preload, 0)
 	case "lease":
 		if !given["key-prefix"] {
-			var b [4]byte
-			rand.Read(b[:])
-			c.prefix = "kvsbench-lease-" + hex.EncodeToString(b[:]) + "/"
+			c.prefix = randomPrefix("kvsbench-lease-")
 		}
 		c.preload = max(c.preload, 0)
 	default:
-		return c, usageError{fmt.Sprintf("unknown mode %q: want set, get, mixed, txn, fill, watch or lease", c.mode)}
+		return fmt.Errorf("unknown mode %q: want set, get, mixed, txn, fill, watch or lease", c.mode)
 	}
+	return nil
+}
+
+// parseSweep sets the rates of watch -sweep from its flag's value.
+func (c *config) parseSweep(sweep string) error {
 	if sweep != "" {
 		if c.mode != "watch" {
-			return c, usageError{"-sweep is for watch mode"}
+			return errors.New("-sweep is for watch mode")
 		}
 		for s := range strings.SplitSeq(sweep, ",") {
 			r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 			if err != nil || r <= 0 {
-				return c, usageError{fmt.Sprintf("-sweep %q: want positive rates separated by commas", sweep)}
+				return fmt.Errorf("-sweep %q: want positive rates separated by commas", sweep)
 			}
 			c.sweep = append(c.sweep, r)
 		}
 	}
-	if err := c.check(); err != nil {
-		return c, usageError{err.Error()}
-	}
-	return c, nil
+	return nil
+}
+
+// randomPrefix returns a key prefix that starts with p and that no other
+// run uses.
+func randomPrefix(p string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return p + hex.EncodeToString(b[:]) + "/"
 }
 
 // loadRoots returns the system's CA certificates and those in the PEM file

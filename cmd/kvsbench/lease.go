@@ -109,15 +109,61 @@ func (lr *leaseRun) fail(kind string, err error) {
 	}
 }
 
-// leases runs lease mode.
+// leases runs lease mode: grant the leases with a key in each, keep them
+// alive for the duration, then let them expire and time each key's delete.
 func (b *bench) leases(ctx context.Context) (*leaseReport, error) {
 	cfg := &b.cfg
 	rep := &leaseReport{Mode: "lease", Target: cfg.base, Connections: cfg.connections, Leases: cfg.leases,
 		TTLSeconds: cfg.ttl.Seconds(), Batch: cfg.batch}
 	lr := &leaseRun{b: b, ids: make([]int64, cfg.leases), renewed: make([]atomic.Int64, cfg.leases),
 		idx: make(map[int64]int, cfg.leases), errs: map[string]int64{}, samples: map[string]string{}}
+	if err := lr.grant(ctx); err != nil {
+		return nil, err
+	}
 
-	// Grant the leases and set a key into each.
+	// Watch the keys' deletes from now on.
+	from, err := b.kvs.Revision(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	deletes := make(chan deletion, cfg.leases)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var watching sync.WaitGroup
+	watching.Go(func() {
+		for ev, err := range b.kvs.Watch(wctx, client.WatchOptions{Prefix: cfg.prefix, From: from + 1}) {
+			if err != nil {
+				if wctx.Err() == nil {
+					lr.fail("watch", err)
+				}
+				return
+			}
+			if ev.Type == wire.EventDelete {
+				deletes <- deletion{ev.Key, time.Now()}
+			}
+		}
+	})
+
+	if err := lr.keepAlive(ctx, rep); err != nil {
+		return nil, err
+	}
+	lr.awaitExpiry(ctx, rep, deletes)
+	stopWatch()
+	watching.Wait()
+	rep.Errors, rep.ErrorSamples = lr.errs, lr.samples
+	rep.OK = rep.Lost == 0 && rep.Early == 0 && rep.Missing == 0 && len(lr.errs) == 0
+	return rep, nil
+}
+
+// deletion is a key's delete as the watch received it.
+type deletion struct {
+	key string
+	at  time.Time
+}
+
+// grant grants the leases and sets a key into each.
+func (lr *leaseRun) grant(ctx context.Context) error {
+	b, cfg := lr.b, &lr.b.cfg
 	fmt.Fprintf(b.stderr, "kvsbench lease: granting %d leases of %v, a key in each\n", cfg.leases, cfg.ttl)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -140,66 +186,44 @@ func (b *bench) leases(ctx context.Context) (*leaseReport, error) {
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	for i, id := range lr.ids {
 		if id == 0 {
-			return nil, fmt.Errorf("granting the leases failed: %v", lr.samples["grant"])
+			return fmt.Errorf("granting the leases failed: %v", lr.samples["grant"])
 		}
 		lr.idx[id] = i
 	}
+	return nil
+}
 
-	// Watch the keys' deletes from now on.
-	from, err := b.kvs.Revision(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	type deletion struct {
-		key string
-		at  time.Time
-	}
-	deletes := make(chan deletion, cfg.leases)
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	var watching sync.WaitGroup
-	watching.Go(func() {
-		for ev, err := range b.kvs.Watch(wctx, client.WatchOptions{Prefix: cfg.prefix, From: from + 1}) {
-			if err != nil {
-				if wctx.Err() == nil {
-					lr.fail("watch", err)
-				}
-				return
-			}
-			if ev.Type == wire.EventDelete {
-				deletes <- deletion{ev.Key, time.Now()}
-			}
-		}
-	})
-
-	// Keep them alive: every third of the TTL each batch once, the
-	// batches spread evenly over it.
+// keepAlive keeps the leases alive for the duration: every third of the
+// TTL each batch once, the batches spread evenly over it. It writes the
+// keep-alives' counts, latency and kvsd's CPU into rep.
+func (lr *leaseRun) keepAlive(ctx context.Context, rep *leaseReport) error {
+	b, cfg := lr.b, &lr.b.cfg
 	fmt.Fprintf(b.stderr, "kvsbench lease: keeping them alive for %v, %d per request\n", cfg.duration, cfg.batch)
 	cpu0, err := serverCPU(cfg.serverPID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	nb := (cfg.leases + cfg.batch - 1) / cfg.batch
 	period := cfg.ttl / 3
-	type job struct{ ids []int64 }
-	jobs := make(chan job, cfg.connections)
+	jobs := make(chan []int64, cfg.connections)
 	began := time.Now()
 	end := began.Add(cfg.duration)
 	var requests, renewals, lost atomic.Int64
+	var wg sync.WaitGroup
 	for range cfg.connections {
 		wg.Go(func() {
 			var h histogram
-			for j := range jobs {
+			for ids := range jobs {
 				sent := time.Now()
-				res, err := b.kvs.KeepAlive(ctx, j.ids...)
+				res, err := b.kvs.KeepAlive(ctx, ids...)
 				h.record(int64(time.Since(sent)))
 				if err != nil {
 					if errors.Is(err, client.ErrLeaseNotFound) {
-						lost.Add(int64(len(j.ids)))
+						lost.Add(int64(len(ids)))
 					}
 					lr.fail("keepalive", err)
 					continue
@@ -228,14 +252,14 @@ func (b *bench) leases(ctx context.Context) (*leaseReport, error) {
 		case <-t.C:
 		}
 		g := k % nb
-		jobs <- job{ids: lr.ids[g*cfg.batch : min((g+1)*cfg.batch, cfg.leases)]}
+		jobs <- lr.ids[g*cfg.batch : min((g+1)*cfg.batch, cfg.leases)]
 	}
 	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(began)
 	cpu1, err := serverCPU(cfg.serverPID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Seconds = elapsed.Seconds()
 	rep.Requests, rep.Renewals, rep.Lost = requests.Load(), renewals.Load(), lost.Load()
@@ -249,9 +273,15 @@ func (b *bench) leases(ctx context.Context) (*leaseReport, error) {
 			rep.CPUPerRenewalUS = rep.ServerCPUSeconds * 1e6 / float64(rep.Renewals)
 		}
 	}
+	return nil
+}
 
-	// Let them expire: each key's delete should come within the TTL of
-	// its lease's last renewal, and never before it.
+// awaitExpiry lets the leases expire: each key's delete should come within
+// the TTL of its lease's last renewal, and never before it. It waits for
+// every key's delete on deletes, at most the TTL and the drain time, and
+// writes what came, and how late, into rep.
+func (lr *leaseRun) awaitExpiry(ctx context.Context, rep *leaseReport, deletes <-chan deletion) {
+	b, cfg := lr.b, &lr.b.cfg
 	fmt.Fprintf(b.stderr, "kvsbench lease: renewals stopped; waiting for %d leases to expire\n", cfg.leases)
 	var late histogram
 	seen := make(map[string]bool, cfg.leases)
@@ -277,13 +307,8 @@ wait:
 			break wait
 		}
 	}
-	stopWatch()
-	watching.Wait()
 	rep.Expired, rep.Missing = int64(len(seen)), int64(cfg.leases-len(seen))
 	rep.Lateness = late.stats()
-	rep.Errors, rep.ErrorSamples = lr.errs, lr.samples
-	rep.OK = rep.Lost == 0 && rep.Early == 0 && rep.Missing == 0 && len(lr.errs) == 0
-	return rep, nil
 }
 
 // serverCPU returns the CPU time (user and system) of process pid so far,

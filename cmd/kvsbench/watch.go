@@ -81,8 +81,8 @@ func ackedUpTo(acked []int64, rev int64) []int64 {
 	return acked[:i]
 }
 
-// feed is what the subscribers of one watch run share.
-type feed struct {
+// watchRun is what the subscribers of one watch run share.
+type watchRun struct {
 	acks   *ackLog
 	prefix string
 	// kvs opens the subscriptions; its timeout bounds each handshake.
@@ -92,7 +92,7 @@ type feed struct {
 }
 
 // dial subscribes, from revision from when it is > 0.
-func (f *feed) dial(ctx context.Context, from int64) (*client.Subscription, error) {
+func (f *watchRun) dial(ctx context.Context, from int64) (*client.Subscription, error) {
 	return f.kvs.Subscribe(ctx, client.SubscribeOptions{Prefix: f.prefix, From: from})
 }
 
@@ -104,7 +104,7 @@ type delivery struct{ rev, at int64 }
 // written by its own goroutine only; the atomics are also read by the
 // progress line and the drain wait.
 type subscriber struct {
-	f       *feed
+	f       *watchRun
 	check   feedCheck
 	hist    *histogram // acknowledgement to delivery
 	pending []delivery
@@ -123,7 +123,7 @@ type subscriber struct {
 	ended atomic.Bool  // the goroutine is done reading
 }
 
-func newSubscriber(f *feed) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
+func newSubscriber(f *watchRun) *subscriber { return &subscriber{f: f, hist: new(histogram)} }
 
 // run subscribes (from revision from when > 0) and reads until ctx is done
 // or the server ends the subscription. dialed is called after the first
@@ -277,7 +277,9 @@ func (s *subscriber) closed(err error) (int64, bool) {
 	return next, s.f.resume
 }
 
-// watch runs the watch mode at rate sets per second.
+// watch runs the watch mode at rate sets per second: subscribers connect,
+// sets are made, then every subscriber must have received each
+// acknowledged revision once, in order.
 func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	cfg := &b.cfg
 	rep := b.newReport()
@@ -297,7 +299,7 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &feed{acks: newAckLog(), prefix: cfg.prefix, kvs: kvs, resume: cfg.resume}
+	f := &watchRun{acks: newAckLog(), prefix: cfg.prefix, kvs: kvs, resume: cfg.resume}
 	defer kvs.CloseIdleConnections()
 	var from int64
 	if cfg.from {
@@ -308,60 +310,31 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		from = rev + 1
 	}
 
-	subs := make([]*subscriber, cfg.subscribers)
 	// Subscribers outlive an interrupt of the set phase long enough to
 	// receive what was acknowledged; an interrupt while they subscribe
 	// stops them at once.
 	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSubs()
 	stopDialing := context.AfterFunc(ctx, cancelSubs)
-	var dialed, running sync.WaitGroup
-	dialed.Add(len(subs))
-	sem := make(chan struct{}, 64) // handshakes at a time
-	for i := range subs {
-		s := newSubscriber(f)
-		subs[i] = s
-		running.Go(func() {
-			sem <- struct{}{}
-			s.run(subCtx, from, func() {
-				<-sem
-				dialed.Done()
-			})
-		})
+	subs, running := b.subscribe(subCtx, f, from)
+	stop := func() {
+		cancelSubs()
+		running.Wait()
 	}
-	if !cfg.from {
-		// Every subscription is registered when its handshake is done:
-		// the first set comes after all of them.
-		dialed.Wait()
-		connected := 0
+	if !cfg.from && !anyConnected(subs) {
+		stop()
+		var errs errorSet
 		for _, s := range subs {
-			if s.connected {
-				connected++
-			}
+			errs.merge(s.errs)
 		}
-		if connected == 0 {
-			cancelSubs()
-			running.Wait()
-			var errs errorSet
-			for _, s := range subs {
-				errs.merge(s.errs)
-			}
-			counts, samples := errorMaps(errs)
-			return nil, fmt.Errorf("no subscriber could subscribe at %s%s: %s", cfg.base, wire.PathSubscribe, errorsText(counts, samples))
-		}
-	}
-
-	delivered := func() int64 {
-		var n int64
-		for _, s := range subs {
-			n += s.n.Load()
-		}
-		return n
+		counts, samples := errorMaps(errs)
+		return nil, fmt.Errorf("no subscriber could subscribe at %s%s: %s", cfg.base, wire.PathSubscribe, errorsText(counts, samples))
 	}
 	if !stopDialing() {
 		running.Wait()
 		return nil, ctx.Err()
 	}
+
 	start := f.acks.since(time.Now())
 	res := b.runPhase(ctx, phase{
 		label:    fmt.Sprintf("watch %g/s", rate),
@@ -372,29 +345,82 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		total:    cfg.total,
 		onAck:    f.acks.add,
 		extra: func(el time.Duration) string {
-			n := delivered()
+			var n int64
+			for _, s := range subs {
+				n += s.n.Load()
+			}
 			return fmt.Sprintf(", %d events delivered (%.0f/s)", n, perSec(n, el))
 		},
 	})
+	b.awaitDelivery(ctx, subs, f.acks.last())
+	stop()
 
-	// Wait until every subscriber has every acknowledged revision.
-	if target := f.acks.last(); target > 0 {
-		drain := cfg.drain
-		if ctx.Err() != nil {
-			drain = min(drain, time.Second) // interrupted: do not linger
-		}
-		deadline := time.Now().Add(drain)
-		for time.Now().Before(deadline) && !caughtUp(subs, target) {
-			time.Sleep(5 * time.Millisecond)
+	b.fillLoad(rep, res)
+	b.verifyWatch(rep, f, subs, res.errs, start)
+	return rep, nil
+}
+
+// awaitDelivery waits until every subscriber has every acknowledged
+// revision, up to target, for at most -drain (a second once interrupted).
+func (b *bench) awaitDelivery(ctx context.Context, subs []*subscriber, target int64) {
+	if target <= 0 {
+		return
+	}
+	drain := b.cfg.drain
+	if ctx.Err() != nil {
+		drain = min(drain, time.Second) // interrupted: do not linger
+	}
+	deadline := time.Now().Add(drain)
+	for time.Now().Before(deadline) && !caughtUp(subs, target) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// subscribe starts cfg.subscribers subscribers of f from the revision
+// from (0: from now on), at most 64 handshakes at a time. Unless cfg.from,
+// it returns once every handshake is done, so that each subscription is
+// registered before the first set. running ends when all have stopped.
+func (b *bench) subscribe(ctx context.Context, f *watchRun, from int64) ([]*subscriber, *sync.WaitGroup) {
+	subs := make([]*subscriber, b.cfg.subscribers)
+	var dialed sync.WaitGroup
+	running := new(sync.WaitGroup)
+	dialed.Add(len(subs))
+	sem := make(chan struct{}, 64) // handshakes at a time
+	for i := range subs {
+		s := newSubscriber(f)
+		subs[i] = s
+		running.Go(func() {
+			sem <- struct{}{}
+			s.run(ctx, from, func() {
+				<-sem
+				dialed.Done()
+			})
+		})
+	}
+	if !b.cfg.from {
+		dialed.Wait()
+	}
+	return subs, running
+}
+
+// anyConnected reports whether a subscriber completed its handshake.
+func anyConnected(subs []*subscriber) bool {
+	for _, s := range subs {
+		if s.connected {
+			return true
 		}
 	}
-	cancelSubs()
-	running.Wait()
+	return false
+}
 
+// verifyWatch checks what each subscriber received against the
+// acknowledged sets, and writes the verdict, the delivery latency and the
+// errors (errs: the set phase's, then the subscribers') into rep. start is
+// when the sets began.
+func (b *bench) verifyWatch(rep *report, f *watchRun, subs []*subscriber, errs errorSet, start int64) {
 	acked := f.acks.sorted()
 	var (
 		total     verdict
-		errs      = res.errs
 		hist      = new(histogram)
 		lastAt    int64
 		bad       int
@@ -426,12 +452,10 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 		reconn += s.reconnects
 		lastAt = max(lastAt, s.lastAt)
 	}
-
-	b.fillLoad(rep, res)
 	rep.Latency["delivery"] = hist.stats()
 	rep.Errors, rep.ErrorSamples = errorMaps(errs)
 	rep.Watch = &watchReport{
-		KeyPrefix:       cfg.prefix,
+		KeyPrefix:       b.cfg.prefix,
 		Subscribers:     len(subs),
 		Connected:       connected,
 		verdict:         total,
@@ -444,7 +468,6 @@ func (b *bench) watch(ctx context.Context, rate float64) (*report, error) {
 	if rep.Preload != nil && len(rep.Preload.Errors) > 0 {
 		rep.OK = false
 	}
-	return rep, nil
 }
 
 // caughtUp reports whether every subscriber still reading has received

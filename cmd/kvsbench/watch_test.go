@@ -193,7 +193,7 @@ func TestSubscriber(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv, seen := fakeFeed(t, tt.conns)
-			f := &feed{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "tok"), resume: tt.resume}
+			f := &watchRun{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "tok"), resume: tt.resume}
 			for _, r := range tt.acked {
 				f.acks.add(r, time.Now())
 			}
@@ -260,7 +260,7 @@ func TestSubscriberDialError(t *testing.T) {
 		w.Write([]byte(`{"error":"history compacted"}`))
 	}))
 	t.Cleanup(srv.Close)
-	f := &feed{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "")}
+	f := &watchRun{acks: newAckLog(), prefix: "p/", kvs: feedClient(t, srv, "")}
 	s := newSubscriber(f)
 	dialed := false
 	s.run(t.Context(), 5, func() { dialed = true })
@@ -282,7 +282,7 @@ func TestSubscriberDialError(t *testing.T) {
 // (no latency).
 func TestSubscriberLatency(t *testing.T) {
 	t.Parallel()
-	f := &feed{acks: newAckLog()}
+	f := &watchRun{acks: newAckLog()}
 	s := newSubscriber(f)
 	base := f.acks.base
 	f.acks.add(1, base.Add(1000))

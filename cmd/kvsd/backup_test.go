@@ -410,12 +410,12 @@ func TestRestoreRefuses(t *testing.T) {
 		if code := srv.Stop(); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-		before := dirDigest(t, data)
+		before := kvstest.DirDigest(t, data)
 		code, stderr := runKvsd(t, "-restore", file, "-data", data)
 		if code == 0 || !strings.Contains(stderr, "data directory not empty") || !strings.Contains(stderr, "nothing was written") {
 			t.Fatalf("exit %d, stderr:\n%s\nwant a non-zero exit saying the directory is not empty", code, stderr)
 		}
-		if after := dirDigest(t, data); !reflect.DeepEqual(after, before) {
+		if after := kvstest.DirDigest(t, data); !reflect.DeepEqual(after, before) {
 			t.Fatalf("the data directory changed: %v, was %v", after, before)
 		}
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 )
 
 // battery is a kvsd under a bad-input battery, and a client that sends
@@ -101,7 +102,7 @@ func (b *battery) metric(name string, labels ...string) float64 {
 	if code != 200 {
 		b.t.Fatalf("metrics: %d", code)
 	}
-	e, err := kvstest.ParseExposition(body)
+	e, err := promtext.Parse(body)
 	if err != nil {
 		b.t.Fatalf("metrics: %v", err)
 	}
@@ -191,7 +192,7 @@ func TestBadInputBattery(t *testing.T) {
 		t.Fatalf("the data changed:\nbefore (rev %s): %s\nafter (rev %s):  %s", beforeRev, before, afterRev, after)
 	}
 	code, _, body := b.request("GET", "/metrics", "", nil)
-	e, err := kvstest.ParseExposition(body)
+	e, err := promtext.Parse(body)
 	if code != 200 || err != nil {
 		t.Fatalf("metrics: %d %v", code, err)
 	}

@@ -6,18 +6,9 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
-
-type hubFeed struct{ *bus.Hub }
-
-func (f hubFeed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
-	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
 
 // tokenServer serves the API with the console and a feed, needing token,
 // with one key set: secret-key.
@@ -25,7 +16,7 @@ func tokenServer(t *testing.T, token string) (*httptest.Server, *kv.Store, *bus.
 	t.Helper()
 	hub := bus.New(bus.Options{Encode: httpapi.AppendEvent})
 	store := kv.New(kv.Options{Publisher: hub})
-	api := httpapi.New(httpapi.Options{Store: store, Feed: hubFeed{hub}, Token: token})
+	api := httpapi.New(httpapi.Options{Store: store, Feed: hubfeed.Feed{Hub: hub}, Token: token})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.Shutdown(t.Context())

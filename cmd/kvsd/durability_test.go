@@ -3,7 +3,6 @@ package main_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -472,27 +471,6 @@ func runKvsd(t *testing.T, args ...string) (int, string) {
 	return ee.ExitCode(), stderr.String()
 }
 
-// dirDigest returns the size and SHA-256 of each file in dir but LOCK.
-func dirDigest(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := make(map[string]string)
-	for _, de := range des {
-		if de.Name() == "LOCK" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[de.Name()] = fmt.Sprintf("%d bytes %x", len(b), sha256.Sum256(b))
-	}
-	return m
-}
-
 // TestRefusesDamagedLog damages a record before the end of the log: kvsd
 // refuses to start, names the file and offset, exits non-zero, and
 // changes nothing.
@@ -515,7 +493,7 @@ func TestRefusesDamagedLog(t *testing.T) {
 	if err := os.WriteFile(seg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := dirDigest(t, dir)
+	before := kvstest.DirDigest(t, dir)
 
 	code, stderr := runKvsd(t, "-data", dir, "-log-format", "json")
 	if code == 0 || !strings.Contains(stderr, seg) || !strings.Contains(stderr, "damaged at offset 0") {
@@ -524,7 +502,7 @@ func TestRefusesDamagedLog(t *testing.T) {
 	if strings.Contains(stderr, `"msg":"listening"`) {
 		t.Errorf("kvsd listened on a damaged log:\n%s", stderr)
 	}
-	if after := dirDigest(t, dir); !maps.Equal(before, after) {
+	if after := kvstest.DirDigest(t, dir); !maps.Equal(before, after) {
 		t.Errorf("kvsd changed the damaged directory:\nbefore %v\n after %v", before, after)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 )
 
 // BenchmarkFeedMemory measures how much kvsd's memory (RSS) grows under
@@ -146,7 +147,7 @@ func benchMetric(b *testing.B, base, name string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	e, err := kvstest.ParseExposition(string(body))
+	e, err := promtext.Parse(string(body))
 	if err != nil {
 		b.Fatal(err)
 	}

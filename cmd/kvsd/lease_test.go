@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 	"github.com/kvsdb/kvs/wire"
 )
 
@@ -215,7 +216,7 @@ func TestLeaseMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kvstest.ParseExposition(string(b))
+	e, err := promtext.Parse(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}

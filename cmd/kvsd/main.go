@@ -26,6 +26,7 @@ import (
 
 	"github.com/kvsdb/kvs/bus"
 	"github.com/kvsdb/kvs/httpapi"
+	"github.com/kvsdb/kvs/internal/hubfeed"
 	"github.com/kvsdb/kvs/kv"
 )
 
@@ -84,8 +85,52 @@ type config struct {
 // usage to stdout and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	var c config
+	var raw rawFlags
 	fs := flag.NewFlagSet("kvsd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, the usage printed below
+	c.define(fs, &raw)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (run kvsd -h for the flags)", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: kvsd takes flags only (run kvsd -h for them)", fs.Arg(0))
+	}
+	if err := envTwins(fs, getenv); err != nil {
+		return c, err
+	}
+	for o := range strings.SplitSeq(raw.origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.allowedOrigins = append(c.allowedOrigins, o)
+		}
+	}
+	for h := range strings.SplitSeq(raw.hosts, ",") {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			c.allowedHosts = append(c.allowedHosts, h)
+		}
+	}
+	if err := c.checkSecurity(); err != nil {
+		return c, err
+	}
+	return c, c.check()
+}
+
+// rawFlags are the flags that parseConfig turns into config fields.
+type rawFlags struct {
+	origins, hosts string // comma-separated lists
+}
+
+// define defines kvsd's flags on fs: into c, or into raw for those that
+// parseConfig turns into c's fields.
+func (c *config) define(fs *flag.FlagSet, raw *rawFlags) {
 	fs.StringVar(&c.addr, "addr", ":23333", "listen address, host:port")
 	fs.StringVar(&c.backend, "backend", "file", "the log behind the store: file (durable, in -data), memory (nothing is written to disk) or kafka (a topic shared by several kvsd, see -kafka-brokers)")
 	fs.StringVar(&c.data, "data", "./kvs-data", "the file backend's data directory (created if missing)")
@@ -106,10 +151,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&c.sessionTTL, "session-ttl", httpapi.DefaultSessionTTL, "how long a browser session of POST /login lasts before the token must be entered again")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS and WSS with this certificate (PEM; with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the private key of -tls-cert (PEM)")
-	var origins string
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
-	var hosts string
-	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated host patterns (*.example.com) that requests may name in their Host header, against DNS rebinding; IP addresses are always allowed; * allows every host (default: localhost and *.localhost when listening on a loopback address only, else every host)")
+	fs.StringVar(&raw.origins, "allowed-origins", "", "comma-separated origins whose web pages may open /subscribe besides kvsd's own: host patterns (*.example.com) or scheme://host patterns")
+	fs.StringVar(&raw.hosts, "allowed-hosts", "", "comma-separated host patterns (*.example.com) that requests may name in their Host header, against DNS rebinding; IP addresses are always allowed; * allows every host (default: localhost and *.localhost when listening on a loopback address only, else every host)")
 	fs.IntVar(&c.maxSubscribers, "max-subscribers", httpapi.DefaultMaxSubscribers, "open /subscribe connections at most; more get 429")
 	fs.IntVar(&c.maxSnapshots, "max-snapshots", httpapi.DefaultMaxSnapshots, "backups (GET /snapshot) streamed at once at most; more get 429")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 0, "largest request body, in bytes (0: -max-value-bytes + 65536)")
@@ -122,21 +165,11 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&c.gcHeadroom, "gc-headroom", 10, "how far, in percent of the live heap, Go's heap may grow before the garbage collector runs again (GOGC; at least 16 MiB, at most 100%, Go's default): less memory for more collections; 0 = Go's default; ignored when GOGC is set")
 	c.kafka.flags(fs)
 	c.restore.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: kvsd [flags]\n\nEvery flag has an environment twin, e.g. -addr and KVS_ADDR; the flag wins.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return c, err
-		}
-		return c, fmt.Errorf("%v (run kvsd -h for the flags)", err)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q: kvsd takes flags only (run kvsd -h for them)", fs.Arg(0))
-	}
+}
+
+// envTwins sets each flag of fs that was not given from its environment
+// twin (-addr: KVS_ADDR), when getenv has it.
+func envTwins(fs *flag.FlagSet, getenv func(string) string) error {
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -148,55 +181,44 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 			}
 		}
 	})
-	if err != nil {
-		return c, err
-	}
-	for o := range strings.SplitSeq(origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			c.allowedOrigins = append(c.allowedOrigins, o)
-		}
-	}
-	for h := range strings.SplitSeq(hosts, ",") {
-		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
-			c.allowedHosts = append(c.allowedHosts, h)
-		}
-	}
-	if err := c.checkSecurity(); err != nil {
-		return c, err
-	}
+	return err
+}
+
+// check checks the flags of the store, the feed and the backends.
+func (c *config) check() error {
 	switch {
 	case c.backend != "file" && c.backend != "memory" && c.backend != "kafka":
-		return c, fmt.Errorf("-backend %q: want file, memory or kafka", c.backend)
+		return fmt.Errorf("-backend %q: want file, memory or kafka", c.backend)
 	case c.fsync != "always" && c.fsync != "never":
-		return c, fmt.Errorf("-fsync %q: want always or never", c.fsync)
+		return fmt.Errorf("-fsync %q: want always or never", c.fsync)
 	case c.snapshotBytes <= 0:
-		return c, fmt.Errorf("-snapshot-bytes %d: must be positive", c.snapshotBytes)
+		return fmt.Errorf("-snapshot-bytes %d: must be positive", c.snapshotBytes)
 	case c.logFormat != "text" && c.logFormat != "json":
-		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.history <= 0:
-		return c, fmt.Errorf("-history %d: must be positive", c.history)
+		return fmt.Errorf("-history %d: must be positive", c.history)
 	case c.historyBytes <= 0:
-		return c, fmt.Errorf("-history-bytes %d: must be positive", c.historyBytes)
+		return fmt.Errorf("-history-bytes %d: must be positive", c.historyBytes)
 	case c.subBuffer <= 0:
-		return c, fmt.Errorf("-subscriber-buffer %d: must be positive", c.subBuffer)
+		return fmt.Errorf("-subscriber-buffer %d: must be positive", c.subBuffer)
 	case c.subBytes <= 0:
-		return c, fmt.Errorf("-subscriber-buffer-bytes %d: must be positive", c.subBytes)
+		return fmt.Errorf("-subscriber-buffer-bytes %d: must be positive", c.subBytes)
 	case c.feedBytes < 2*int64(c.maxValueBytes)+65536:
-		return c, fmt.Errorf("-feed-buffer-bytes %d: must hold the largest event, at least 2 × -max-value-bytes + 65536 = %d", c.feedBytes, 2*int64(c.maxValueBytes)+65536)
+		return fmt.Errorf("-feed-buffer-bytes %d: must hold the largest event, at least 2 × -max-value-bytes + 65536 = %d", c.feedBytes, 2*int64(c.maxValueBytes)+65536)
 	case c.maxValueBytes <= 0:
-		return c, fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
+		return fmt.Errorf("-max-value-bytes %d: must be positive", c.maxValueBytes)
 	case c.gcHeadroom < 0 || c.gcHeadroom > 100:
-		return c, fmt.Errorf("-gc-headroom %d: must be between 0 and 100", c.gcHeadroom)
+		return fmt.Errorf("-gc-headroom %d: must be between 0 and 100", c.gcHeadroom)
 	case c.shards <= 0 || c.shards > 1<<16:
-		return c, fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
+		return fmt.Errorf("-shards %d: must be between 1 and 65536", c.shards)
 	}
 	if err := c.restore.check(); err != nil {
-		return c, err
+		return err
 	}
 	if c.backend == "kafka" {
-		return c, c.kafka.check()
+		return c.kafka.check()
 	}
-	return c, nil
+	return nil
 }
 
 // checkSecurity checks the flags of security and limits, and reads the
@@ -265,20 +287,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	hopts := &slog.HandlerOptions{Level: cfg.logLevel}
-	var lh slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if cfg.logFormat == "json" {
-		lh = slog.NewJSONHandler(stderr, hopts)
-	}
+	lh := logHandler(&cfg, stderr)
 	log := slog.New(lh)
 	defer startGCTuner(cfg.gcHeadroom, getenv, log)()
-	var tlsConfig *tls.Config
-	if cfg.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-		if err != nil {
-			return fmt.Errorf("-tls-cert %s, -tls-key %s: %v", cfg.tlsCert, cfg.tlsKey, err)
-		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tlsConfig, err := loadTLS(&cfg)
+	if err != nil {
+		return err
 	}
 	if cfg.token != "" && len(cfg.token) < 16 {
 		log.Warn("the token is short: use at least 16 random characters, e.g. openssl rand -hex 32")
@@ -292,69 +306,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		TotalBufferBytes: cfg.feedBytes,
 		Encode:           httpapi.AppendEvent,
 	})
-	var (
-		fl       *kv.FileLog
-		klog     kv.Log // nil: the memory log
-		ready    func() error
-		barrier  func(context.Context) error // nil: reads are linearizable as they are
-		logStats func() kv.LogStats
-		extra    func() []httpapi.Sample
-		began    = time.Now()
-	)
-	if cfg.restore.file != "" {
-		rl, rev, err := restore(ctx, &cfg, log)
-		if err != nil {
-			return err
-		}
-		if rl != nil { // the memory backend
-			klog = rl
-			hub.StartAfter(rev)
-		}
+	began := time.Now()
+	be, err := openBackend(ctx, &cfg, hub, getenv, log)
+	if err != nil {
+		return err
 	}
-	if cfg.backend == "file" {
-		fl, err = kv.Open(cfg.data, kv.FileOptions{
-			NoSync:        cfg.fsync == "never",
-			SnapshotBytes: cfg.snapshotBytes,
-			Logger:        log,
-		})
-		if err != nil {
-			return err
-		}
-		if cfg.fsync == "never" {
-			log.Warn("-fsync never: a machine crash or power loss can lose acknowledged writes")
-		} else if n, ok := procForSync(getenv); ok {
-			log.Info("one more P for the committer's fdatasync", "gomaxprocs", n)
-		}
-		// The feed's history starts after the snapshot: kv.New publishes
-		// the changes logged after it.
-		hub.StartAfter(fl.SnapshotRev())
-		klog, ready, logStats = fl, fl.Err, fl.Stats
-	}
-	if cfg.backend == "kafka" {
-		// A record holds a value, or a transaction of at most a body.
-		kl, err := cfg.kafka.open(hub, max(cfg.maxValueBytes, cfg.maxBodyBytes), log)
-		if err != nil {
-			return err
-		}
-		klog, ready, barrier = kl, kl.Err, kl.ReadBarrier
-		extra = func() []httpapi.Sample {
-			next, hwm := kl.Lag()
-			reads, requests := kl.ReadBarrierStats()
-			return []httpapi.Sample{
-				{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
-				{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
-				{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
-				{Name: "kvs_kafka_read_barriers_total", Help: "Linearizable reads that asked the broker for the topic's end offset.", Type: "counter", Value: float64(reads)},
-				{Name: "kvs_kafka_read_barrier_requests_total", Help: "End offset requests to the broker that those reads shared.", Type: "counter", Value: float64(requests)},
-				{Name: "kvs_kafka_skipped_records_total", Help: "Kafka records skipped because they break the rules of a change (key, value, kvs headers); each is logged.", Type: "counter", Value: float64(kl.Skipped())},
-			}
-		}
-	}
-	store := kv.New(kv.Options{Shards: cfg.shards, Log: klog, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
+	store := kv.New(kv.Options{Shards: cfg.shards, Log: be.log, Replicated: be.repl, Publisher: hub, WriteTimeout: cfg.kafka.writeTimeout,
 		LeaseTakeover: cfg.kafka.leaseTakeover})
-	if fl != nil {
+	if be.file != nil {
 		log.Info("recovered", "data", cfg.data, "rev", store.Rev(), "keys", store.Len(),
-			"snapshot_rev", fl.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
+			"snapshot_rev", be.file.SnapshotRev(), "took", time.Since(began).Round(time.Millisecond))
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -362,36 +323,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	loopback := net.ParseIP(hostOf(ln.Addr())).IsLoopback()
-	hosts := cfg.allowedHosts
-	switch {
-	case slices.Contains(hosts, "*"):
-		hosts = nil
-	case hosts == nil && loopback:
-		hosts = httpapi.LoopbackHosts
-	}
 	ln = newSweepListener(ln, deadlineTick)
-	api := httpapi.New(httpapi.Options{
-		Store:          store,
-		Feed:           feed{hub},
-		MaxValueBytes:  cfg.maxValueBytes,
-		MaxBodyBytes:   cfg.maxBodyBytes,
-		MaxTxnOps:      cfg.maxTxnOps,
-		MaxLeaseTTL:    cfg.maxLeaseTTL,
-		Ready:          ready,
-		ReadBarrier:    barrier,
-		Logger:         log,
-		Token:          cfg.token,
-		SessionTTL:     cfg.sessionTTL,
-		Pprof:          cfg.pprof,
-		LogStats:       logStats,
-		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, extra)),
-		OriginPatterns: cfg.allowedOrigins,
-		AllowedHosts:   hosts,
-		MaxSubscribers: cfg.maxSubscribers,
-		MaxSnapshots:   cfg.maxSnapshots,
-		DisableUI:      !cfg.ui,
-	})
-
+	api := newAPI(&cfg, store, hub, be, loopback, log)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
@@ -414,21 +347,159 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			served <- srv.Serve(ln)
 		}
 	}()
-
 	select {
 	case err = <-served:
 		log.Error("server failed", "err", err)
 	case <-ctx.Done():
 	}
+	if e := shutdown(srv, api, hub, store, cfg.shutdownTimeout, log); e != nil && err == nil {
+		err = e
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
 
+// logHandler returns the handler of kvsd's log on stderr, in -log-format.
+func logHandler(cfg *config, stderr io.Writer) slog.Handler {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.NewJSONHandler(stderr, opts)
+	}
+	return slog.NewTextHandler(stderr, opts)
+}
+
+// loadTLS returns the TLS configuration of -tls-cert and -tls-key, or nil
+// without them.
+func loadTLS(cfg *config) (*tls.Config, error) {
+	if cfg.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert %s, -tls-key %s: %v", cfg.tlsCert, cfg.tlsKey, err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// newAPI returns the HTTP API of store and hub. loopback says whether kvsd
+// listens on a loopback address only, which sets the default
+// -allowed-hosts.
+func newAPI(cfg *config, store *kv.Store, hub *bus.Hub, be backend, loopback bool, log *slog.Logger) *httpapi.Handler {
+	hosts := cfg.allowedHosts
+	switch {
+	case slices.Contains(hosts, "*"):
+		hosts = nil
+	case hosts == nil && loopback:
+		hosts = httpapi.LoopbackHosts
+	}
+	return httpapi.New(httpapi.Options{
+		Store:          store,
+		Feed:           hubfeed.Feed{Hub: hub},
+		MaxValueBytes:  cfg.maxValueBytes,
+		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxTxnOps:      cfg.maxTxnOps,
+		MaxLeaseTTL:    cfg.maxLeaseTTL,
+		Ready:          be.ready,
+		ReadBarrier:    be.barrier,
+		Logger:         log,
+		Token:          cfg.token,
+		SessionTTL:     cfg.sessionTTL,
+		Pprof:          cfg.pprof,
+		LogStats:       be.logStats,
+		ExtraMetrics:   feedMetrics(hub, store, memoryMetrics(store, be.extra)),
+		OriginPatterns: cfg.allowedOrigins,
+		AllowedHosts:   hosts,
+		MaxSubscribers: cfg.maxSubscribers,
+		MaxSnapshots:   cfg.maxSnapshots,
+		DisableUI:      !cfg.ui,
+	})
+}
+
+// backend is the log behind the store and what kvsd serves of it.
+type backend struct {
+	log      kv.Log        // nil: the memory log
+	repl     kv.Replicated // the Kafka log, instead of log
+	file     *kv.FileLog   // the file backend's log, or nil
+	ready    func() error
+	barrier  func(context.Context) error // nil: reads are linearizable as they are
+	logStats func() kv.LogStats
+	extra    func() []httpapi.Sample
+}
+
+// openBackend opens the log of cfg.backend, first restoring a backup into
+// it when -restore asks, and starts hub's history where the store's
+// changes will start.
+func openBackend(ctx context.Context, cfg *config, hub *bus.Hub, getenv func(string) string, log *slog.Logger) (backend, error) {
+	var be backend
+	if cfg.restore.file != "" {
+		rl, rev, err := restore(ctx, cfg, log)
+		if err != nil {
+			return be, err
+		}
+		if rl != nil { // the memory backend
+			be.log = rl
+			hub.StartAfter(rev)
+		}
+	}
+	switch cfg.backend {
+	case "file":
+		fl, err := kv.Open(cfg.data, kv.FileOptions{
+			NoSync:        cfg.fsync == "never",
+			SnapshotBytes: cfg.snapshotBytes,
+			Logger:        log,
+		})
+		if err != nil {
+			return be, err
+		}
+		if cfg.fsync == "never" {
+			log.Warn("-fsync never: a machine crash or power loss can lose acknowledged writes")
+		} else if n, ok := procForSync(getenv); ok {
+			log.Info("one more P for the committer's fdatasync", "gomaxprocs", n)
+		}
+		// The feed's history starts after the snapshot: kv.New publishes
+		// the changes logged after it.
+		hub.StartAfter(fl.SnapshotRev())
+		be.log, be.file, be.ready, be.logStats = fl, fl, fl.Err, fl.Stats
+	case "kafka":
+		// A record holds a value, or a transaction of at most a body.
+		kl, err := cfg.kafka.open(hub, max(cfg.maxValueBytes, cfg.maxBodyBytes), log)
+		if err != nil {
+			return be, err
+		}
+		be.repl, be.ready, be.barrier, be.extra = kl, kl.Err, kl.ReadBarrier, kafkaMetrics(kl)
+	}
+	return be, nil
+}
+
+// kafkaMetrics returns the samples of the Kafka log's metrics.
+func kafkaMetrics(kl *bus.Kafka) func() []httpapi.Sample {
+	return func() []httpapi.Sample {
+		next, hwm := kl.Lag()
+		reads, requests := kl.ReadBarrierStats()
+		return []httpapi.Sample{
+			{Name: "kvs_kafka_lag_records", Help: "Records of the Kafka topic not yet applied here (high-water mark - next offset).", Value: float64(hwm - next)},
+			{Name: "kvs_kafka_high_watermark", Help: "The Kafka topic's high-water mark as last fetched.", Value: float64(hwm)},
+			{Name: "kvs_kafka_next_offset", Help: "The offset of the next Kafka record to apply here.", Value: float64(next)},
+			{Name: "kvs_kafka_read_barriers_total", Help: "Linearizable reads that asked the broker for the topic's end offset.", Type: "counter", Value: float64(reads)},
+			{Name: "kvs_kafka_read_barrier_requests_total", Help: "End offset requests to the broker that those reads shared.", Type: "counter", Value: float64(requests)},
+			{Name: "kvs_kafka_skipped_records_total", Help: "Kafka records skipped because they break the rules of a change (key, value, kvs headers); each is logged.", Type: "counter", Value: float64(kl.Skipped())},
+		}
+	}
+}
+
+// shutdown stops srv gracefully within timeout: it stops accepting and
+// waits for the requests in flight (their writes finish) while the
+// subscribers are closed with 1001, then closes the hub and the store. It
+// returns the store's error on closing.
+func shutdown(srv *http.Server, api *httpapi.Handler, hub *bus.Hub, store *kv.Store, timeout time.Duration, log *slog.Logger) error {
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// Stop accepting and wait for requests in flight (their writes finish),
-	// while subscribers are closed with 1001.
 	shut := make(chan error, 1)
-	go func() { shut <- srv.Shutdown(sctx) }()
-	if e := api.Shutdown(sctx); e != nil {
+	go func() { shut <- srv.Shutdown(ctx) }()
+	if e := api.Shutdown(ctx); e != nil {
 		log.Warn("subscribers did not all close in time", "err", e)
 	}
 	if e := <-shut; e != nil {
@@ -436,13 +507,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		srv.Close()
 	}
 	hub.Close()
-	if e := store.Close(); e != nil && err == nil {
-		err = e
-	}
+	err := store.Close()
 	log.Info("stopped", "rev", store.Rev())
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -450,17 +516,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func hostOf(a net.Addr) string {
 	host, _, _ := net.SplitHostPort(a.String())
 	return host
-}
-
-// feed serves a bus.Hub as the change feed of httpapi.
-type feed struct{ *bus.Hub }
-
-func (f feed) Subscribe(key, prefix string, from int64) (httpapi.Subscription, error) {
-	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // feedMetrics returns the samples of extra, those of the hub's memory and

@@ -8,9 +8,10 @@ import (
 	"testing"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 )
 
-func scrapeKvsd(t *testing.T, srv *kvstest.Server) *kvstest.Exposition {
+func scrapeKvsd(t *testing.T, srv *kvstest.Server) *promtext.Exposition {
 	t.Helper()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -21,7 +22,7 @@ func scrapeKvsd(t *testing.T, srv *kvstest.Server) *kvstest.Exposition {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
 	}
-	e, err := kvstest.ParseExposition(string(body))
+	e, err := promtext.Parse(string(body))
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
 	}

@@ -86,7 +86,7 @@ type Server struct {
 
 	t    testing.TB
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *LockedBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit error, set before done is closed
 }
@@ -104,7 +104,7 @@ func Start(t testing.TB, args ...string) *Server {
 	if !hasFlag(args, "data") {
 		full = append(full, "-data", t.TempDir())
 	}
-	s := &Server{Args: args, t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{Args: args, t: t, logs: &LockedBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(Binary(t, "kvsd"), full...)
 	s.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 atexit_sleep_ms=0")
 	stderr, err := s.cmd.StderrPipe()
@@ -223,23 +223,6 @@ func (s *Server) Exited() bool {
 	default:
 		return false
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // Result is what a finished command printed and its exit code.

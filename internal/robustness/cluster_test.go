@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kvsdb/kvs/internal/kvstest"
+	"github.com/kvsdb/kvs/internal/promtext"
 )
 
 // Kafka timeouts of the kvsd under test: short, so that faults cost
@@ -170,7 +171,7 @@ func (n *node) metric(ctx context.Context, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	e, err := kvstest.ParseExposition(string(body))
+	e, err := promtext.Parse(string(body))
 	if err != nil {
 		return 0, fmt.Errorf("kvsd %d: /metrics: %v", n.i, err)
 	}

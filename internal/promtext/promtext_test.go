@@ -1,13 +1,13 @@
-package kvstest
+package promtext
 
 import "testing"
 
-// TestParseExposition checks that the parser rejects what Prometheus
+// TestParse checks that the parser rejects what Prometheus
 // would, so that a test passing through it means something.
-func TestParseExposition(t *testing.T) {
+func TestParse(t *testing.T) {
 	good := "# HELP a_total A counter.\n# TYPE a_total counter\na_total{x=\"1\"} 2\na_total{x=\"q\\\"\\\\\\n\"} 3 1700000000\n" +
 		"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3.5\nh_count 2\n"
-	if _, err := ParseExposition(good); err != nil {
+	if _, err := Parse(good); err != nil {
 		t.Fatalf("a valid exposition: %v", err)
 	}
 	bad := []struct{ name, text string }{
@@ -34,7 +34,7 @@ func TestParseExposition(t *testing.T) {
 		{"bucket without le", "# TYPE h histogram\nh_bucket 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"},
 	}
 	for _, tt := range bad {
-		if _, err := ParseExposition(tt.text); err == nil {
+		if _, err := Parse(tt.text); err == nil {
 			t.Errorf("%s: parsed %q without an error", tt.name, tt.text)
 		}
 	}

@@ -1,6 +1,10 @@
-package kvstest
+// Package promtext parses the Prometheus text exposition format (version
+// 0.0.4) as strictly as Prometheus does: the test-only alternative to
+// importing github.com/prometheus/common/expfmt and its dependencies.
+package promtext
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -8,10 +12,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// A parser of the Prometheus text exposition format (version 0.0.4), as
-// strict as Prometheus's own: the test-only alternative to importing
-// github.com/prometheus/common/expfmt and its dependencies.
 
 // Sample is one line of an exposition: a series and its value.
 type Sample struct {
@@ -90,124 +90,142 @@ func parseValue(s string) (float64, error) {
 	return strconv.ParseFloat(s, 64)
 }
 
-// ParseExposition parses text, and checks what Prometheus checks: names,
-// escapes, one TYPE and HELP per family before its samples, families not
+// Parse parses text, and checks what Prometheus checks: names, escapes,
+// one TYPE and HELP per family before its samples, families not
 // interleaved, no repeated series, and for histograms buckets in order,
 // cumulative, with a +Inf bucket equal to _count, and a _sum.
-func ParseExposition(text string) (*Exposition, error) {
-	e := &Exposition{Families: map[string]*Family{}}
+func Parse(text string) (*Exposition, error) {
+	p := &parser{e: &Exposition{Families: map[string]*Family{}}, closed: map[string]bool{}, seen: map[string]bool{}}
 	if text == "" {
-		return e, nil
+		return p.e, nil
 	}
 	if !strings.HasSuffix(text, "\n") {
 		return nil, fmt.Errorf("the exposition does not end with a newline")
 	}
-	var (
-		current string
-		closed  = map[string]bool{}
-		seen    = map[string]bool{}
-	)
-	family := func(name string) *Family {
-		f := e.Families[name]
-		if f == nil {
-			f = &Family{Name: name}
-			e.Families[name] = f
-		}
-		if current != name {
-			if closed[name] {
-				return nil
-			}
-			if current != "" {
-				closed[current] = true
-			}
-			current = name
-			e.Order = append(e.Order, name)
-		}
-		return f
-	}
 	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		lineErr := func(format string, args ...any) error {
-			return fmt.Errorf("line %d %q: %s", n+1, line, fmt.Sprintf(format, args...))
-		}
+		var err error
 		if strings.HasPrefix(line, "#") {
-			fields := strings.SplitN(line, " ", 4)
-			if len(fields) < 4 || fields[0] != "#" || (fields[1] != "HELP" && fields[1] != "TYPE") {
-				return nil, lineErr("want # HELP name text or # TYPE name type")
-			}
-			name := fields[2]
-			if !validName(name, true) {
-				return nil, lineErr("bad metric name")
-			}
-			f := family(name)
-			if f == nil {
-				return nil, lineErr("family %s continues after another", name)
-			}
-			if len(f.Samples) > 0 {
-				return nil, lineErr("%s after samples", fields[1])
-			}
-			if fields[1] == "HELP" {
-				if f.Help != "" {
-					return nil, lineErr("second HELP")
-				}
-				help, err := unescape(fields[3], false)
-				if err != nil {
-					return nil, lineErr("%v", err)
-				}
-				f.Help = help
-				continue
-			}
-			if f.Type != "" {
-				return nil, lineErr("second TYPE")
-			}
-			switch fields[3] {
-			case "counter", "gauge", "histogram", "summary", "untyped":
-			default:
-				return nil, lineErr("unknown type")
-			}
-			f.Type = fields[3]
-			continue
+			err = p.comment(line)
+		} else {
+			err = p.sample(line)
 		}
-		s, err := parseSampleLine(line)
 		if err != nil {
-			return nil, lineErr("%v", err)
+			return nil, fmt.Errorf("line %d %q: %v", n+1, line, err)
 		}
-		fname := s.Name
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if base, ok := strings.CutSuffix(s.Name, suffix); ok && e.Families[base] != nil && e.Families[base].Type == "histogram" {
-				fname = base
-			}
-		}
-		f := family(fname)
-		if f == nil {
-			return nil, lineErr("family %s continues after another", fname)
-		}
-		if f.Type == "" {
-			return nil, lineErr("sample without a TYPE")
-		}
-		if f.Type == "histogram" && fname == s.Name {
-			return nil, lineErr("histogram sample without _bucket, _sum or _count")
-		}
-		if _, ok := s.Labels["le"]; ok != strings.HasSuffix(s.Name, "_bucket") && f.Type == "histogram" {
-			return nil, lineErr("le label on a sample that is not a bucket, or a bucket without it")
-		}
-		if f.Type == "counter" && (s.Value < 0 || math.IsNaN(s.Value)) {
-			return nil, lineErr("negative counter")
-		}
-		key := seriesKey(s.Name, s.Labels)
-		if seen[key] {
-			return nil, lineErr("repeated series")
-		}
-		seen[key] = true
-		f.Samples = append(f.Samples, s)
 	}
-	for _, f := range e.Families {
+	for _, f := range p.e.Families {
 		if f.Type == "histogram" {
 			if err := checkHistogram(f); err != nil {
 				return nil, fmt.Errorf("histogram %s: %v", f.Name, err)
 			}
 		}
 	}
-	return e, nil
+	return p.e, nil
+}
+
+// parser is the state of one Parse.
+type parser struct {
+	e       *Exposition
+	current string          // the family of the last line
+	closed  map[string]bool // families another has followed
+	seen    map[string]bool // series keys
+}
+
+// family returns the family name, started if new, or nil if it continues
+// after another family's lines.
+func (p *parser) family(name string) *Family {
+	f := p.e.Families[name]
+	if f == nil {
+		f = &Family{Name: name}
+		p.e.Families[name] = f
+	}
+	if p.current != name {
+		if p.closed[name] {
+			return nil
+		}
+		if p.current != "" {
+			p.closed[p.current] = true
+		}
+		p.current = name
+		p.e.Order = append(p.e.Order, name)
+	}
+	return f
+}
+
+// comment parses a # HELP or # TYPE line.
+func (p *parser) comment(line string) error {
+	fields := strings.SplitN(line, " ", 4)
+	if len(fields) < 4 || fields[0] != "#" || (fields[1] != "HELP" && fields[1] != "TYPE") {
+		return errors.New("want # HELP name text or # TYPE name type")
+	}
+	name := fields[2]
+	if !validName(name, true) {
+		return errors.New("bad metric name")
+	}
+	f := p.family(name)
+	if f == nil {
+		return fmt.Errorf("family %s continues after another", name)
+	}
+	if len(f.Samples) > 0 {
+		return fmt.Errorf("%s after samples", fields[1])
+	}
+	if fields[1] == "HELP" {
+		if f.Help != "" {
+			return errors.New("second HELP")
+		}
+		help, err := unescape(fields[3], false)
+		if err != nil {
+			return err
+		}
+		f.Help = help
+		return nil
+	}
+	if f.Type != "" {
+		return errors.New("second TYPE")
+	}
+	switch fields[3] {
+	case "counter", "gauge", "histogram", "summary", "untyped":
+	default:
+		return errors.New("unknown type")
+	}
+	f.Type = fields[3]
+	return nil
+}
+
+// sample parses a sample line into its family.
+func (p *parser) sample(line string) error {
+	s, err := parseSampleLine(line)
+	if err != nil {
+		return err
+	}
+	fname := s.Name
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(s.Name, suffix); ok && p.e.Families[base] != nil && p.e.Families[base].Type == "histogram" {
+			fname = base
+		}
+	}
+	f := p.family(fname)
+	switch {
+	case f == nil:
+		return fmt.Errorf("family %s continues after another", fname)
+	case f.Type == "":
+		return errors.New("sample without a TYPE")
+	case f.Type == "histogram" && fname == s.Name:
+		return errors.New("histogram sample without _bucket, _sum or _count")
+	}
+	if _, ok := s.Labels["le"]; ok != strings.HasSuffix(s.Name, "_bucket") && f.Type == "histogram" {
+		return errors.New("le label on a sample that is not a bucket, or a bucket without it")
+	}
+	if f.Type == "counter" && (s.Value < 0 || math.IsNaN(s.Value)) {
+		return errors.New("negative counter")
+	}
+	key := seriesKey(s.Name, s.Labels)
+	if p.seen[key] {
+		return errors.New("repeated series")
+	}
+	p.seen[key] = true
+	f.Samples = append(f.Samples, s)
+	return nil
 }
 
 func seriesKey(name string, labels map[string]string) string {
