@@ -122,11 +122,19 @@ func (s *Subscription) From() int64 { return s.from }
 // Close unsubscribes, and lets go of the events still queued on C. It is
 // safe to call more than once, and after the hub dropped the subscription.
 func (s *Subscription) Close() {
+	s.Unsubscribe()
+	for ev := range s.c { // closed by dropLocked
+		s.Done(ev)
+	}
+}
+
+// Unsubscribe ends the subscription, as Close does, but leaves the events
+// still queued on C to their receiver, which calls Done for each: for a
+// subscription ended from another goroutine than the one that receives,
+// which then knows, once C is drained, that it holds nothing.
+func (s *Subscription) Unsubscribe() {
 	h := s.hub
 	h.mu.Lock()
 	h.dropLocked(s, ErrUnsubscribed)
 	h.mu.Unlock()
-	for ev := range s.c { // closed by dropLocked
-		s.Done(ev)
-	}
 }

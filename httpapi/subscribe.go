@@ -38,9 +38,11 @@ const (
 type Feed interface {
 	// Subscribe registers a subscriber for key (when not empty) or for
 	// the keys that start with prefix, from revision from on (from <= 0:
-	// the next change), until ctx is done. It returns the subscription
-	// and the first revision it may deliver. It fails with a
-	// *kv.CompactedError when from is no longer retained.
+	// the next change), until ctx is done: the feed then closes the
+	// subscription's live channel, and the caller calls Done for the
+	// events still on it too. It returns the subscription and the first
+	// revision it may deliver. It fails with a *kv.CompactedError when from
+	// is no longer retained.
 	Subscribe(ctx context.Context, key, prefix string, from int64) (Subscription, int64, error)
 	// Rev returns the last published revision: every matching change up
 	// to it is already in each live subscription's events.
@@ -100,9 +102,9 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	defer h.untrack()
 
 	subCtx, unsubscribe := context.WithCancel(context.Background())
-	defer unsubscribe()
 	sub, first, err := h.feed.Subscribe(subCtx, key, prefix, from)
 	if err != nil {
+		unsubscribe()
 		var ce *kv.CompactedError
 		switch {
 		case errors.As(err, &ce):
@@ -116,6 +118,15 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// The subscription ends before untrack: once Shutdown has returned, no
+	// subscriber holds an event or a place in the feed.
+	defer func() {
+		unsubscribe()
+		_, live := sub.Events()
+		for ev := range live { // closed once the feed has seen ctx done
+			sub.Done(ev)
+		}
+	}()
 
 	// Hijacking clears the server's read and write deadlines: subscribers
 	// live longer than any server timeout.

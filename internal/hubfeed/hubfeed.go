@@ -15,13 +15,15 @@ import (
 // Feed is a bus.Hub as an httpapi.Feed.
 type Feed struct{ *bus.Hub }
 
-// Subscribe subscribes to the hub until ctx is done.
+// Subscribe subscribes to the hub until ctx is done. It then unsubscribes
+// without draining the live channel: its receiver drains it (see
+// httpapi.Feed), so that it knows when every event is Done.
 func (f Feed) Subscribe(ctx context.Context, key, prefix string, from int64) (httpapi.Subscription, int64, error) {
 	s, err := f.Hub.Subscribe(bus.Filter{Key: key, Prefix: prefix}, from)
 	if err != nil {
 		return nil, 0, err
 	}
-	context.AfterFunc(ctx, s.Close)
+	context.AfterFunc(ctx, s.Unsubscribe)
 	return subscription{s}, s.From(), nil
 }
 
