@@ -51,6 +51,15 @@ func (k *Kafka) Propose(ctx context.Context, r kv.Record) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("bus: kafka: no acknowledgement in time: %w", ctx.Err())
+	case <-k.stop:
+		// The producer may have stopped before it took p: nobody would
+		// answer. p may still have been produced (see kv.Replicated).
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return errors.New("bus: kafka: log closed before the write was acknowledged")
+		}
 	}
 }
 

@@ -548,3 +548,24 @@ func FuzzKafkaDecode(f *testing.F) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestKafkaProposeAfterClose: a proposal made as the log closes is answered
+// at once, with its outcome or an error, rather than when its context
+// expires: the producer may have stopped before taking it.
+func TestKafkaProposeAfterClose(t *testing.T) {
+	c := newCluster(t)
+	r := newReplica(t, c, "kvs-propose-close")
+	r.k.Close()
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		start := time.Now()
+		err := r.k.Propose(ctx, kv.Record{Change: kv.Change{Op: kv.OpSet, Key: fmt.Sprint("k", i), Value: []byte(`1`)}})
+		cancel()
+		if err == nil {
+			t.Fatalf("proposal %d after Close: no error", i)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Fatalf("proposal %d after Close answered after %v: %v", i, d, err)
+		}
+	}
+}
