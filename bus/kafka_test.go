@@ -220,21 +220,7 @@ func TestKafkaCompaction(t *testing.T) {
 		t.Fatalf("A and B differ:\n%s", d)
 	}
 
-	// kfake compacts only up to the last batch, and by the keys before it.
-	set(t, a, "after", `1`)
-	c.Compact()
-	set(t, a, "after", `2`)
-	settled(t, topic, c, a, b)
-	want = state(a.s)
-
-	fresh := newReplica(t, c, topic)
-	settled(t, topic, c, a, b, fresh)
-	if fresh.gaps.Load() == 0 {
-		t.Fatal("the replica that replayed after compaction saw no gap: the topic was not compacted")
-	}
-	if d := diff(want, state(fresh.s)); d != "" {
-		t.Fatalf("the replica that replayed the compacted topic differs:\n%s", d)
-	}
+	fresh, want := compactAndReplay(t, c, topic, a, b)
 	if got, want := fresh.s.Rev(), a.s.Rev(); got != want {
 		t.Fatalf("revision after replay: got %d, want %d", got, want)
 	}
@@ -568,4 +554,26 @@ func TestKafkaProposeAfterClose(t *testing.T) {
 			t.Fatalf("proposal %d after Close answered after %v: %v", i, d, err)
 		}
 	}
+}
+
+// compactAndReplay compacts the topic that a and b share, then replays it
+// on a fresh replica, which must see a gap (records were compacted away)
+// and end with a's state. It returns the fresh replica and that state.
+func compactAndReplay(t *testing.T, c *kfake.Cluster, topic string, a, b *replica) (*replica, map[string]kv.Entry) {
+	t.Helper()
+	// kfake compacts only up to the last batch, and by the keys before it.
+	set(t, a, "after", `1`)
+	c.Compact()
+	set(t, a, "after", `2`)
+	settled(t, topic, c, a, b)
+	want := state(a.s)
+	fresh := newReplica(t, c, topic)
+	settled(t, topic, c, a, b, fresh)
+	if fresh.gaps.Load() == 0 {
+		t.Fatal("the replica that replayed after compaction saw no gap: the topic was not compacted")
+	}
+	if d := diff(want, state(fresh.s)); d != "" {
+		t.Fatalf("the replica that replayed the compacted topic differs:\n%s", d)
+	}
+	return fresh, want
 }

@@ -336,21 +336,7 @@ func TestKafkaLeaseCompaction(t *testing.T) {
 	}
 	wantLeases := leaseIDs(a.s)
 
-	// kfake compacts only up to the last batch, and by the keys before it.
-	set(t, a, "after", `1`)
-	c.Compact()
-	set(t, a, "after", `2`)
-	settled(t, topic, c, a, b)
-	want = state(a.s)
-
-	fresh := newReplica(t, c, topic)
-	settled(t, topic, c, a, b, fresh)
-	if fresh.gaps.Load() == 0 {
-		t.Fatal("the replica that replayed after compaction saw no gap: the topic was not compacted")
-	}
-	if d := diff(want, state(fresh.s)); d != "" {
-		t.Fatalf("the replica that replayed the compacted topic differs:\n%s", d)
-	}
+	fresh, want := compactAndReplay(t, c, topic, a, b)
 	if got := leaseIDs(fresh.s); !slices.Equal(got, wantLeases) {
 		t.Fatalf("leases after replay: %v, want %v", got, wantLeases)
 	}

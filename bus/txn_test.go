@@ -194,21 +194,7 @@ func TestKafkaTxnCompaction(t *testing.T) {
 		t.Fatalf("A and B have different feeds:\n%q\n%q", fa, fb)
 	}
 
-	// kfake compacts only up to the last batch, and by the keys before it.
-	set(t, a, "after", `1`)
-	c.Compact()
-	set(t, a, "after", `2`)
-	settled(t, topic, c, a, b)
-	want = state(a.s)
-
-	fresh := newReplica(t, c, topic)
-	settled(t, topic, c, a, b, fresh)
-	if fresh.gaps.Load() == 0 {
-		t.Fatal("the replica that replayed after compaction saw no gap: the topic was not compacted")
-	}
-	if d := diff(want, state(fresh.s)); d != "" {
-		t.Fatalf("the replica that replayed the compacted topic differs:\n%s", d)
-	}
+	fresh, want := compactAndReplay(t, c, topic, a, b)
 	if got, want := fresh.s.Rev(), a.s.Rev(); got != want {
 		t.Fatalf("revision after replay: got %d, want %d", got, want)
 	}

@@ -401,26 +401,7 @@ func TestFeedSlowConsumer(t *testing.T) {
 	// The slow subscriber reads nothing until the writers are done, through
 	// a socket receive buffer too small to absorb the writes (Linux would
 	// grow it to 32 MiB), so that the server's writes to it stall.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	var slowConn *net.TCPConn
-	smallBuffer := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				slowConn = c.(*net.TCPConn)
-				err = slowConn.SetReadBuffer(256 << 10) // above loopback's 64 KiB MSS
-			}
-			return c, err
-		},
-	}}
-	sc, _, err := websocket.Dial(ctx, e.ws, &websocket.DialOptions{HTTPClient: smallBuffer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.SetReadLimit(1 << 20)
-	t.Cleanup(func() { sc.CloseNow() })
-	slow := &watcher{t, sc}
+	slow := e.dialSlow(t, "") // a receive buffer of 128 KiB
 	fast := e.dial(t, "")
 	big := `"` + strings.Repeat("x", 64<<10) + `"`
 	const n = 400 // 25 MiB of events: more than the socket buffers hold
@@ -448,6 +429,7 @@ func TestFeedSlowConsumer(t *testing.T) {
 		t.Fatalf("fast subscriber: got %s, want %s", short(revisions(fastGot)), short(revs))
 	}
 	var got []int64
+	var err error
 	for {
 		var ev httpapi.Event
 		ev, err = slow.next(20 * time.Second)

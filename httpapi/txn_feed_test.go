@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,24 +103,7 @@ func TestFeedTxnSlowConsumer(t *testing.T) {
 	e := newFeedEnv(t, bus.Options{Buffer: 64}, httpapi.Options{WriteTimeout: time.Minute})
 	// As in TestFeedSlowConsumer: a small receive buffer, and no reads
 	// until the writes are done.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	small := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				err = c.(*net.TCPConn).SetReadBuffer(256 << 10)
-			}
-			return c, err
-		},
-	}}
-	sc, _, err := websocket.Dial(ctx, e.ws, &websocket.DialOptions{HTTPClient: small})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.SetReadLimit(1 << 20)
-	t.Cleanup(func() { sc.CloseNow() })
-	slow := &watcher{t, sc}
+	slow := e.dialSlow(t, "") // a receive buffer of 128 KiB
 	big := `"` + strings.Repeat("x", 32<<10) + `"`
 	const n = 250 // 3 events of 32 KiB each: 24 MiB
 	size := func(int64) int { return 3 }
