@@ -157,13 +157,51 @@ func TestTornTail(t *testing.T) {
 	path, offs := craftSegment(t, src, 1,
 		batch(1, "a=1", "b=2"),
 		batch(3, "-a", "c=3", "d=a longer value, to have more offsets to cut at"))
+	start, end := offs[1], offs[2]
+	eachTear(t, path, start, end-1, end, func(t *testing.T, cut int64, seg string, data []byte) {
+		dir := filepath.Dir(seg)
+		o := mustOpenDir(t, dir)
+		if got, want := values(o.s), []string{"a=1", "b=2"}; !slices.Equal(got, want) || o.s.Rev() != 2 {
+			t.Fatalf("after recovery: got %v at %d, want %v at 2", got, o.s.Rev(), want)
+		}
+		// Zeros alone are space reserved for records, not a torn one.
+		torn := cut > start
+		warned := strings.Contains(o.logs.String(), `"level":"WARN","msg":"truncated a torn record`)
+		if warned != torn {
+			t.Errorf("warning logged: got %v, want %v\n%s", warned, torn, o.logs)
+		}
+		wantSize := int64(len(data))
+		if torn {
+			wantSize = start
+		}
+		if fi, err := os.Stat(seg); err != nil || fi.Size() != wantSize {
+			t.Fatalf("segment after recovery: %v, size %d, want %d", err, fi.Size(), wantSize)
+		}
+		rev, err := o.s.Set(t.Context(), "e", []byte(`"5"`))
+		if err != nil || rev != 3 {
+			t.Fatalf("set after recovery: got %d, %v, want revision 3", rev, err)
+		}
+		o.s.Close()
+		o = mustOpenDir(t, dir)
+		if got, want := values(o.s), []string{"a=1", "b=2", "e=5"}; !slices.Equal(got, want) || o.s.Rev() != 3 {
+			t.Fatalf("after a second restart: got %v at %d, want %v at 3", got, o.s.Rev(), want)
+		}
+	})
+}
+
+// eachTear runs f in a subtest for each torn copy of the segment at path
+// whose last record spans start to end: cut at every offset from start to
+// last, and zeroed from each of them up to end (space the log reserved
+// that the write did not reach). Each copy is written alone, as seg, into
+// a new directory.
+func eachTear(t *testing.T, path string, start, last, end int64, f func(t *testing.T, cut int64, seg string, data []byte)) {
+	t.Helper()
 	whole, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, end := offs[1], offs[2]
 	for _, zeros := range []bool{false, true} {
-		for cut := start; cut < end; cut++ {
+		for cut := start; cut <= last; cut++ {
 			name := fmt.Sprintf("cut at %d", cut)
 			data := whole[:cut]
 			if zeros {
@@ -171,37 +209,11 @@ func TestTornTail(t *testing.T) {
 				data = append(slices.Clone(whole[:cut]), make([]byte, end-cut)...)
 			}
 			t.Run(name, func(t *testing.T) {
-				dir := t.TempDir()
-				seg := filepath.Join(dir, filepath.Base(path))
+				seg := filepath.Join(t.TempDir(), filepath.Base(path))
 				if err := os.WriteFile(seg, data, 0o600); err != nil {
 					t.Fatal(err)
 				}
-				o := mustOpenDir(t, dir)
-				if got, want := values(o.s), []string{"a=1", "b=2"}; !slices.Equal(got, want) || o.s.Rev() != 2 {
-					t.Fatalf("after recovery: got %v at %d, want %v at 2", got, o.s.Rev(), want)
-				}
-				// Zeros alone are space reserved for records, not a torn one.
-				torn := cut > start
-				warned := strings.Contains(o.logs.String(), `"level":"WARN","msg":"truncated a torn record`)
-				if warned != torn {
-					t.Errorf("warning logged: got %v, want %v\n%s", warned, torn, o.logs)
-				}
-				wantSize := int64(len(data))
-				if torn {
-					wantSize = start
-				}
-				if fi, err := os.Stat(seg); err != nil || fi.Size() != wantSize {
-					t.Fatalf("segment after recovery: %v, size %d, want %d", err, fi.Size(), wantSize)
-				}
-				rev, err := o.s.Set(t.Context(), "e", []byte(`"5"`))
-				if err != nil || rev != 3 {
-					t.Fatalf("set after recovery: got %d, %v, want revision 3", rev, err)
-				}
-				o.s.Close()
-				o = mustOpenDir(t, dir)
-				if got, want := values(o.s), []string{"a=1", "b=2", "e=5"}; !slices.Equal(got, want) || o.s.Rev() != 3 {
-					t.Fatalf("after a second restart: got %v at %d, want %v at 3", got, o.s.Rev(), want)
-				}
+				f(t, cut, seg, data)
 			})
 		}
 	}

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,45 +25,28 @@ func TestTornTxn(t *testing.T) {
 	src := t.TempDir()
 	last := slices.Concat(batch(3, "x=0"), unit(4, "a=moved", "-b", "c=3"), batch(5, "y=5"))
 	path, offs := craftSegment(t, src, 1, batch(1, "a=1", "b=2"), last)
-	whole, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start, end := offs[1], offs[2]
-	for _, zeros := range []bool{false, true} {
-		for cut := start; cut <= end; cut++ {
-			name := fmt.Sprintf("cut at %d", cut)
-			data := whole[:cut]
-			if zeros {
-				name = fmt.Sprintf("zeros from %d", cut)
-				data = append(slices.Clone(whole[:cut]), make([]byte, end-cut)...)
-			}
-			t.Run(name, func(t *testing.T) {
-				dir := t.TempDir()
-				if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				o := mustOpenDir(t, dir)
-				want, rev := []string{"a=1", "b=2"}, int64(2)
-				if cut == end {
-					want, rev = []string{"a=moved", "c=3", "x=0", "y=5"}, 5
-				}
-				if got := values(o.s); !slices.Equal(got, want) || o.s.Rev() != rev {
-					t.Fatalf("after recovery: got %v at %d, want %v at %d", got, o.s.Rev(), want, rev)
-				}
-				if cut == end {
-					for _, k := range []string{"a", "c"} {
-						if e, _ := o.s.Get(k); e.Revision != 4 {
-							t.Errorf("%s: revision %d, want 4", k, e.Revision)
-						}
-					}
-					if got, want := o.pub.revs, []int64{1, 2, 3, 4, 4, 4, 5}; !slices.Equal(got, want) {
-						t.Errorf("published revisions: got %v, want %v", got, want)
-					}
-				}
-			})
+	eachTear(t, path, start, end, end, func(t *testing.T, cut int64, seg string, _ []byte) {
+		dir := filepath.Dir(seg)
+		o := mustOpenDir(t, dir)
+		want, rev := []string{"a=1", "b=2"}, int64(2)
+		if cut == end {
+			want, rev = []string{"a=moved", "c=3", "x=0", "y=5"}, 5
 		}
-	}
+		if got := values(o.s); !slices.Equal(got, want) || o.s.Rev() != rev {
+			t.Fatalf("after recovery: got %v at %d, want %v at %d", got, o.s.Rev(), want, rev)
+		}
+		if cut == end {
+			for _, k := range []string{"a", "c"} {
+				if e, _ := o.s.Get(k); e.Revision != 4 {
+					t.Errorf("%s: revision %d, want 4", k, e.Revision)
+				}
+			}
+			if got, want := o.pub.revs, []int64{1, 2, 3, 4, 4, 4, 5}; !slices.Equal(got, want) {
+				t.Errorf("published revisions: got %v, want %v", got, want)
+			}
+		}
+	})
 }
 
 // TestTxnNotSplitBetweenFrames writes a batch larger than a frame whose

@@ -130,6 +130,20 @@ type op struct {
 	key, value string // value "" for a delete
 }
 
+// crashRuns returns the number of kills KVS_CRASH_RUNS asks for, or def.
+func crashRuns(t *testing.T, def int) int {
+	t.Helper()
+	v := os.Getenv("KVS_CRASH_RUNS")
+	if v == "" {
+		return def
+	}
+	runs, err := strconv.Atoi(v)
+	if err != nil || runs < 1 {
+		t.Fatalf("KVS_CRASH_RUNS=%q: want a positive number", v)
+	}
+	return runs
+}
+
 // TestCrashRecovery runs concurrent writers against kvsd, kills it with
 // SIGKILL at a random moment, restarts it on the same data directory, and
 // checks that every acknowledged write is there with its revision (and
@@ -138,13 +152,7 @@ type op struct {
 // land before, during and after them. KVS_CRASH_RUNS sets the number of
 // kills (default 10).
 func TestCrashRecovery(t *testing.T) {
-	runs := 10
-	if v := os.Getenv("KVS_CRASH_RUNS"); v != "" {
-		var err error
-		if runs, err = strconv.Atoi(v); err != nil || runs < 1 {
-			t.Fatalf("KVS_CRASH_RUNS=%q: want a positive number", v)
-		}
-	}
+	runs := crashRuns(t, 10)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -354,13 +353,7 @@ func TestTxnKafkaTwoInstances(t *testing.T) {
 // whole or not at all, and that nothing else is. KVS_CRASH_RUNS sets the
 // number of kills (default 5).
 func TestTxnCrashRecovery(t *testing.T) {
-	runs := 5
-	if v := os.Getenv("KVS_CRASH_RUNS"); v != "" {
-		var err error
-		if runs, err = strconv.Atoi(v); err != nil || runs < 1 {
-			t.Fatalf("KVS_CRASH_RUNS=%q: want a positive number", v)
-		}
-	}
+	runs := crashRuns(t, 5)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
